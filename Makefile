@@ -1,0 +1,40 @@
+# The two commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PG_URL ?= postgres://iam:iam@127.0.0.1:5432/iam
+HOST ?= 127.0.0.1:8000
+
+.PHONY: install run test test-sqlite test-postgres lint services
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+# Demo service on the embedded default: SQLite, no Redis, Celery tasks in-process.
+run: export DEBUG ?= 1
+run: install
+	$(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py collectstatic --noinput -v0
+	$(PY) manage.py seed_demo
+	$(PY) manage.py runserver $(HOST)
+
+services:
+	bash scripts/ensure-services.sh
+
+lint: install
+	$(VENV)/bin/ruff check .
+	DEBUG=1 $(PY) manage.py makemigrations --check --dry-run -v0
+
+test-sqlite: install
+	$(PY) -m pytest
+
+test-postgres: install services
+	DATABASE_URL=$(PG_URL) $(PY) -m pytest
+
+# The whole suite: lint, then every test on SQLite and on PostgreSQL.
+test: lint test-sqlite test-postgres

@@ -1,0 +1,74 @@
+import django_filters
+from django.core.cache import cache
+from django.db import connection
+from rest_framework import generics, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from iam.models import AdminPermission, AuditAction, AuditEvent
+from iam.selectors import audit_events_visible_to
+from tokens.permissions import HasTokenPermissions
+
+
+class HealthView(APIView):
+    """Advanced health check: database and cache round trips (administrative PAT)."""
+
+    permission_classes = [HasTokenPermissions]
+    required_permissions = (AdminPermission.HEALTH_ADVANCED,)
+
+    def get(self, request: Request) -> Response:
+        checks = {
+            "database": _check(lambda: connection.cursor().execute("SELECT 1")),
+            "cache": _check(_cache_round_trip),
+        }
+        healthy = all(check["ok"] for check in checks.values())
+        return Response({"status": "ok" if healthy else "degraded", "checks": checks}, status=200 if healthy else 503)
+
+
+def _cache_round_trip() -> None:
+    cache.set("health-check", "ok", 5)
+    if cache.get("health-check") != "ok":
+        raise RuntimeError("cache did not return the value written")
+
+
+def _check(probe) -> dict:
+    try:
+        probe()
+    except Exception as error:  # noqa: BLE001 - a health check reports any failure
+        return {"ok": False, "error": type(error).__name__}
+    return {"ok": True}
+
+
+class AuditEventFilter(django_filters.FilterSet):
+    tenant = django_filters.CharFilter(field_name="tenant__slug")
+    actor = django_filters.CharFilter(field_name="actor_label")
+    token = django_filters.NumberFilter(field_name="token_id")
+    action = django_filters.ChoiceFilter(choices=AuditAction.choices)
+    since = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
+    until = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["tenant", "actor", "token", "action", "since", "until"]
+
+
+class AuditEventListView(generics.ListAPIView):
+    """The audit trail the token's owner may read, newest first."""
+
+    permission_classes = [HasTokenPermissions]
+    required_permissions = (AdminPermission.AUDIT_READ,)
+    filterset_class = AuditEventFilter
+
+    class OutputSerializer(serializers.ModelSerializer):
+        tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+        actor = serializers.CharField(source="actor_label")
+
+        class Meta:
+            model = AuditEvent
+            fields = ["id", "occurred_at", "tenant", "actor", "action", "token", "ip", "changes", "reason"]
+
+    serializer_class = OutputSerializer
+
+    def get_queryset(self):
+        return audit_events_visible_to(self.request.user)

@@ -1,0 +1,33 @@
+"""Writing the audit trail. Callers run inside the transaction of the change."""
+
+from typing import Any
+
+from iam.models import AuditAction, AuditEvent, User
+
+
+def actor_label(actor: User | None) -> str:
+    return actor.username if actor is not None else "system"
+
+
+def audit_record(
+    *,
+    action: AuditAction,
+    tenant_id: int | None,
+    actor: User | None,
+    token_id: int | None = None,
+    ip: str | None = None,
+    changes: dict[str, Any] | None = None,
+    reason: str = "",
+    label: str | None = None,
+) -> AuditEvent:
+    """Record one event; ``actor`` None means an operator command or the system."""
+    return AuditEvent.objects.create(
+        action=action,
+        tenant_id=tenant_id,
+        actor=actor,
+        actor_label=label or actor_label(actor),
+        token_id=token_id,
+        ip=ip,
+        changes=changes or {},
+        reason=reason[:500],
+    )

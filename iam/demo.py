@@ -1,0 +1,184 @@
+"""Demo data: two tenants, three applications, roles, end users and administrators.
+
+Loaded through the same services as real changes, and idempotent: running it
+again resets the demo passwords and leaves everything else as it is.
+"""
+
+import uuid
+from dataclasses import dataclass, field
+
+from django.db import transaction
+
+from iam.models import Role, ServiceRole, User
+from iam.selectors import user_admin_kind
+from iam.services import role_grant_add
+from tenants.models import Application, Tenant
+from tenants.services import tenant_application_set_pats_allowed
+
+TENANTS = [
+    {"slug": "acme", "name": "Acme Corporation", "pat_max_lifetime_days": None},
+    {"slug": "globex", "name": "Globex Industries", "pat_max_lifetime_days": 90},
+]
+
+# (slug, name, fixed id, {tenant slug: allows PATs})
+APPLICATIONS = [
+    ("crm", "CRM", "8ba8bf0e-6b8f-4e07-abb9-6fd2d816fabc", {"acme": True, "globex": True}),
+    ("calendar", "Calendar", "1f0e6a52-3f9b-4d53-8a55-2b8f0c1d7e01", {"acme": True, "globex": True}),
+    ("finance", "Finance", "5c2d9b7e-8a41-4f6c-9d3e-7b1a2c3d4e5f", {"acme": True, "globex": False}),
+]
+
+# (application, code, name, description, permissions, PAT-eligible)
+ROLES = [
+    (
+        "crm",
+        "sales_rep",
+        "Sales representative",
+        "Read and update contacts, read orders.",
+        ["crm.contacts.read", "crm.contacts.write", "crm.orders.read"],
+        True,
+    ),
+    ("crm", "crm_reader", "CRM read-only", "Read contacts and orders.", ["crm.contacts.read", "crm.orders.read"], True),
+    (
+        "crm",
+        "crm_admin",
+        "CRM administrator",
+        "Change CRM settings and delete contacts.",
+        ["crm.settings.manage", "crm.contacts.delete"],
+        False,
+    ),
+    (
+        "calendar",
+        "calendar_user",
+        "Calendar user",
+        "Read and write your calendar events.",
+        ["calendar.events.read", "calendar.events.write"],
+        True,
+    ),
+    (
+        "finance",
+        "accountant",
+        "Accountant",
+        "Read and create invoices.",
+        ["finance.invoices.read", "finance.invoices.create"],
+        True,
+    ),
+    ("finance", "controller", "Controller", "Approve invoices.", ["finance.invoices.approve"], False),
+]
+
+# (username, tenant, can create PATs, application roles, service roles)
+USERS = [
+    ("alice", "acme", True, ["crm:sales_rep", "crm:crm_reader", "calendar:calendar_user", "finance:accountant"], []),
+    ("bob", "acme", False, ["crm:sales_rep", "calendar:calendar_user"], []),
+    ("dave", "globex", True, ["crm:crm_reader", "calendar:calendar_user", "finance:accountant"], []),
+    ("admin", "acme", True, [], [ServiceRole.MAIN_ADMINISTRATOR, ServiceRole.DEVELOPER]),
+    ("carol", "acme", True, [], [ServiceRole.USER_ADMINISTRATOR]),
+    ("erin", "globex", False, [], [ServiceRole.USER_ADMINISTRATOR]),
+    ("arthur", "acme", False, ["crm:crm_admin"], [ServiceRole.APPLICATION_ADMINISTRATOR]),
+]
+
+
+def demo_password(username: str) -> str:
+    return f"{username.capitalize()}-demo-2026!"
+
+
+@dataclass
+class DemoData:
+    tenants: list[Tenant] = field(default_factory=list)
+    applications: list[Application] = field(default_factory=list)
+    users: list[User] = field(default_factory=list)
+
+
+@transaction.atomic
+def load_demo_data() -> DemoData:
+    data = DemoData()
+    tenants = {}
+    for spec in TENANTS:
+        tenant, _ = Tenant.objects.update_or_create(slug=spec["slug"], defaults=spec)
+        tenants[tenant.slug] = tenant
+        data.tenants.append(tenant)
+    applications = {}
+    for slug, name, app_id, switches in APPLICATIONS:
+        application, _ = Application.objects.update_or_create(
+            slug=slug, defaults={"name": name}, create_defaults={"name": name, "id": uuid.UUID(app_id)}
+        )
+        applications[slug] = application
+        data.applications.append(application)
+        for tenant_slug, allowed in switches.items():
+            tenant_application_set_pats_allowed(
+                tenant=tenants[tenant_slug], application=application, allowed=allowed, actor=None
+            )
+    roles = {}
+    for app_slug, code, name, description, permissions, eligible in ROLES:
+        role, _ = Role.objects.update_or_create(
+            application=applications[app_slug],
+            code=code,
+            defaults={"name": name, "description": description, "permissions": permissions, "pat_eligible": eligible},
+        )
+        roles[f"{app_slug}:{code}"] = role
+    for username, tenant_slug, can_create, app_roles, service_roles in USERS:
+        user = User.objects.filter(username=username).first() or User(username=username)
+        user.email = f"{username}@{tenant_slug}.example"
+        user.tenant = tenants[tenant_slug]
+        user.can_create_pats = can_create
+        user.first_name = username.capitalize()
+        user.is_active = True
+        user.is_staff = bool(service_roles and service_roles != [ServiceRole.DEVELOPER])
+        user.is_superuser = ServiceRole.MAIN_ADMINISTRATOR in service_roles
+        user.set_password(demo_password(username))
+        user.save()
+        for key in app_roles:
+            role_grant_add(user=user, role=roles[key], actor=None)
+        for code in service_roles:
+            role_grant_add(user=user, role=Role.objects.get(application=None, code=code), actor=None)
+        data.users.append(user)
+    return data
+
+
+def demo_data_as_json(data: DemoData) -> dict:
+    """The demo data in the shape scripts rely on (see the README)."""
+    links = {
+        (link.tenant.slug, link.application_id): link.allows_pats
+        for app in data.applications
+        for link in app.tenant_links.select_related("tenant")
+    }
+    return {
+        "tenants": [
+            {"slug": t.slug, "name": t.name, "pat_max_lifetime_days": t.max_token_lifetime_days} for t in data.tenants
+        ],
+        "applications": [
+            {
+                "id": str(app.pk),
+                "slug": app.slug,
+                "name": app.name,
+                "allows_pats_in": sorted(t.slug for t in data.tenants if links.get((t.slug, app.pk))),
+            }
+            for app in data.applications
+        ],
+        "users": [
+            {
+                "username": user.username,
+                "email": user.email,
+                "password": demo_password(user.username),
+                "tenant": user.tenant.slug,
+                "can_create_pats": user.can_create_pats,
+                "admin": user_admin_kind(user),
+                "service_roles": sorted(
+                    g.role.code for g in user.role_grants.select_related("role") if g.role.is_service_role
+                ),
+                "roles": [
+                    {
+                        "application": g.role.application.slug,
+                        "code": g.role.code,
+                        "name": g.role.name,
+                        "pat_eligible": g.role.pat_eligible,
+                        "permissions": list(g.role.permissions),
+                    }
+                    for g in user.role_grants.select_related("role__application").order_by(
+                        "role__application__slug", "role__code"
+                    )
+                    if not g.role.is_service_role
+                ],
+            }
+            for user in data.users
+        ],
+    }

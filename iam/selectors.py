@@ -1,0 +1,56 @@
+"""Reads about users, roles and administrator kinds."""
+
+from django.db.models import QuerySet
+
+from iam.models import ADMINISTRATOR_ROLES, AuditEvent, RoleGrant, ServiceRole, User
+
+
+def user_service_roles(user: User) -> set[str]:
+    """Return the codes of the service roles (administrator kinds, developer) ``user`` holds."""
+    if not user.is_active:
+        return set()
+    cached = getattr(user, "_service_roles", None)
+    if cached is None:
+        cached = set(
+            RoleGrant.objects.filter(user=user, role__application__isnull=True).values_list("role__code", flat=True)
+        )
+        user._service_roles = cached
+    return cached
+
+
+def user_admin_kind(user: User) -> str | None:
+    """Return the user's highest administrator kind: "main", "user", "application" or None."""
+    held = user_service_roles(user)
+    for role in ADMINISTRATOR_ROLES:
+        if role in held:
+            return role.removesuffix("_administrator")
+    return None
+
+
+def user_is_main_administrator(user: User) -> bool:
+    return ServiceRole.MAIN_ADMINISTRATOR in user_service_roles(user)
+
+
+def user_administers_tenant_users(user: User, tenant_id: int) -> bool:
+    """Return True if ``user`` may see and manage the users and tokens of the tenant."""
+    held = user_service_roles(user)
+    if ServiceRole.MAIN_ADMINISTRATOR in held:
+        return True
+    return ServiceRole.USER_ADMINISTRATOR in held and user.tenant_id == tenant_id
+
+
+def user_administers_applications(user: User) -> bool:
+    """Return True if ``user`` may configure applications and their roles."""
+    held = user_service_roles(user)
+    return bool(held & {ServiceRole.MAIN_ADMINISTRATOR, ServiceRole.APPLICATION_ADMINISTRATOR})
+
+
+def audit_events_visible_to(user: User) -> QuerySet[AuditEvent]:
+    """Return the audit events ``user`` may read: all for a main administrator,
+    their own tenant's for a user administrator, none otherwise."""
+    events = AuditEvent.objects.select_related("actor", "tenant", "token")
+    if user_is_main_administrator(user):
+        return events
+    if ServiceRole.USER_ADMINISTRATOR in user_service_roles(user):
+        return events.filter(tenant_id=user.tenant_id)
+    return events.none()

@@ -1,0 +1,23 @@
+from django.http import HttpRequest, HttpResponse
+from django.views import defaults
+
+from iam.exceptions import json_not_found, json_server_error
+
+API_PREFIXES = ("/api/", "/oauth/", "/.well-known/")
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith(API_PREFIXES)
+
+
+def handler404_view(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """JSON for API paths, the usual page elsewhere."""
+    if _is_api(request):
+        return json_not_found(request, exception)
+    return defaults.page_not_found(request, exception)
+
+
+def handler500_view(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        return json_server_error(request)
+    return defaults.server_error(request)

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Make sure the servers the test suite uses run on loopback: PostgreSQL
+# (Debian's package). Installs them with apt when missing and we are root.
+set -euo pipefail
+
+PG_USER=iam
+PG_PASSWORD=iam
+
+need_apt=()
+command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "Missing Debian packages: ${need_apt[*]}. Install them (sudo apt-get install ${need_apt[*]}) and retry." >&2
+    exit 1
+  fi
+  echo "Installing ${need_apt[*]} ..."
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# PostgreSQL: start the default cluster and make a login that may create the test database.
+pg_version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+if ! pg_lsclusters -h | awk '{print $1" "$2}' | grep -q "^$pg_version main$"; then
+  pg_createcluster "$pg_version" main >/dev/null
+fi
+if ! pg_lsclusters -h | grep -q "^$pg_version *main .* online"; then
+  pg_ctlcluster "$pg_version" main start
+fi
+for _ in $(seq 1 30); do
+  pg_isready -q -h 127.0.0.1 -p 5432 && break
+  sleep 0.5
+done
+as_postgres() { if [ "$(id -u)" -eq 0 ]; then su postgres -c "$1"; else sudo -u postgres sh -c "$1"; fi; }
+as_postgres "psql -q -tAc \"SELECT 1 FROM pg_roles WHERE rolname='$PG_USER'\" | grep -q 1 || psql -q -c \"CREATE ROLE $PG_USER LOGIN CREATEDB PASSWORD '$PG_PASSWORD'\""
+as_postgres "psql -q -tAc \"SELECT 1 FROM pg_database WHERE datname='$PG_USER'\" | grep -q 1 || createdb -O $PG_USER $PG_USER"
+echo "PostgreSQL ready: postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:5432/$PG_USER"

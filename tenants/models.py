@@ -1,0 +1,77 @@
+import uuid
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+MAX_TOKEN_LIFETIME_DAYS = 365
+
+
+class Tenant(models.Model):
+    """An organisation: its users, their grants and their tokens live inside it."""
+
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=200)
+    pat_max_lifetime_days = models.PositiveSmallIntegerField(
+        "maximum personal access token lifetime (days)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_TOKEN_LIFETIME_DAYS)],
+        help_text="Leave empty for the service maximum of one year.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                name="tenant_pat_max_lifetime_in_range",
+                condition=models.Q(pat_max_lifetime_days__isnull=True)
+                | models.Q(pat_max_lifetime_days__gte=1, pat_max_lifetime_days__lte=MAX_TOKEN_LIFETIME_DAYS),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def max_token_lifetime_days(self) -> int:
+        return self.pat_max_lifetime_days or MAX_TOKEN_LIFETIME_DAYS
+
+
+class Application(models.Model):
+    """A business application whose API accepts tokens issued here."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    tenants = models.ManyToManyField(Tenant, through="TenantApplication", related_name="applications")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TenantApplication(models.Model):
+    """An application made available in a tenant, with its PAT switch.
+
+    ``allows_pats`` governs both creating and using personal access tokens
+    for the application in the tenant (Thinkwise: "Allow personal access tokens").
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="application_links")
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="tenant_links")
+    allows_pats = models.BooleanField("allow personal access tokens", default=False)
+
+    class Meta:
+        verbose_name = "application in tenant"
+        verbose_name_plural = "applications in tenants"
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "application"], name="tenant_application_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.application} in {self.tenant}"

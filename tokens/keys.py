@@ -1,0 +1,77 @@
+"""Token format and keyed hashing.
+
+Format (GitHub's 2021 design): ``pat_`` + 30 random base62 characters (about
+178 bits from ``secrets``) + a 6-character base62 CRC32 of everything before
+it. The checksum lets us refuse a mistyped or truncated token without a
+database query and lets secret scanners recognise ours; it is not secret and
+its check reveals nothing an attacker could not compute themselves.
+
+Only an HMAC-SHA256 of the token under a server pepper is stored. Tokens have
+enough entropy that a slow password hash adds nothing but ~100 ms a request.
+"""
+
+import hashlib
+import hmac
+import re
+import secrets
+import string
+import zlib
+
+from django.conf import settings
+
+PREFIX = "pat_"
+BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
+RANDOM_LENGTH = 30
+CHECKSUM_LENGTH = 6
+TOKEN_LENGTH = len(PREFIX) + RANDOM_LENGTH + CHECKSUM_LENGTH
+DISPLAY_PREFIX_LENGTH = len(PREFIX) + 6
+
+_TOKEN_RE = re.compile(rf"{PREFIX}[0-9A-Za-z]{{{RANDOM_LENGTH + CHECKSUM_LENGTH}}}", re.ASCII)
+
+
+def _base62(number: int, width: int) -> str:
+    digits = []
+    while number:
+        number, remainder = divmod(number, 62)
+        digits.append(BASE62[remainder])
+    return "".join(reversed(digits)).rjust(width, BASE62[0])
+
+
+def checksum(body: str) -> str:
+    """Return the 6-character base62 CRC32 of ``body``."""
+    return _base62(zlib.crc32(body.encode("ascii")), CHECKSUM_LENGTH)
+
+
+def generate() -> str:
+    """Return a new random token in plaintext."""
+    body = PREFIX + "".join(secrets.choice(BASE62) for _ in range(RANDOM_LENGTH))
+    return body + checksum(body)
+
+
+def is_well_formed(token: str) -> bool:
+    """Return True if ``token`` has our exact shape and a valid checksum."""
+    if len(token) != TOKEN_LENGTH or not _TOKEN_RE.fullmatch(token):
+        return False
+    body, check = token[:-CHECKSUM_LENGTH], token[-CHECKSUM_LENGTH:]
+    return hmac.compare_digest(checksum(body), check)
+
+
+def display_prefix(token: str) -> str:
+    """Return the short, non-secret start of a token that identifies it to people."""
+    return token[:DISPLAY_PREFIX_LENGTH]
+
+
+def current_pepper_id() -> str:
+    return next(iter(settings.TOKEN_PEPPERS))
+
+
+def digest(token: str, pepper_id: str | None = None) -> str:
+    """Return the hex HMAC-SHA256 of ``token`` under a pepper (the current one by default)."""
+    pepper = settings.TOKEN_PEPPERS[pepper_id or current_pepper_id()]
+    return hmac.new(pepper, token.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def candidate_digests(token: str) -> list[str]:
+    """Return the token's digest under every configured pepper, current first,
+    so tokens issued before a pepper rotation keep working."""
+    return [digest(token, pepper_id) for pepper_id in settings.TOKEN_PEPPERS]

@@ -1,0 +1,82 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class TokenStatus(models.TextChoices):
+    """Stored states. EXPIRED and INACTIVE are derived (see ``tokens.rules``)."""
+
+    ACTIVE = "active", "Active"
+    REVOKED = "revoked", "Revoked"
+    DELETED = "deleted", "Deleted"
+
+
+class PersonalAccessToken(models.Model):
+    """A scoped, expiring credential a user hands to an integration.
+
+    Only a keyed hash of the secret is stored. State changes go through
+    ``tokens.services``; nothing here has side effects.
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="tokens")
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="tokens")
+    application = models.ForeignKey(
+        "tenants.Application",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="tokens",
+        help_text="Empty for an administrative token of this service's own API.",
+    )
+    name = models.CharField(max_length=100)
+    roles = models.ManyToManyField("iam.Role", related_name="tokens")
+    status = models.CharField(max_length=16, choices=TokenStatus.choices, default=TokenStatus.ACTIVE)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_ip = models.GenericIPAddressField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    display_prefix = models.CharField(max_length=16, help_text="The token's non-secret start, e.g. pat_AbC123.")
+    digest = models.CharField(max_length=64, unique=True, help_text="HMAC-SHA256 of the token under a pepper.")
+    pepper_id = models.CharField(max_length=16)
+
+    class Meta:
+        verbose_name = "personal access token"
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One name per owner among tokens the owner still sees.
+            models.UniqueConstraint(
+                fields=["owner", "name"], condition=~Q(status="deleted"), name="token_name_unique_per_owner"
+            ),
+            models.CheckConstraint(
+                name="token_expires_after_creation", condition=Q(expires_at__gt=models.F("created_at"))
+            ),
+            models.CheckConstraint(name="token_status_valid", condition=Q(status__in=["active", "revoked", "deleted"])),
+            models.CheckConstraint(
+                name="token_active_not_ended",
+                condition=~Q(status="active") | Q(revoked_at__isnull=True, deleted_at__isnull=True),
+            ),
+            models.CheckConstraint(
+                name="token_revoked_has_time", condition=~Q(status="revoked") | Q(revoked_at__isnull=False)
+            ),
+            models.CheckConstraint(
+                name="token_deleted_has_time", condition=~Q(status="deleted") | Q(deleted_at__isnull=False)
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["owner", "status", "-created_at"], name="token_owner_status_created"),
+            models.Index(fields=["tenant", "status", "expires_at"], name="token_tenant_status_expires"),
+            models.Index(fields=["status", "expires_at"], name="token_status_expires"),
+            models.Index(fields=["display_prefix"], name="token_display_prefix"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.display_prefix}…)"
+
+    @property
+    def is_administrative(self) -> bool:
+        return self.application_id is None

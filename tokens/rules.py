@@ -1,0 +1,238 @@
+"""The rules that decide a token's effective state, in one place.
+
+A token's stored status is ACTIVE, REVOKED or DELETED. Whether an ACTIVE
+token may be used also depends on time (EXPIRED) and on the rest of the IAM
+(INACTIVE): both are derived here on every evaluation, never written by a
+job, so they change back by themselves when the cause goes away.
+
+``evaluate`` is a pure function of ``TokenFacts``; the loaders below gather
+those facts in a fixed, small number of queries.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from iam.models import Role, RoleGrant, User
+from tenants.models import TenantApplication
+from tokens.models import PersonalAccessToken, TokenStatus
+
+
+class EffectiveStatus:
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    INACTIVE = "inactive"
+    REVOKED = "revoked"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True)
+class RoleFacts:
+    id: int
+    code: str
+    name: str
+    application_id: object
+    pat_eligible: bool
+    held_by_owner: bool
+    permissions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TokenFacts:
+    status: str
+    expires_at: datetime
+    application_id: object
+    owner_is_active: bool
+    owner_can_create_pats: bool
+    owner_in_token_tenant: bool
+    application_allows_pats: bool
+    roles: tuple[RoleFacts, ...]
+
+
+@dataclass(frozen=True)
+class InactiveReason:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class TokenState:
+    status: str
+    inactive_reasons: tuple[InactiveReason, ...]
+    permissions: frozenset[str]
+
+    @property
+    def is_usable(self) -> bool:
+        return self.status == EffectiveStatus.ACTIVE
+
+    @property
+    def reason_text(self) -> str:
+        return " ".join(reason.message for reason in self.inactive_reasons)
+
+
+def evaluate(facts: TokenFacts, now: datetime) -> TokenState:
+    """Return the effective state and permissions of a token.
+
+    Effective permissions are those of the token's roles that the owner still
+    holds, that are still PAT-eligible and that belong to the token's
+    application; the token is INACTIVE as soon as any of its roles fails that
+    test or any owner or application condition fails, so an administrator's
+    change never silently narrows a token: the owner sees why and edits it.
+    """
+    reasons: list[InactiveReason] = []
+    if not facts.owner_is_active:
+        reasons.append(InactiveReason("owner_deactivated", "The owner's account is deactivated."))
+    if not facts.owner_can_create_pats:
+        reasons.append(
+            InactiveReason("owner_pat_right_removed", "The owner is no longer allowed to use personal access tokens.")
+        )
+    if not facts.owner_in_token_tenant:
+        reasons.append(InactiveReason("owner_changed_tenant", "The owner has moved to another tenant."))
+    if facts.application_id is not None and not facts.application_allows_pats:
+        reasons.append(
+            InactiveReason(
+                "application_disallows_pats",
+                "The application no longer allows personal access tokens in this tenant.",
+            )
+        )
+    permissions: set[str] = set()
+    for role in facts.roles:
+        if role.application_id != facts.application_id:
+            reasons.append(InactiveReason("role_foreign", f"The role “{role.name}” is not part of this application."))
+        elif not role.pat_eligible:
+            reasons.append(
+                InactiveReason(
+                    "role_not_pat_eligible",
+                    f"The role “{role.name}” is no longer available for personal access tokens.",
+                )
+            )
+        elif not role.held_by_owner:
+            reasons.append(InactiveReason("role_not_held", f"The owner no longer holds the role “{role.name}”."))
+        else:
+            permissions.update(role.permissions)
+    if not facts.roles:
+        reasons.append(InactiveReason("no_roles", "The token grants no permissions."))
+
+    if facts.status == TokenStatus.DELETED:
+        status = EffectiveStatus.DELETED
+    elif facts.status == TokenStatus.REVOKED:
+        status = EffectiveStatus.REVOKED
+    elif facts.expires_at <= now:
+        status = EffectiveStatus.EXPIRED
+    elif reasons:
+        status = EffectiveStatus.INACTIVE
+    else:
+        status = EffectiveStatus.ACTIVE
+    effective = frozenset(permissions) if status == EffectiveStatus.ACTIVE else frozenset()
+    return TokenState(status=status, inactive_reasons=tuple(reasons), permissions=effective)
+
+
+def _role_facts(role: Role, held: bool) -> RoleFacts:
+    return RoleFacts(
+        id=role.pk,
+        code=role.code,
+        name=role.name,
+        application_id=role.application_id,
+        pat_eligible=role.pat_eligible,
+        held_by_owner=held,
+        permissions=tuple(role.permissions or ()),
+    )
+
+
+def load_facts(tokens: Iterable[PersonalAccessToken]) -> dict[int, TokenFacts]:
+    """Gather the facts of many tokens in four queries, whatever their number.
+
+    Owners, roles, grants and switches are read afresh, never from relations
+    cached on the instances, so a change made since they were loaded counts.
+    """
+    tokens = list(tokens)
+    if not tokens:
+        return {}
+    owners = User.objects.only("id", "is_active", "can_create_pats", "tenant_id").in_bulk(
+        {token.owner_id for token in tokens}
+    )
+    roles_of: dict[int, list[Role]] = {token.pk: [] for token in tokens}
+    links = PersonalAccessToken.roles.through.objects.filter(personalaccesstoken_id__in=roles_of).select_related("role")
+    for link in links:
+        roles_of[link.personalaccesstoken_id].append(link.role)
+    held = set(
+        RoleGrant.objects.filter(
+            user_id__in=owners,
+            role_id__in={role.pk for roles in roles_of.values() for role in roles},
+        ).values_list("user_id", "role_id")
+    )
+    allowed = set(
+        TenantApplication.objects.filter(
+            allows_pats=True,
+            tenant_id__in={token.tenant_id for token in tokens},
+            application_id__in={token.application_id for token in tokens if token.application_id},
+        ).values_list("tenant_id", "application_id")
+    )
+    facts = {}
+    for token in tokens:
+        owner = owners[token.owner_id]
+        facts[token.pk] = TokenFacts(
+            status=token.status,
+            expires_at=token.expires_at,
+            application_id=token.application_id,
+            owner_is_active=owner.is_active,
+            owner_can_create_pats=owner.can_create_pats,
+            owner_in_token_tenant=owner.tenant_id == token.tenant_id,
+            application_allows_pats=(token.tenant_id, token.application_id) in allowed,
+            roles=tuple(
+                _role_facts(role, (token.owner_id, role.pk) in held)
+                for role in sorted(roles_of[token.pk], key=lambda role: role.code)
+            ),
+        )
+    return facts
+
+
+def token_states(tokens: Iterable[PersonalAccessToken], now: datetime | None = None) -> dict[int, TokenState]:
+    """Return the effective state of each token, keyed by id."""
+    now = now or timezone.now()
+    return {token_id: evaluate(facts, now) for token_id, facts in load_facts(tokens).items()}
+
+
+def token_state(token: PersonalAccessToken, now: datetime | None = None) -> TokenState:
+    return token_states([token], now)[token.pk]
+
+
+def load_token_for_authentication(digests: list[str]) -> tuple[PersonalAccessToken | None, TokenFacts | None]:
+    """Load a token by digest with all its facts in two queries.
+
+    Both queries always run, even when no token matches, so an unknown token
+    costs the same database work as a known but unusable one.
+    """
+    token = (
+        PersonalAccessToken.objects.select_related("owner", "tenant", "application")
+        .annotate(
+            application_allows_pats=Exists(
+                TenantApplication.objects.filter(
+                    tenant_id=OuterRef("tenant_id"), application_id=OuterRef("application_id"), allows_pats=True
+                )
+            )
+        )
+        .filter(digest__in=digests)
+        .first()
+    )
+    roles = list(
+        Role.objects.filter(tokens__id=token.pk if token else 0)
+        .annotate(held=Exists(RoleGrant.objects.filter(role_id=OuterRef("pk"), user_id=token.owner_id if token else 0)))
+        .only("id", "code", "name", "application_id", "pat_eligible", "permissions")
+    )
+    if token is None:
+        return None, None
+    facts = TokenFacts(
+        status=token.status,
+        expires_at=token.expires_at,
+        application_id=token.application_id,
+        owner_is_active=token.owner.is_active,
+        owner_can_create_pats=token.owner.can_create_pats,
+        owner_in_token_tenant=token.owner.tenant_id == token.tenant_id,
+        application_allows_pats=token.application_allows_pats,
+        roles=tuple(_role_facts(role, role.held) for role in roles),
+    )
+    return token, facts

@@ -1,0 +1,417 @@
+"""Every write to a personal access token goes through this module.
+
+Each service checks the current state, refuses an illegal move with a domain
+error (``iam.exceptions``), and writes its audit event in the same
+transaction as the change.
+"""
+
+import hmac
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from iam.audit import audit_record
+from iam.exceptions import IllegalTransition, NotPermitted, ValidationFailed
+from iam.models import AuditAction, Role, User
+from iam.selectors import user_administers_tenant_users
+from tenants.models import Application, Tenant, TenantApplication
+from tokens import keys
+from tokens.models import PersonalAccessToken, TokenStatus
+from tokens.rules import TokenState, evaluate, load_token_for_authentication, token_state, token_states
+
+NAME_MAX_LENGTH = 100
+MIN_LIFETIME = timedelta(days=1)
+# Forms and clients compute "one day ahead" a moment before we check it.
+EXPIRY_LEEWAY = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A freshly created token and its plaintext, which exists nowhere else."""
+
+    token: PersonalAccessToken
+    plaintext: str
+
+
+@dataclass(frozen=True)
+class TokenContext:
+    """What an authenticated request knows about its credential (``request.auth``)."""
+
+    token: PersonalAccessToken
+    permissions: frozenset[str]
+
+    @property
+    def owner(self) -> User:
+        return self.token.owner
+
+
+def _lock(token: PersonalAccessToken) -> PersonalAccessToken:
+    return PersonalAccessToken.objects.select_for_update().select_related("owner", "tenant").get(pk=token.pk)
+
+
+def _clean_name(name: object, errors: dict[str, list[str]]) -> str:
+    if not isinstance(name, str) or not name.strip():
+        errors["name"] = ["Enter a token name."]
+        return ""
+    name = " ".join(name.split())
+    if len(name) > NAME_MAX_LENGTH:
+        errors["name"] = [f"A token name has at most {NAME_MAX_LENGTH} characters."]
+    elif not name.isprintable():
+        errors["name"] = ["A token name cannot contain control characters."]
+    return name
+
+
+def _check_expiry(expires_at: object, tenant: Tenant, now: datetime, errors: dict[str, list[str]]) -> None:
+    if not isinstance(expires_at, datetime) or timezone.is_naive(expires_at):
+        errors["expires_at"] = ["Enter an expiry date and time with a time zone."]
+        return
+    max_days = tenant.max_token_lifetime_days
+    if expires_at < now + MIN_LIFETIME - EXPIRY_LEEWAY:
+        errors["expires_at"] = ["The expiry must be at least one day ahead."]
+    elif expires_at > now + timedelta(days=max_days) + EXPIRY_LEEWAY:
+        errors["expires_at"] = [f"The expiry can be at most {max_days} days ahead."]
+
+
+def _name_taken(owner: User, name: str, exclude_id: int | None = None) -> bool:
+    tokens = PersonalAccessToken.objects.filter(owner=owner, name=name).exclude(status=TokenStatus.DELETED)
+    if exclude_id is not None:
+        tokens = tokens.exclude(pk=exclude_id)
+    return tokens.exists()
+
+
+def _name_taken_message(name: str) -> str:
+    return f"You already have a token named “{name}”."
+
+
+def _resolve_roles(
+    owner: User, application: Application | None, role_codes: object, errors: dict[str, list[str]]
+) -> list[Role]:
+    """Return the roles named by ``role_codes`` if the owner may put them in a token."""
+    if not isinstance(role_codes, list | tuple) or not all(isinstance(code, str) for code in role_codes):
+        errors["roles"] = ["Give the permissions as a list of role codes."]
+        return []
+    codes = list(dict.fromkeys(role_codes))
+    if not codes:
+        errors["roles"] = ["Choose at least one permission."]
+        return []
+    roles = {role.code: role for role in Role.objects.filter(application=application, code__in=codes)}
+    held = set(owner.role_grants.filter(role__in=roles.values()).values_list("role_id", flat=True))
+    problems = []
+    for code in codes:
+        role = roles.get(code)
+        if role is None:
+            where = f"the application “{application.name}”" if application else "this service"
+            problems.append(f"There is no role “{code}” in {where}.")
+        elif not role.pat_eligible:
+            problems.append(f"The role “{role.name}” is not available for personal access tokens.")
+        elif role.pk not in held:
+            problems.append(f"You do not hold the role “{role.name}”.")
+    if problems:
+        errors["roles"] = problems
+    return list(roles.values())
+
+
+def _require_may_hold_tokens(owner: User) -> None:
+    if not owner.is_active:
+        raise NotPermitted("The account is deactivated.", code="user_inactive")
+    if not owner.can_create_pats:
+        raise NotPermitted(
+            "You are not allowed to create personal access tokens. "
+            "Ask a user administrator of your tenant to allow it.",
+            code="pat_creation_not_allowed",
+        )
+
+
+def application_allows_pats(tenant: Tenant, application: Application) -> bool:
+    return TenantApplication.objects.filter(tenant=tenant, application=application, allows_pats=True).exists()
+
+
+@transaction.atomic
+def token_create(
+    *,
+    owner: User,
+    name: str,
+    expires_at: datetime,
+    role_codes: Sequence[str],
+    application: Application | None = None,
+    ip: str | None = None,
+    now: datetime | None = None,
+) -> IssuedToken:
+    """Create a token for ``owner``, its own user; return it with its plaintext.
+
+    ``application`` None makes an administrative token for this service's API,
+    whose roles must be service roles. Raises NotPermitted when the owner may
+    not hold tokens and ValidationFailed with per-field messages otherwise.
+    """
+    now = now or timezone.now()
+    _require_may_hold_tokens(owner)
+    errors: dict[str, list[str]] = {}
+    name = _clean_name(name, errors)
+    _check_expiry(expires_at, owner.tenant, now, errors)
+    if application is not None and not application_allows_pats(owner.tenant, application):
+        errors["application"] = ["This application does not allow personal access tokens in your tenant."]
+    roles = _resolve_roles(owner, application, role_codes, errors)
+    if "name" not in errors and _name_taken(owner, name):
+        errors["name"] = [_name_taken_message(name)]
+    if errors:
+        raise ValidationFailed(errors)
+
+    plaintext = keys.generate()
+    try:
+        with transaction.atomic():
+            token = PersonalAccessToken.objects.create(
+                owner=owner,
+                tenant_id=owner.tenant_id,
+                application=application,
+                name=name,
+                created_at=now,
+                expires_at=expires_at,
+                display_prefix=keys.display_prefix(plaintext),
+                digest=keys.digest(plaintext),
+                pepper_id=keys.current_pepper_id(),
+            )
+    except IntegrityError:
+        # A concurrent request created the same name between our check and insert.
+        raise ValidationFailed({"name": [_name_taken_message(name)]}) from None
+    token.roles.set(roles)
+    audit_record(
+        action=AuditAction.TOKEN_CREATED,
+        tenant_id=token.tenant_id,
+        actor=owner,
+        token_id=token.pk,
+        ip=ip,
+        changes={
+            "name": name,
+            "application": application.slug if application else None,
+            "roles": sorted(role.code for role in roles),
+            "expires_at": expires_at.isoformat(),
+        },
+    )
+    return IssuedToken(token=token, plaintext=plaintext)
+
+
+def _require_owner(token: PersonalAccessToken, actor: User) -> None:
+    if token.owner_id != actor.pk:
+        raise NotPermitted("Only the owner of a token can change or delete it.", code="not_token_owner")
+
+
+def _require_not_ended(token: PersonalAccessToken, verb: str) -> None:
+    if token.status == TokenStatus.DELETED:
+        raise IllegalTransition("This token has been deleted.", code="token_deleted")
+    if token.status == TokenStatus.REVOKED:
+        raise IllegalTransition(
+            f"This token was revoked by an administrator and cannot be {verb}. You can only delete it.",
+            code="token_revoked",
+        )
+
+
+@transaction.atomic
+def token_edit(
+    *,
+    token: PersonalAccessToken,
+    actor: User,
+    name: str | None = None,
+    expires_at: datetime | None = None,
+    role_codes: Sequence[str] | None = None,
+    ip: str | None = None,
+    now: datetime | None = None,
+) -> PersonalAccessToken:
+    """Change a token's name, expiry and/or roles (None leaves a field as it is).
+
+    A new expiry reactivates an expired token; a valid set of roles
+    reactivates an inactive one. Only the owner may edit; revoked and deleted
+    tokens are final (IllegalTransition).
+    """
+    now = now or timezone.now()
+    token = _lock(token)
+    _require_owner(token, actor)
+    _require_not_ended(token, "edited")
+    before = token_state(token, now)
+
+    errors: dict[str, list[str]] = {}
+    changes: dict[str, list] = {}
+    new_roles: list[Role] | None = None
+    if name is not None:
+        cleaned = _clean_name(name, errors)
+        if "name" not in errors and cleaned != token.name:
+            if _name_taken(token.owner, cleaned, exclude_id=token.pk):
+                errors["name"] = [_name_taken_message(cleaned)]
+            changes["name"] = [token.name, cleaned]
+            token.name = cleaned
+    if expires_at is not None and expires_at != token.expires_at:
+        _check_expiry(expires_at, token.tenant, now, errors)
+        if "expires_at" not in errors:
+            changes["expires_at"] = [token.expires_at.isoformat(), expires_at.isoformat()]
+            token.expires_at = expires_at
+    if role_codes is not None:
+        new_roles = _resolve_roles(token.owner, token.application, role_codes, errors)
+        old_codes = sorted(token.roles.values_list("code", flat=True))
+        new_codes = sorted(role.code for role in new_roles)
+        if old_codes != new_codes:
+            changes["roles"] = [old_codes, new_codes]
+        else:
+            new_roles = None
+    if errors:
+        raise ValidationFailed(errors)
+    if not changes:
+        return token
+
+    try:
+        with transaction.atomic():
+            token.save(update_fields=["name", "expires_at"])
+    except IntegrityError:
+        raise ValidationFailed({"name": [_name_taken_message(token.name)]}) from None
+    if new_roles is not None:
+        token.roles.set(new_roles)
+    after = token_state(token, now)
+    if before.status != after.status:
+        changes["state"] = [before.status, after.status]
+    audit_record(
+        action=AuditAction.TOKEN_EDITED,
+        tenant_id=token.tenant_id,
+        actor=actor,
+        token_id=token.pk,
+        ip=ip,
+        changes=changes,
+    )
+    return token
+
+
+@transaction.atomic
+def token_delete(
+    *, token: PersonalAccessToken, actor: User, ip: str | None = None, now: datetime | None = None
+) -> PersonalAccessToken:
+    """Delete a token at its owner's request (final; the row stays for the audit trail).
+
+    Active and revoked tokens can be deleted; a deleted one cannot be deleted again.
+    """
+    token = _lock(token)
+    _require_owner(token, actor)
+    if token.status == TokenStatus.DELETED:
+        raise IllegalTransition("This token has already been deleted.", code="token_deleted")
+    token.status = TokenStatus.DELETED
+    token.deleted_at = now or timezone.now()
+    token.save(update_fields=["status", "deleted_at"])
+    audit_record(action=AuditAction.TOKEN_DELETED, tenant_id=token.tenant_id, actor=actor, token_id=token.pk, ip=ip)
+    return token
+
+
+@transaction.atomic
+def token_revoke(
+    *,
+    token: PersonalAccessToken,
+    actor: User,
+    ip: str | None = None,
+    reason: str = "",
+    now: datetime | None = None,
+) -> PersonalAccessToken:
+    """Revoke a token as an administrator: irreversible, and safe to repeat.
+
+    Only a main administrator or a user administrator of the token's tenant
+    may revoke (NotPermitted otherwise). Revoking a revoked token changes
+    nothing and records nothing; a deleted token cannot be revoked.
+    """
+    token = _lock(token)
+    if not user_administers_tenant_users(actor, token.tenant_id):
+        raise NotPermitted("Only an administrator of the token's tenant can revoke it.", code="not_tenant_admin")
+    if token.status == TokenStatus.REVOKED:
+        return token
+    if token.status == TokenStatus.DELETED:
+        raise IllegalTransition("This token has been deleted by its owner.", code="token_deleted")
+    token.status = TokenStatus.REVOKED
+    token.revoked_at = now or timezone.now()
+    token.revoked_by = actor
+    token.save(update_fields=["status", "revoked_at", "revoked_by"])
+    audit_record(
+        action=AuditAction.TOKEN_REVOKED,
+        tenant_id=token.tenant_id,
+        actor=actor,
+        token_id=token.pk,
+        ip=ip,
+        reason=reason,
+    )
+    return token
+
+
+def token_authenticate(plaintext: str, *, ip: str | None = None, now: datetime | None = None) -> TokenContext | None:
+    """Return the context of a usable token, or None for anything else.
+
+    None covers malformed, unknown, expired, revoked, deleted and inactive
+    tokens alike; callers must not distinguish them to the client.
+    """
+    if not keys.is_well_formed(plaintext):
+        return None
+    now = now or timezone.now()
+    digests = keys.candidate_digests(plaintext)
+    token, facts = load_token_for_authentication(digests)
+    if token is None or facts is None:
+        return None
+    if not any(hmac.compare_digest(token.digest, candidate) for candidate in digests):
+        return None
+    state = evaluate(facts, now)
+    if not state.is_usable:
+        return None
+    _record_use(token, ip=ip, now=now, current_digest=digests[0])
+    return TokenContext(token=token, permissions=state.permissions)
+
+
+def _record_use(token: PersonalAccessToken, *, ip: str | None, now: datetime, current_digest: str) -> None:
+    """Write last use at most once per interval, and move a token hashed under
+    a retired pepper to the current one."""
+    interval = timedelta(seconds=settings.TOKEN_LAST_USED_WRITE_INTERVAL_SECONDS)
+    if token.last_used_at is None or token.last_used_at <= now - interval:
+        # The filter repeats the check so concurrent requests write once.
+        PersonalAccessToken.objects.filter(pk=token.pk).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - interval)
+        ).update(last_used_at=now, last_used_ip=ip)
+        token.last_used_at, token.last_used_ip = now, ip
+    if token.pepper_id != keys.current_pepper_id():
+        PersonalAccessToken.objects.filter(pk=token.pk, digest=token.digest).update(
+            digest=current_digest, pepper_id=keys.current_pepper_id()
+        )
+
+
+@dataclass(frozen=True)
+class ValidityChange:
+    token_id: int
+    before: TokenState
+    after: TokenState
+
+
+@contextmanager
+def recording_validity_changes(
+    candidates: QuerySet[PersonalAccessToken], *, actor: User | None, ip: str | None, cause: str
+) -> Iterator[list[ValidityChange]]:
+    """Record which tokens an administrative change makes inactive or active again.
+
+    Wrap the change in this context manager inside its transaction; the
+    yielded list is filled with the tokens whose usability changed, and one
+    audit event is written for each.
+    """
+    now = timezone.now()
+    live = candidates.filter(status=TokenStatus.ACTIVE, expires_at__gt=now)
+    before = token_states(live, now)
+    changed: list[ValidityChange] = []
+    yield changed
+    after = token_states(PersonalAccessToken.objects.filter(pk__in=before), now)
+    tenants = dict(PersonalAccessToken.objects.filter(pk__in=before).values_list("pk", "tenant_id"))
+    for token_id, old in before.items():
+        new = after[token_id]
+        if old.is_usable == new.is_usable:
+            continue
+        changed.append(ValidityChange(token_id, old, new))
+        audit_record(
+            action=AuditAction.TOKEN_REACTIVATED if new.is_usable else AuditAction.TOKEN_INACTIVATED,
+            tenant_id=tenants[token_id],
+            actor=actor,
+            token_id=token_id,
+            ip=ip,
+            changes={"cause": cause},
+            reason=new.reason_text,
+        )
