@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PG_URL ?= postgres://iam:iam@127.0.0.1:5432/iam
 HOST ?= 127.0.0.1:8000
 
-.PHONY: install run test test-sqlite test-postgres lint services
+.PHONY: install run test test-sqlite test-postgres lint services screenshots
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,5 +36,10 @@ test-sqlite: install
 test-postgres: install services
 	DATABASE_URL=$(PG_URL) $(PY) -m pytest
 
-# The whole suite: lint, then every test on SQLite and on PostgreSQL.
-test: lint test-sqlite test-postgres
+# The whole suite: services (PostgreSQL, Chromium), lint, then every test on SQLite and on PostgreSQL.
+test: services lint test-sqlite test-postgres
+
+# Refresh the README's screenshots from the browser tests' latest run.
+screenshots:
+	mkdir -p docs/screenshots
+	cp test-artifacts/screenshots/*.png docs/screenshots/

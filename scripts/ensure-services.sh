@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Make sure the servers the test suite uses run on loopback: PostgreSQL
-# (Debian's package). Installs them with apt when missing and we are root.
+# Make sure what the test suite uses is here and running on loopback:
+# PostgreSQL and Chromium (Debian's packages; the browser tests drive
+# /usr/bin/chromium with Playwright). Installs them with apt when missing
+# and we are root.
 set -euo pipefail
 
 PG_USER=iam
@@ -8,6 +10,7 @@ PG_PASSWORD=iam
 
 need_apt=()
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

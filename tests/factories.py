@@ -1,6 +1,8 @@
+import importlib
 from functools import cache
 
 import factory
+from django.apps import apps as django_apps
 from django.contrib.auth.hashers import make_password
 
 from iam.models import Role, RoleGrant, User
@@ -69,4 +71,9 @@ def grant(user: User, *roles: Role) -> None:
 
 
 def service_role(code: str) -> Role:
+    """Return one of the service's own roles. A transactional test flushes the
+    rows the data migration created, so create them again when missing."""
+    if not Role.objects.filter(application=None, code=code).exists():
+        migration = importlib.import_module("iam.migrations.0003_service_roles")
+        migration.create_service_roles(django_apps, None)
     return Role.objects.get(application=None, code=code)

@@ -369,7 +369,7 @@ def test_password_change_does_not_affect_tokens(world):
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_creates_with_the_same_name_one_wins(world):
     barrier = threading.Barrier(2)
     results: list[object] = []
@@ -396,7 +396,7 @@ def test_concurrent_creates_with_the_same_name_one_wins(world):
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_revoke_and_delete_leave_one_consistent_outcome(world, user_admin):
     token = world.issue().token
     barrier = threading.Barrier(2)

@@ -1,0 +1,132 @@
+"""Forms of the self-service pages. They only parse input; the rules live in
+``tokens.services`` and their errors are put back on the fields here."""
+
+from datetime import date, datetime, timedelta
+
+from django import forms
+from django.utils import timezone
+
+from iam.exceptions import DomainError
+from iam.models import Role, User
+from tenants.models import Application
+from tokens.models import PersonalAccessToken
+from tokens.selectors import applications_for_token_creation, roles_for_token
+
+PRESET_DAYS = (7, 30, 90, 365)
+CUSTOM = "custom"
+# Service error fields that have another name on the pages.
+FIELD_NAMES = {"expires_at": "expires_on"}
+
+
+def expiry_from_date(day: date, now: datetime) -> datetime:
+    """The chosen day at the current time of day: "tomorrow" is exactly one day ahead."""
+    return datetime.combine(day, now.timetz()).astimezone(now.tzinfo)
+
+
+class RoleChoiceField(forms.ModelMultipleChoiceField):
+    widget = forms.CheckboxSelectMultiple
+
+    def label_from_instance(self, role: Role) -> str:
+        return f"{role.name}: {role.description}" if role.description else role.name
+
+
+class TokenFormMixin:
+    def apply_domain_error(self, error: DomainError) -> None:
+        """Show a service's refusal on the fields it names, or above the form."""
+        if not error.fields:
+            self.add_error(None, error.message)
+        for field, messages in error.fields.items():
+            name = FIELD_NAMES.get(field, field)
+            for message in messages:
+                self.add_error(name if name in self.fields else None, message)
+
+    def expiry_bounds(self, user: User, now: datetime) -> tuple[date, date]:
+        today = now.date()
+        return today + timedelta(days=1), today + timedelta(days=user.tenant.max_token_lifetime_days)
+
+    def setup_expiry(self, user: User, now: datetime) -> None:
+        first, last = self.expiry_bounds(user, now)
+        self.fields["expires_on"].widget.attrs.update({"min": first.isoformat(), "max": last.isoformat()})
+        self.fields[
+            "expires_on"
+        ].help_text = f"From {first:%-d %b %Y} to {last:%-d %b %Y}; the token expires at this time of day."
+
+
+class TokenCreateForm(TokenFormMixin, forms.Form):
+    application = forms.ModelChoiceField(queryset=Application.objects.none(), empty_label=None)
+    name = forms.CharField(max_length=100, help_text="What the token is for, e.g. “Calendar sync”.")
+    expiry_preset = forms.ChoiceField(label="Expires in", widget=forms.RadioSelect)
+    expires_on = forms.DateField(
+        label="Expiry date", required=False, widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+    )
+    roles = RoleChoiceField(label="Permissions", queryset=Role.objects.none())
+
+    def __init__(self, *args, user: User, now: datetime, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user, self.now = user, now
+        self.fields["application"].queryset = applications_for_token_creation(user)
+        # Roles of every offered application; the page shows those of the chosen one.
+        self.fields["roles"].queryset = (
+            Role.objects.filter(
+                pat_eligible=True, grants__user=user, application__in=self.fields["application"].queryset
+            )
+            .select_related("application")
+            .order_by("application__name", "name")
+        )
+        max_days = user.tenant.max_token_lifetime_days
+        presets = [(str(days), f"{days} days") for days in PRESET_DAYS if days <= max_days]
+        self.fields["expiry_preset"].choices = [*presets, (CUSTOM, "Choose a date")]
+        self.fields["expiry_preset"].initial = presets[min(1, len(presets) - 1)][0] if presets else CUSTOM
+        self.setup_expiry(user, now)
+
+    def clean(self):
+        cleaned = super().clean()
+        preset = cleaned.get("expiry_preset")
+        if preset == CUSTOM:
+            if not cleaned.get("expires_on"):
+                self.add_error("expires_on", "Choose an expiry date.")
+            else:
+                cleaned["expires_at"] = expiry_from_date(cleaned["expires_on"], self.now)
+        elif preset:
+            cleaned["expires_at"] = self.now + timedelta(days=int(preset))
+        application, roles = cleaned.get("application"), cleaned.get("roles")
+        if application and roles and any(role.application_id != application.pk for role in roles):
+            self.add_error("roles", f"Choose permissions of {application.name} only.")
+        return cleaned
+
+    def roles_by_application(self) -> list[tuple[Application, list]]:
+        """The role checkboxes grouped by application, for the template."""
+        roles = {str(role.pk): role for role in self.fields["roles"].queryset}
+        groups: dict = {}
+        for checkbox in self["roles"]:
+            role = roles[str(checkbox.data["value"])]
+            groups.setdefault(role.application, []).append(checkbox)
+        return list(groups.items())
+
+
+class TokenEditForm(TokenFormMixin, forms.Form):
+    name = forms.CharField(max_length=100)
+    expires_on = forms.DateField(label="Expiry date", widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
+    roles = RoleChoiceField(label="Permissions", queryset=Role.objects.none())
+
+    def __init__(self, *args, token: PersonalAccessToken, now: datetime, **kwargs):
+        self.token, self.now = token, now
+        current = timezone.localtime(token.expires_at, timezone.get_current_timezone()).date()
+        kwargs.setdefault("initial", {"name": token.name, "expires_on": current, "roles": list(token.roles.all())})
+        super().__init__(*args, **kwargs)
+        self.fields["roles"].queryset = roles_for_token(token.owner, token.application)
+        self.setup_expiry(token.owner, now)
+        if current.isoformat() < self.fields["expires_on"].widget.attrs["min"]:
+            # An expired (or nearly expired) token keeps its date selectable, e.g. to rename it.
+            self.fields["expires_on"].widget.attrs["min"] = current.isoformat()
+        self.current_expiry_date = current
+
+    def clean(self):
+        cleaned = super().clean()
+        day = cleaned.get("expires_on")
+        if day is not None:
+            # Keeping the date keeps the exact expiry; a new date moves it.
+            cleaned["expires_at"] = (
+                self.token.expires_at if day == self.current_expiry_date else expiry_from_date(day, self.now)
+            )
+        return cleaned

@@ -1,0 +1,33 @@
+from datetime import datetime, timedelta
+
+from django import template
+from django.utils import timezone
+
+register = template.Library()
+
+
+def _span(delta: timedelta) -> str:
+    seconds = abs(int(delta.total_seconds()))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return "less than a minute"
+
+
+@register.filter
+def relative_to_now(moment: datetime | None) -> str:
+    """“in 3 days” / “2 hours ago”."""
+    if moment is None:
+        return ""
+    delta = moment - timezone.now()
+    return f"in {_span(delta)}" if delta.total_seconds() >= 0 else f"{_span(delta)} ago"
+
+
+@register.filter
+def expires_soon(moment: datetime | None, days: int = 7) -> bool:
+    """True if ``moment`` is in the future but within ``days`` days."""
+    if moment is None:
+        return False
+    now = timezone.now()
+    return now < moment <= now + timedelta(days=days)

@@ -1,0 +1,136 @@
+"""Self-service pages: an end user's own tokens, from the profile menu.
+
+Thin views: parse with a form, call one service or selector, render. Every
+query goes through ``request.user``, so another user's token is a 404.
+"""
+
+import secrets
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods
+
+from iam.exceptions import DomainError
+from iam.http import client_ip
+from tokens.forms import TokenCreateForm, TokenEditForm
+from tokens.models import PersonalAccessToken, TokenStatus
+from tokens.selectors import token_get_for_owner, token_list_for_owner, user_administrators_of
+from tokens.services import token_create, token_delete, token_edit
+
+# One-time ids of create forms handed out, so a reload or resubmission of a
+# create request never creates (or shows) a token twice.
+FORM_IDS_SESSION_KEY = "token_create_form_ids"
+
+
+def _owned_token(request: HttpRequest, token_id: int) -> PersonalAccessToken:
+    token = token_get_for_owner(request.user, token_id)
+    if token is None:
+        raise Http404("No such token.")
+    return token
+
+
+def _issue_form_id(request: HttpRequest) -> str:
+    form_id = secrets.token_urlsafe(16)
+    request.session[FORM_IDS_SESSION_KEY] = [*request.session.get(FORM_IDS_SESSION_KEY, [])[-9:], form_id]
+    return form_id
+
+
+def _consume_form_id(request: HttpRequest, form_id: str) -> None:
+    request.session[FORM_IDS_SESSION_KEY] = [
+        known for known in request.session.get(FORM_IDS_SESSION_KEY, []) if known != form_id
+    ]
+
+
+@never_cache
+@login_required
+def token_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "tokens/list.html", {"rows": token_list_for_owner(request.user), "now": timezone.now()})
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def token_create_view(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    if not user.can_create_pats:
+        return render(request, "tokens/not_allowed.html", {"admins": user_administrators_of(user)}, status=403)
+    now = timezone.now()
+    if request.method == "POST":
+        form_id = request.POST.get("form_id", "")
+        if form_id not in request.session.get(FORM_IDS_SESSION_KEY, []):
+            messages.info(request, "That form was already submitted. A token's secret is shown only once.")
+            return redirect("tokens:list")
+        form = TokenCreateForm(request.POST, user=user, now=now)
+        if form.is_valid():
+            try:
+                issued = token_create(
+                    owner=user,
+                    application=form.cleaned_data["application"],
+                    name=form.cleaned_data["name"],
+                    expires_at=form.cleaned_data["expires_at"],
+                    role_codes=[role.code for role in form.cleaned_data["roles"]],
+                    ip=client_ip(request),
+                    now=now,
+                )
+            except DomainError as error:
+                form.apply_domain_error(error)
+            else:
+                _consume_form_id(request, form_id)
+                # Rendered in the POST response itself: the secret is never
+                # put in a URL, a cookie, the session or the browser's storage.
+                return render(request, "tokens/created.html", {"token": issued.token, "plaintext": issued.plaintext})
+    else:
+        form = TokenCreateForm(user=user, now=now)
+    context = {"form": form, "form_id": _issue_form_id(request)}
+    return render(request, "tokens/create.html", context, status=400 if form.errors else 200)
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def token_edit_view(request: HttpRequest, token_id: int) -> HttpResponse:
+    token = _owned_token(request, token_id)
+    now = timezone.now()
+    if token.status == TokenStatus.REVOKED:
+        return render(request, "tokens/edit.html", {"token": token, "form": None}, status=409)
+    if request.method == "POST":
+        form = TokenEditForm(request.POST, token=token, now=now)
+        if form.is_valid():
+            try:
+                token_edit(
+                    token=token,
+                    actor=request.user,
+                    name=form.cleaned_data["name"],
+                    expires_at=form.cleaned_data["expires_at"],
+                    role_codes=[role.code for role in form.cleaned_data["roles"]],
+                    ip=client_ip(request),
+                    now=now,
+                )
+            except DomainError as error:
+                form.apply_domain_error(error)
+            else:
+                messages.success(request, f"Token “{form.cleaned_data['name']}” saved.")
+                return redirect("tokens:list")
+    else:
+        form = TokenEditForm(token=token, now=now)
+    return render(request, "tokens/edit.html", {"token": token, "form": form}, status=400 if form.errors else 200)
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def token_delete_view(request: HttpRequest, token_id: int) -> HttpResponse:
+    token = _owned_token(request, token_id)
+    if request.method == "POST":
+        try:
+            token_delete(token=token, actor=request.user, ip=client_ip(request))
+        except DomainError as error:
+            messages.error(request, error.message)
+        else:
+            messages.success(request, f"Token “{token.name}” deleted.")
+        return redirect("tokens:list")
+    return render(request, "tokens/delete.html", {"token": token})
