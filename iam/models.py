@@ -140,6 +140,8 @@ class AuditEvent(models.Model):
     reason = models.CharField(max_length=500, blank=True)
 
     class Meta:
+        verbose_name = "audit event"
+        verbose_name_plural = "audit trail"
         ordering = ["-occurred_at", "-id"]
         indexes = [
             models.Index(fields=["tenant", "-occurred_at"], name="audit_tenant_time"),

@@ -64,7 +64,7 @@ ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "iam.apps.IamAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

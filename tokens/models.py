@@ -80,3 +80,18 @@ class PersonalAccessToken(models.Model):
     @property
     def is_administrative(self) -> bool:
         return self.application_id is None
+
+
+class TokenUsageDay(models.Model):
+    """How many authenticated requests a token made on one day (UTC)."""
+
+    token = models.ForeignKey(PersonalAccessToken, on_delete=models.CASCADE, related_name="usage_days")
+    day = models.DateField()
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["token", "day"], name="token_usage_day_unique")]
+        indexes = [models.Index(fields=["day"], name="token_usage_day")]
+
+    def __str__(self) -> str:
+        return f"{self.token_id} on {self.day}: {self.count}"

@@ -100,9 +100,9 @@ def evaluate(facts: TokenFacts, now: datetime) -> TokenState:
         )
     permissions: set[str] = set()
     for role in facts.roles:
-        if role.application_id != facts.application_id:
-            reasons.append(InactiveReason("role_foreign", f"The role “{role.name}” is not part of this application."))
-        elif not role.pat_eligible:
+        # A role's application never changes (services and the console keep it), so
+        # the roles of a token always belong to the token's application.
+        if not role.pat_eligible:
             reasons.append(
                 InactiveReason(
                     "role_not_pat_eligible",

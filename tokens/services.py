@@ -8,12 +8,12 @@ transaction as the change.
 import hmac
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from iam.audit import audit_record
@@ -24,6 +24,7 @@ from tenants.models import Application, Tenant, TenantApplication
 from tokens import keys
 from tokens.models import PersonalAccessToken, TokenStatus
 from tokens.rules import TokenState, evaluate, load_token_for_authentication, token_state, token_states
+from tokens.usage import usage_record
 
 NAME_MAX_LENGTH = 100
 MIN_LIFETIME = timedelta(days=1)
@@ -362,15 +363,8 @@ def token_authenticate(plaintext: str, *, ip: str | None = None, now: datetime |
 
 
 def _record_use(token: PersonalAccessToken, *, ip: str | None, now: datetime, current_digest: str) -> None:
-    """Write last use at most once per interval, and move a token hashed under
-    a retired pepper to the current one."""
-    interval = timedelta(seconds=settings.TOKEN_LAST_USED_WRITE_INTERVAL_SECONDS)
-    if token.last_used_at is None or token.last_used_at <= now - interval:
-        # The filter repeats the check so concurrent requests write once.
-        PersonalAccessToken.objects.filter(pk=token.pk).filter(
-            Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - interval)
-        ).update(last_used_at=now, last_used_ip=ip)
-        token.last_used_at, token.last_used_ip = now, ip
+    """Count the use, and move a token hashed under a retired pepper to the current one."""
+    usage_record(token, ip=ip, now=now)
     if token.pepper_id != keys.current_pepper_id():
         PersonalAccessToken.objects.filter(pk=token.pk, digest=token.digest).update(
             digest=current_digest, pepper_id=keys.current_pepper_id()
@@ -382,6 +376,21 @@ class ValidityChange:
     token_id: int
     before: TokenState
     after: TokenState
+
+
+_change_collector: ContextVar[list[ValidityChange] | None] = ContextVar("token_validity_changes", default=None)
+
+
+@contextmanager
+def collecting_validity_changes() -> Iterator[list[ValidityChange]]:
+    """Collect every validity change the services make inside the block, e.g.
+    to ask an administrator for confirmation before committing them."""
+    bucket: list[ValidityChange] = []
+    reset = _change_collector.set(bucket)
+    try:
+        yield bucket
+    finally:
+        _change_collector.reset(reset)
 
 
 @contextmanager
@@ -415,3 +424,6 @@ def recording_validity_changes(
             changes={"cause": cause},
             reason=new.reason_text,
         )
+    collector = _change_collector.get()
+    if collector is not None:
+        collector.extend(changed)

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from iam.services import role_grant_remove
 from tests.browser.conftest import screenshot, sign_in
@@ -47,8 +48,8 @@ def test_create_use_reload_edit_and_delete(page, live_server, world):
     secret_box = page.locator("#token-secret")
     secret = secret_box.input_value()
     assert TOKEN_RE.fullmatch(secret)
-    assert page.get_by_text("It will not be shown again").is_visible()
-    assert page.get_by_role("button", name="Copy").is_visible()
+    expect(page.get_by_text("It will not be shown again")).to_be_visible()
+    expect(page.get_by_role("button", name="Copy")).to_be_visible()
     assert secret not in page.url
     # The picture for the README shows a redacted value, never a real token.
     secret_box.evaluate("box => { box.value = 'pat_' + '•'.repeat(36); }")
@@ -75,7 +76,7 @@ def test_create_use_reload_edit_and_delete(page, live_server, world):
 
     token = PersonalAccessToken.objects.get(owner=world.user)
     card = page.locator(f'[data-token-id="{token.pk}"]')
-    assert card.get_by_text("Active", exact=True).is_visible()
+    expect(card.get_by_text("Active", exact=True)).to_be_visible()
     assert card.get_by_text("from 127.0.0.1").is_visible()  # last used by the API call above
     screenshot(page, "list")
 
@@ -86,13 +87,13 @@ def test_create_use_reload_edit_and_delete(page, live_server, world):
     screenshot(page, "edit")
     page.get_by_role("button", name="Save").click()
     page.wait_for_url("**/tokens/")
-    assert page.get_by_text("Token “Calendar sync” saved.").is_visible()
+    expect(page.get_by_text("Token “Calendar sync” saved.")).to_be_visible()
     token.refresh_from_db()
     assert token.expires_at.date() == new_day
 
     # Delete it: the confirmation says it cannot be undone.
     page.locator(f'[data-token-id="{token.pk}"]').get_by_role("link", name=re.compile("^Delete")).click()
-    assert page.get_by_text("This cannot be undone.").is_visible()
+    expect(page.get_by_text("This cannot be undone.")).to_be_visible()
     page.get_by_role("button", name="Delete token").click()
     page.wait_for_url("**/tokens/")
     assert page.locator(f'[data-token-id="{token.pk}"]').count() == 0
@@ -108,15 +109,15 @@ def test_role_removed_by_an_administrator_makes_the_token_inactive_until_edited(
 
     sign_in(page, world.user.username, PASSWORD)
     card = page.locator(f'[data-token-id="{issued.token.pk}"]')
-    assert card.get_by_text("Inactive", exact=True).is_visible()
-    assert card.get_by_text("The owner no longer holds the role “Writer”.").is_visible()
+    expect(card.get_by_text("Inactive", exact=True)).to_be_visible()
+    expect(card.get_by_text("The owner no longer holds the role “Writer”.")).to_be_visible()
     screenshot(page, "list-inactive")
 
     card.get_by_role("link", name=re.compile("^Edit")).click()
     assert page.get_by_label("Reader", exact=True).is_checked()
     page.get_by_role("button", name="Save").click()
     page.wait_for_url("**/tokens/")
-    assert page.locator(f'[data-token-id="{issued.token.pk}"]').get_by_text("Active", exact=True).is_visible()
+    expect(page.locator(f'[data-token-id="{issued.token.pk}"]').get_by_text("Active", exact=True)).to_be_visible()
     status, me = call_me(live_server.url, issued.plaintext)
     assert status == 200 and me["permissions"] == ["orders.read"]
 
@@ -126,8 +127,8 @@ def test_user_without_the_right_sees_why_instead_of_a_form(page, world, user_adm
     world.user.save()
     sign_in(page, world.user.username, PASSWORD)
     open_profile_menu_item(page, "Create personal access token")
-    assert page.get_by_text("You are not allowed to create personal access tokens").is_visible()
-    assert page.get_by_role("link", name=user_admin.email).is_visible()
+    expect(page.get_by_text("You are not allowed to create personal access tokens")).to_be_visible()
+    expect(page.get_by_role("link", name=user_admin.email)).to_be_visible()
     assert page.locator("form#token-create-form").count() == 0
 
 

@@ -1,0 +1,280 @@
+import csv
+
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm
+from django.http import HttpRequest, StreamingHttpResponse
+from django.utils.html import format_html
+
+from iam.admin_base import AdminKindMixin, CappedCountPaginator, ConfirmInactivationMixin, ReadOnlyAdmin
+from iam.exceptions import DomainError
+from iam.http import client_ip
+from iam.models import AuditEvent, Role, RoleGrant, User
+from iam.selectors import audit_events_visible_to, user_admin_kind, user_is_main_administrator
+from iam.services import (
+    role_grant_add,
+    role_grant_remove,
+    role_set_pat_eligible,
+    user_set_active,
+    user_set_pat_creation_right,
+)
+
+USER_ADMIN_KINDS = frozenset({"main", "user"})
+APPLICATION_ADMIN_KINDS = frozenset({"main", "application"})
+
+
+def _report(request: HttpRequest, error: DomainError) -> None:
+    messages.error(request, error.message)
+
+
+# ---------------------------------------------------------------- roles
+
+
+@admin.register(Role)
+class RoleAdmin(ConfirmInactivationMixin, AdminKindMixin, admin.ModelAdmin):
+    """Authorization > Applications > Personal access token roles."""
+
+    view_kinds = change_kinds = APPLICATION_ADMIN_KINDS
+    list_display = ["name", "code", "application", "available_for_pats", "permission_list"]
+    list_filter = ["pat_eligible", "application"]
+    search_fields = ["name", "code"]
+    list_select_related = ["application"]
+    actions = ["set_available_for_pat", "set_unavailable_for_pat"]
+    fields = ["application", "code", "name", "description", "permissions", "pat_eligible"]
+
+    def get_queryset(self, request):
+        # The service's own roles (administrator kinds) are fixed: not listed here.
+        return super().get_queryset(request).filter(application__isnull=False)
+
+    def get_readonly_fields(self, request, obj=None):
+        # A role's application never changes: tokens rely on it.
+        return ["application", "code"] if obj else []
+
+    @admin.display(description="available for personal access tokens", boolean=True, ordering="pat_eligible")
+    def available_for_pats(self, role: Role) -> bool:
+        return role.pat_eligible
+
+    @admin.display(description="permissions")
+    def permission_list(self, role: Role) -> str:
+        return ", ".join(role.permissions)
+
+    def save_model(self, request, obj: Role, form, change):
+        eligible = obj.pat_eligible
+        if change and "pat_eligible" in form.changed_data:
+            obj.pat_eligible = not eligible  # the service makes the change, with its audit trail
+        super().save_model(request, obj, form, change)
+        if change and "pat_eligible" in form.changed_data:
+            role_set_pat_eligible(role=obj, eligible=eligible, actor=request.user, ip=client_ip(request))
+
+    def _set_eligibility(self, request, queryset, eligible: bool) -> None:
+        affected = 0
+        for role in queryset:
+            affected += len(
+                role_set_pat_eligible(role=role, eligible=eligible, actor=request.user, ip=client_ip(request))
+            )
+        state = "available" if eligible else "unavailable"
+        self.message_user(
+            request, f"{queryset.count()} role(s) set {state} for PAT; {affected} token(s) changed state."
+        )
+
+    @admin.action(description="Set role available for PAT")
+    def set_available_for_pat(self, request, queryset):
+        self._set_eligibility(request, queryset, True)
+
+    @admin.action(description="Set role unavailable for PAT")
+    def set_unavailable_for_pat(self, request, queryset):
+        self._set_eligibility(request, queryset, False)
+
+
+# ---------------------------------------------------------------- users
+
+
+class RoleGrantInline(admin.TabularInline):
+    model = RoleGrant
+    fk_name = "user"
+    extra = 0
+    fields = ["role", "granted_at", "granted_by"]
+    readonly_fields = ["granted_at", "granted_by"]
+    autocomplete_fields = []
+    verbose_name = "role grant"
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "role":
+            roles = Role.objects.select_related("application")
+            if not user_is_main_administrator(request.user):
+                roles = roles.filter(application__isnull=False)  # administrator roles: main administrators only
+            kwargs["queryset"] = roles
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_view_permission(self, request, obj=None):
+        return user_admin_kind(request.user) in USER_ADMIN_KINDS
+
+    has_add_permission = has_change_permission = has_delete_permission = lambda self, request, obj=None: (
+        user_admin_kind(request.user) in USER_ADMIN_KINDS
+    )
+
+
+class UserCreationForm(AdminUserCreationForm):
+    class Meta(AdminUserCreationForm.Meta):
+        model = User
+        fields = ("username", "email", "tenant")
+
+
+@admin.register(User)
+class UserAdmin(ConfirmInactivationMixin, AdminKindMixin, DjangoUserAdmin):
+    """Authorization > Users. User administrators see their own tenant only."""
+
+    view_kinds = change_kinds = USER_ADMIN_KINDS
+    add_form = UserCreationForm
+    list_display = ["username", "email", "tenant", "can_create_pats", "is_active", "administrator"]
+    list_filter = ["can_create_pats", "is_active", "tenant"]
+    search_fields = ["username", "email", "first_name", "last_name"]
+    list_select_related = ["tenant"]
+    ordering = ["username"]
+    inlines = [RoleGrantInline]
+    filter_horizontal = []
+    fieldsets = [
+        (None, {"fields": ["username", "password", "tenant"]}),
+        ("Personal info", {"fields": ["first_name", "last_name", "email"]}),
+        ("Personal access tokens", {"fields": ["can_create_pats"]}),
+        ("Status", {"fields": ["is_active", "last_login", "date_joined"]}),
+    ]
+    add_fieldsets = [
+        (
+            None,
+            {
+                "classes": ["wide"],
+                "fields": ["username", "email", "tenant", "usable_password", "password1", "password2"],
+            },
+        )
+    ]
+    readonly_fields = ["last_login", "date_joined"]
+
+    def get_queryset(self, request):
+        users = super().get_queryset(request)
+        if user_is_main_administrator(request.user):
+            return users
+        return users.filter(tenant_id=request.user.tenant_id)
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(self.readonly_fields)
+        if not user_is_main_administrator(request.user) and obj is not None:
+            readonly.append("tenant")  # a user administrator cannot move users out of their tenant
+        return readonly
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "tenant" and not user_is_main_administrator(request.user):
+            kwargs["queryset"] = db_field.related_model.objects.filter(pk=request.user.tenant_id)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    @admin.display(description="administrator")
+    def administrator(self, user: User) -> str:
+        return user_admin_kind(user) or ""
+
+    def save_model(self, request, obj: User, form, change):
+        # Changes that affect tokens go through the services (audit, inactivation).
+        wanted = {field: getattr(obj, field) for field in ("can_create_pats", "is_active")}
+        if change:
+            current = User.objects.get(pk=obj.pk)
+            obj.can_create_pats, obj.is_active = current.can_create_pats, current.is_active
+        super().save_model(request, obj, form, change)
+        if change:
+            ip = client_ip(request)
+            user_set_pat_creation_right(user=obj, allowed=wanted["can_create_pats"], actor=request.user, ip=ip)
+            user_set_active(user=obj, active=wanted["is_active"], actor=request.user, ip=ip)
+            obj.refresh_from_db()
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not RoleGrant:
+            return super().save_formset(request, form, formset, change)
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        ip = client_ip(request)
+        for grant_form in formset.forms:
+            old = RoleGrant.objects.filter(pk=grant_form.instance.pk).select_related("role").first()
+            old_role = old.role if old else None
+            new_role = None if grant_form in formset.deleted_forms else grant_form.cleaned_data.get("role")
+            if old_role == new_role:
+                continue
+            if old_role is not None:
+                role_grant_remove(user=form.instance, role=old_role, actor=request.user, ip=ip)
+            if new_role is not None:
+                role_grant_add(user=form.instance, role=new_role, actor=request.user, ip=ip)
+        return None
+
+
+# ---------------------------------------------------------------- audit trail
+
+
+class AuditExport:
+    """Streams rows as CSV without holding them in memory."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    """Analysis > Audit trail: read-only, scoped like the token overview."""
+
+    view_kinds = USER_ADMIN_KINDS
+    list_display = ["occurred_at", "tenant", "actor_label", "action", "token_link", "ip", "reason", "change_summary"]
+    list_filter = ["action", "tenant", ("occurred_at", admin.DateFieldListFilter)]
+    search_fields = ["actor_label", "=token__id", "token__name", "token__display_prefix", "reason"]
+    list_select_related = ["tenant", "token"]
+    date_hierarchy = "occurred_at"
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    actions = None
+
+    def get_queryset(self, request):
+        return audit_events_visible_to(request.user)
+
+    @admin.display(description="token")
+    def token_link(self, event: AuditEvent):
+        if event.token is None:
+            return ""
+        return format_html("{} <code>{}…</code>", event.token.name, event.token.display_prefix)
+
+    @admin.display(description="what changed")
+    def change_summary(self, event: AuditEvent) -> str:
+        return "; ".join(f"{key}: {value}" for key, value in event.changes.items())
+
+    def get_urls(self):
+        from django.urls import path
+
+        return [
+            path("export.csv", self.admin_site.admin_view(self.export_csv), name="iam_auditevent_export"),
+            *super().get_urls(),
+        ]
+
+    def export_csv(self, request):
+        """The audit trail as CSV, with the filters of the list applied."""
+        if not self.has_view_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        changelist = self.get_changelist_instance(request)
+        events = changelist.get_queryset(request).select_related("tenant", "token").iterator(chunk_size=2000)
+        writer = csv.writer(AuditExport())
+        header = ["occurred_at", "tenant", "actor", "action", "token_id", "token_name", "ip", "reason", "changes"]
+
+        def rows():
+            yield writer.writerow(header)
+            for event in events:
+                yield writer.writerow(
+                    [
+                        event.occurred_at.isoformat(),
+                        event.tenant.slug if event.tenant else "",
+                        event.actor_label,
+                        event.action,
+                        event.token_id or "",
+                        event.token.name if event.token else "",
+                        event.ip or "",
+                        event.reason,
+                        event.changes,
+                    ]
+                )
+
+        response = StreamingHttpResponse(rows(), content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="audit-trail.csv"'
+        return response

@@ -1,0 +1,82 @@
+"""The administrator console: Django's admin, arranged as Thinkwise IAM arranges
+its menus and open to the service's administrator kinds rather than to
+Django's staff flag and model permissions.
+
+Who sees what is decided on the server by ``AdminKindMixin`` (querysets and
+permission checks), never by hiding links.
+"""
+
+from urllib.parse import urlencode
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
+
+from iam.selectors import user_admin_kind
+
+# (menu, [(app_label, object_name), ...]) in the order the console shows them.
+MENUS = [
+    (
+        "Authorization",
+        [
+            ("tenants", "Tenant"),
+            ("tenants", "Application"),
+            ("tenants", "TenantApplication"),
+            ("iam", "Role"),
+            ("iam", "User"),
+        ],
+    ),
+    ("Analysis", [("tokens", "PersonalAccessToken"), ("iam", "AuditEvent")]),
+]
+
+
+class IamAdminSite(admin.AdminSite):
+    site_header = "IAM administration"
+    site_title = "IAM administration"
+    index_title = "Administration"
+    site_url = "/tokens/"
+    enable_nav_sidebar = True
+
+    def has_permission(self, request: HttpRequest) -> bool:
+        user = request.user
+        return bool(user.is_active and user.is_authenticated and user_admin_kind(user))
+
+    def login(self, request: HttpRequest, extra_context=None):
+        """One sign-in page for the whole service; a signed-in user who is no
+        administrator is refused rather than sent to sign in again."""
+        if request.user.is_authenticated:
+            raise PermissionDenied("The console is for administrators.")
+        next_url = request.GET.get("next") or reverse("admin:index", current_app=self.name)
+        return HttpResponseRedirect(f"{reverse('login')}?{urlencode({'next': next_url})}")
+
+    def get_urls(self):
+        from django.urls import path
+
+        from tokens.admin import dashboard_view
+
+        return [path("dashboard/", self.admin_view(dashboard_view), name="dashboard"), *super().get_urls()]
+
+    def get_app_list(self, request: HttpRequest, app_label: str | None = None):
+        """Regroup the models into the console's menus."""
+        models = {
+            (app["app_label"], model["object_name"]): model
+            for app in super().get_app_list(request, app_label)
+            for model in app["models"]
+        }
+        menus = []
+        for title, entries in MENUS:
+            shown = [models[entry] for entry in entries if entry in models]
+            if title == "Analysis" and user_admin_kind(request.user) in ("main", "user"):
+                shown.append(
+                    {
+                        "name": "Dashboard",
+                        "object_name": "Dashboard",
+                        "admin_url": reverse("admin:dashboard", current_app=self.name),
+                        "view_only": True,
+                        "perms": {"view": True},
+                    }
+                )
+            if shown:
+                menus.append({"name": title, "app_label": title.lower(), "app_url": "", "models": shown})
+        return menus

@@ -1,0 +1,111 @@
+from django.contrib import admin
+
+from iam.admin_base import AdminKindMixin, ConfirmInactivationMixin
+from iam.http import client_ip
+from tenants.models import Application, Tenant, TenantApplication
+from tenants.services import tenant_application_set_pats_allowed
+
+APPLICATION_ADMIN_KINDS = frozenset({"main", "application"})
+
+
+@admin.register(Tenant)
+class TenantAdmin(AdminKindMixin, admin.ModelAdmin):
+    view_kinds = change_kinds = frozenset({"main"})
+    list_display = ["name", "slug", "pat_max_lifetime_days", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+class TenantApplicationInline(admin.TabularInline):
+    """Authorization > Applications > tab Form: "Allow personal access tokens" per tenant."""
+
+    model = TenantApplication
+    extra = 0
+    fields = ["tenant", "allows_pats"]
+    verbose_name = "tenant"
+    verbose_name_plural = "availability in tenants"
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["tenant"] if obj else []
+
+    def has_view_permission(self, request, obj=None):
+        return True
+
+    def has_add_permission(self, request, obj=None):
+        return True
+
+    def has_change_permission(self, request, obj=None):
+        return True
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class SwitchThroughServiceMixin:
+    """Every change of a "allow personal access tokens" switch goes through the
+    service, so it is audited and the tokens it affects are recorded."""
+
+    def apply_switch(self, request, link: TenantApplication, allowed: bool) -> None:
+        tenant_application_set_pats_allowed(
+            tenant=link.tenant, application=link.application, allowed=allowed, actor=request.user, ip=client_ip(request)
+        )
+
+
+@admin.register(Application)
+class ApplicationAdmin(SwitchThroughServiceMixin, ConfirmInactivationMixin, AdminKindMixin, admin.ModelAdmin):
+    view_kinds = change_kinds = APPLICATION_ADMIN_KINDS
+    list_display = ["name", "slug", "id", "allowed_in"]
+    search_fields = ["name", "slug"]
+    readonly_fields = ["id"]
+    fields = ["id", "name", "slug", "description"]
+    inlines = [TenantApplicationInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("tenant_links__tenant")
+
+    @admin.display(description="allows personal access tokens in")
+    def allowed_in(self, application: Application) -> str:
+        return ", ".join(link.tenant.slug for link in application.tenant_links.all() if link.allows_pats) or "no tenant"
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not TenantApplication:
+            return super().save_formset(request, form, formset, change)
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        for link_form in formset.forms:
+            if not link_form.has_changed():
+                continue
+            link = link_form.instance
+            wanted = link_form.cleaned_data.get("allows_pats", False)
+            link.application = form.instance
+            self.apply_switch(request, link, wanted)
+        return None
+
+
+@admin.register(TenantApplication)
+class TenantApplicationAdmin(SwitchThroughServiceMixin, ConfirmInactivationMixin, AdminKindMixin, admin.ModelAdmin):
+    """The switches side by side, with actions to flip many at once."""
+
+    view_kinds = change_kinds = APPLICATION_ADMIN_KINDS
+    list_display = ["application", "tenant", "allows_pats"]
+    list_filter = ["allows_pats", "tenant", "application"]
+    list_select_related = ["application", "tenant"]
+    actions = ["allow_pats", "disallow_pats"]
+    fields = ["tenant", "application", "allows_pats"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["tenant", "application"] if obj else []
+
+    def save_model(self, request, obj, form, change):
+        self.apply_switch(request, obj, form.cleaned_data["allows_pats"])
+        saved = TenantApplication.objects.get(tenant=obj.tenant, application=obj.application)
+        obj.pk, obj.allows_pats = saved.pk, saved.allows_pats
+
+    @admin.action(description="Allow personal access tokens")
+    def allow_pats(self, request, queryset):
+        for link in queryset.select_related("tenant", "application"):
+            self.apply_switch(request, link, True)
+
+    @admin.action(description="Disallow personal access tokens")
+    def disallow_pats(self, request, queryset):
+        for link in queryset.select_related("tenant", "application"):
+            self.apply_switch(request, link, False)

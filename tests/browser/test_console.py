@@ -1,0 +1,94 @@
+"""Administrators in the console, in a real browser."""
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import screenshot
+from tests.browser.test_self_service import call_me
+from tests.factories import PASSWORD
+from tokens.models import PersonalAccessToken, TokenStatus
+from tokens.rules import token_state
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def console_sign_in(page, user) -> None:
+    page.goto("/admin/")
+    page.wait_for_url("**/accounts/login/**")
+    page.get_by_label("Username or email").fill(user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/admin/")
+
+
+def test_user_administrator_revokes_one_then_several_tokens(page, live_server, world, user_admin):
+    single = world.issue("CI deploy")
+    bulk = [world.issue(f"Sync {i}") for i in range(2)]
+    kept = world.issue("Keep me")
+    assert call_me(live_server.url, single.plaintext)[0] == 200
+    console_sign_in(page, user_admin)
+    page.get_by_role("link", name="Personal access tokens").first.click()
+    screenshot(page, "console-overview")
+
+    # One token, from its page.
+    page.get_by_role("link", name="CI deploy").click()
+    page.get_by_role("link", name="Revoke personal access token").click()
+    expect(page.get_by_text("Revoking is irreversible")).to_be_visible()
+    page.get_by_role("button", name="Yes, revoke irreversibly").click()
+    expect(page.get_by_text("revoked. Its owner has been told.")).to_be_visible()
+    assert call_me(live_server.url, single.plaintext)[0] == 401
+
+    # Several at once, from the list.
+    page.goto("/admin/tokens/personalaccesstoken/")
+    for issued in bulk:
+        page.locator(f'input[name="_selected_action"][value="{issued.token.pk}"]').check()
+    page.locator('select[name="action"]').select_option("revoke_selected")
+    page.get_by_role("button", name="Go").click()
+    expect(page.get_by_text("Revoking is irreversible")).to_be_visible()
+    page.get_by_role("button", name="Yes, revoke irreversibly").click()
+    expect(page.get_by_text("2 token(s) revoked")).to_be_visible()
+    for issued in bulk:
+        assert call_me(live_server.url, issued.plaintext)[0] == 401
+    assert call_me(live_server.url, kept.plaintext)[0] == 200
+    assert PersonalAccessToken.objects.filter(status=TokenStatus.REVOKED).count() == 3
+
+
+def test_another_tenants_ids_in_the_url_give_404(page, world, other_world, user_admin):
+    theirs = other_world.issue("Theirs").token
+    console_sign_in(page, user_admin)
+    for path in (
+        f"/admin/tokens/personalaccesstoken/{theirs.pk}/change/",
+        f"/admin/tokens/personalaccesstoken/{theirs.pk}/revoke/",
+        f"/admin/iam/user/{other_world.user.pk}/change/",
+    ):
+        assert page.goto(path).status == 404
+    assert page.goto("/admin/tenants/tenant/").status == 403
+    assert PersonalAccessToken.objects.get(pk=theirs.pk).status == TokenStatus.ACTIVE
+
+
+def test_making_a_role_unavailable_warns_then_makes_the_token_inactive(page, live_server, world, app_admin):
+    issued = world.issue("Reader token", roles=("reader",))
+    console_sign_in(page, app_admin)
+    page.goto("/admin/iam/role/")
+    page.locator(f'input[name="_selected_action"][value="{world.reader.pk}"]').check()
+    page.locator('select[name="action"]').select_option("set_unavailable_for_pat")
+    page.get_by_role("button", name="Go").click()
+    expect(page.get_by_text("This change makes 1 active token inactive.")).to_be_visible()
+    expect(page.get_by_role("cell", name="Reader token")).to_be_visible()
+    screenshot(page, "console-inactivation-warning")
+    assert call_me(live_server.url, issued.plaintext)[0] == 200  # nothing saved yet
+    page.get_by_role("button", name="Yes, save and make 1 token inactive").click()
+    expect(page.get_by_text("1 role(s) set unavailable for PAT; 1 token(s) changed state.")).to_be_visible()
+    assert token_state(issued.token).status == "inactive"
+    assert call_me(live_server.url, issued.plaintext)[0] == 401
+
+
+def test_dashboard_renders(page, world, main_admin):
+    for i in range(3):
+        world.issue(f"Token {i}", days=5 + i * 20)
+    console_sign_in(page, main_admin)
+    page.get_by_role("link", name="Dashboard").click()
+    for name in ("tokens by status", "active tokens expiring soon", "Token use per day over the last 30 days"):
+        expect(page.get_by_role("img", name=name)).to_be_visible()
+    assert page.locator("svg title", has_text="active: 3").count() == 1
+    screenshot(page, "console-dashboard")

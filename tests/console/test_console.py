@@ -1,0 +1,304 @@
+"""The administrator console: who sees what, revocation, warnings before
+changes that make tokens inactive, the audit trail and the dashboard."""
+
+import csv
+import io
+import re
+
+import pytest
+from django.test import Client
+
+from iam.models import AuditAction, AuditEvent
+from tests.conftest import bearer
+from tests.console.forms import form_data
+from tests.factories import UserFactory
+from tokens.models import PersonalAccessToken, TokenStatus
+from tokens.rules import EffectiveStatus, token_state, token_states
+from tokens.selectors import with_effective_status
+
+pytestmark = pytest.mark.django_db
+
+LISTS = {
+    "tenants": "/admin/tenants/tenant/",
+    "applications": "/admin/tenants/application/",
+    "switches": "/admin/tenants/tenantapplication/",
+    "roles": "/admin/iam/role/",
+    "users": "/admin/iam/user/",
+    "tokens": "/admin/tokens/personalaccesstoken/",
+    "audit": "/admin/iam/auditevent/",
+    "dashboard": "/admin/dashboard/",
+}
+# Which administrator kind may open which page (200); everyone else gets 403.
+ALLOWED = {
+    "main": set(LISTS),
+    "user": {"users", "tokens", "audit", "dashboard"},
+    "application": {"applications", "switches", "roles"},
+}
+
+
+def signed_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def admins(main_admin, user_admin, app_admin):
+    return {"main": main_admin, "user": user_admin, "application": app_admin}
+
+
+@pytest.mark.parametrize("kind", ["main", "user", "application"])
+def test_every_console_page_is_open_only_to_the_kinds_that_may_use_it(admins, kind):
+    client = signed_in(admins[kind])
+    assert client.get("/admin/").status_code == 200
+    for page, url in LISTS.items():
+        expected = 200 if page in ALLOWED[kind] else 403
+        assert client.get(url).status_code == expected, (kind, page)
+
+
+def test_end_users_and_anonymous_visitors_get_no_console(world):
+    end_user = signed_in(world.user)
+    assert end_user.get("/admin/", follow=True).status_code == 403
+    assert end_user.get("/admin/tokens/personalaccesstoken/", follow=True).status_code == 403
+    anonymous = Client().get("/admin/tokens/personalaccesstoken/", follow=True)
+    assert anonymous.redirect_chain[-1][0].startswith("/accounts/login/?next=")
+
+
+def test_user_administrator_sees_only_their_tenants_users_and_tokens(world, other_world, user_admin):
+    mine, theirs = world.issue("mine").token, other_world.issue("theirs").token
+    client = signed_in(user_admin)
+    tokens_page = client.get(LISTS["tokens"]).content.decode()
+    assert "mine" in tokens_page and "theirs" not in tokens_page
+    users_page = client.get(LISTS["users"]).content.decode()
+    assert world.user.username in users_page and other_world.user.username not in users_page
+    # Another tenant's ids typed into URLs: 404, and nothing happens.
+    assert client.get(f"/admin/tokens/personalaccesstoken/{theirs.pk}/change/").status_code == 404
+    assert client.get(f"/admin/tokens/personalaccesstoken/{theirs.pk}/revoke/").status_code == 404
+    assert client.post(f"/admin/tokens/personalaccesstoken/{theirs.pk}/revoke/").status_code == 404
+    assert client.get(f"/admin/iam/user/{other_world.user.pk}/change/").status_code == 404
+    assert client.post(f"/admin/iam/user/{other_world.user.pk}/change/", {"username": "x"}).status_code == 404
+    # A bulk action with a foreign id in it touches only what the administrator may see.
+    client.post(LISTS["tokens"], {"action": "revoke_selected", "_selected_action": [mine.pk, theirs.pk], "post": "yes"})
+    assert PersonalAccessToken.objects.get(pk=theirs.pk).status == TokenStatus.ACTIVE
+    assert PersonalAccessToken.objects.get(pk=mine.pk).status == TokenStatus.REVOKED
+    assert client.get(f"/admin/tokens/personalaccesstoken/{mine.pk}/change/").status_code == 200
+
+
+def test_main_administrator_sees_every_tenant(world, other_world, main_admin):
+    world.issue("mine")
+    other_world.issue("theirs")
+    page = signed_in(main_admin).get(LISTS["tokens"]).content.decode()
+    assert "mine" in page and "theirs" in page
+
+
+def test_tokens_cannot_be_added_changed_or_deleted_in_the_console(world, main_admin):
+    token = world.issue().token
+    client = signed_in(main_admin)
+    assert client.get("/admin/tokens/personalaccesstoken/add/").status_code == 403
+    assert client.post(f"/admin/tokens/personalaccesstoken/{token.pk}/change/", {"name": "renamed"}).status_code == 403
+    assert client.get(f"/admin/tokens/personalaccesstoken/{token.pk}/delete/").status_code == 403
+    page = client.get(LISTS["tokens"]).content.decode()
+    assert "delete_selected" not in page and "revoke_selected" in page
+    token.refresh_from_db()
+    assert token.name == "integration"
+
+
+def test_single_revoke_asks_for_confirmation_then_is_irreversible(api, world, user_admin):
+    issued = world.issue()
+    client = signed_in(user_admin)
+    detail = client.get(f"/admin/tokens/personalaccesstoken/{issued.token.pk}/change/").content.decode()
+    assert "Revoke personal access token" in detail
+    confirmation = client.get(f"/admin/tokens/personalaccesstoken/{issued.token.pk}/revoke/").content.decode()
+    assert "irreversible" in confirmation
+    assert PersonalAccessToken.objects.get(pk=issued.token.pk).status == TokenStatus.ACTIVE
+    client.post(f"/admin/tokens/personalaccesstoken/{issued.token.pk}/revoke/", {"reason": "leaked"})
+    token = PersonalAccessToken.objects.get(pk=issued.token.pk)
+    assert token.status == TokenStatus.REVOKED and token.revoked_by == user_admin
+    assert AuditEvent.objects.get(token=token, action=AuditAction.TOKEN_REVOKED).reason == "leaked"
+    assert bearer(api, issued.plaintext).get("/api/v1/me").status_code == 401
+    detail = client.get(f"/admin/tokens/personalaccesstoken/{token.pk}/change/").content.decode()
+    assert "/revoke/" not in detail
+
+
+def test_bulk_revoke_confirms_first(world, user_admin):
+    tokens = [world.issue(f"t{i}").token for i in range(3)]
+    client = signed_in(user_admin)
+    ids = [token.pk for token in tokens[:2]]
+    confirmation = client.post(LISTS["tokens"], {"action": "revoke_selected", "_selected_action": ids})
+    assert confirmation.status_code == 200 and "irreversible" in confirmation.content.decode()
+    assert not PersonalAccessToken.objects.filter(status=TokenStatus.REVOKED).exists()
+    client.post(LISTS["tokens"], {"action": "revoke_selected", "_selected_action": ids, "post": "yes"})
+    assert set(PersonalAccessToken.objects.filter(status=TokenStatus.REVOKED).values_list("pk", flat=True)) == set(ids)
+
+
+def test_application_administrator_cannot_revoke(world, app_admin):
+    token = world.issue().token
+    assert signed_in(app_admin).post(f"/admin/tokens/personalaccesstoken/{token.pk}/revoke/").status_code == 403
+    assert PersonalAccessToken.objects.get(pk=token.pk).status == TokenStatus.ACTIVE
+
+
+def test_making_a_role_unavailable_warns_with_the_tokens_then_makes_them_inactive(world, app_admin):
+    token = world.issue("uses reader", roles=("reader",)).token
+    client = signed_in(app_admin)
+    action = {"action": "set_unavailable_for_pat", "_selected_action": [world.reader.pk]}
+    warning = client.post(LISTS["roles"], action)
+    page = warning.content.decode()
+    assert warning.status_code == 200 and "This change makes 1 active token inactive" in page
+    assert "uses reader" in page and "no longer available for personal access tokens" in page
+    world.reader.refresh_from_db()
+    assert world.reader.pat_eligible and token_state(token).is_usable
+    assert not AuditEvent.objects.filter(action=AuditAction.TOKEN_INACTIVATED).exists()
+    confirmed = client.post(LISTS["roles"], form_data(page, "confirm-inactivation-form"))
+    assert confirmed.status_code == 302
+    world.reader.refresh_from_db()
+    assert not world.reader.pat_eligible
+    assert token_state(token).inactive_reasons[0].code == "role_not_pat_eligible"
+    assert AuditEvent.objects.filter(action=AuditAction.TOKEN_INACTIVATED, token=token).exists()
+
+
+def test_a_change_that_inactivates_nothing_is_saved_at_once(world, app_admin):
+    client = signed_in(app_admin)
+    response = client.post(LISTS["roles"], {"action": "set_unavailable_for_pat", "_selected_action": [world.reader.pk]})
+    assert response.status_code == 302
+    world.reader.refresh_from_db()
+    assert not world.reader.pat_eligible
+
+
+def test_removing_a_users_right_in_the_user_form_warns_first(world, user_admin):
+    token = world.issue().token
+    client = signed_in(user_admin)
+    url = f"/admin/iam/user/{world.user.pk}/change/"
+    data = form_data(client.get(url).content.decode(), "user_form")
+    data.pop("can_create_pats")
+    warning = client.post(url, data)
+    assert "This change makes 1 active token inactive" in warning.content.decode()
+    world.user.refresh_from_db()
+    assert world.user.can_create_pats
+    client.post(url, form_data(warning.content.decode(), "confirm-inactivation-form"))
+    world.user.refresh_from_db()
+    assert not world.user.can_create_pats
+    assert token_state(token).inactive_reasons[0].code == "owner_pat_right_removed"
+    assert AuditEvent.objects.filter(action=AuditAction.USER_PAT_RIGHT_CHANGED, actor=user_admin).exists()
+
+
+def test_removing_a_grant_in_the_user_form_warns_first(world, user_admin):
+    token = world.issue(roles=("writer",)).token
+    client = signed_in(user_admin)
+    url = f"/admin/iam/user/{world.user.pk}/change/"
+    data = form_data(client.get(url).content.decode(), "user_form")
+    total = int(data["role_grants-TOTAL_FORMS"][0])
+    writer_form = next(i for i in range(total) if data[f"role_grants-{i}-role"] == [str(world.writer.pk)])
+    data[f"role_grants-{writer_form}-DELETE"] = ["on"]
+    warning = client.post(url, data)
+    assert "This change makes 1 active token inactive" in warning.content.decode()
+    assert token_state(token).is_usable
+    client.post(url, form_data(warning.content.decode(), "confirm-inactivation-form"))
+    assert token_state(token).inactive_reasons[0].code == "role_not_held"
+
+
+def test_switching_an_application_off_for_a_tenant_warns_first(world, app_admin):
+    token = world.issue().token
+    client = signed_in(app_admin)
+    url = f"/admin/tenants/application/{world.application.pk}/change/"
+    data = form_data(client.get(url).content.decode(), "application_form")
+    data.pop("tenant_links-0-allows_pats")
+    warning = client.post(url, data)
+    assert "This change makes 1 active token inactive" in warning.content.decode()
+    client.post(url, form_data(warning.content.decode(), "confirm-inactivation-form"))
+    assert token_state(token).inactive_reasons[0].code == "application_disallows_pats"
+
+
+def test_user_administrator_cannot_grant_administrator_roles(world, user_admin):
+    client = signed_in(user_admin)
+    page = client.get(f"/admin/iam/user/{world.user.pk}/change/").content.decode()
+    options = re.findall(r"<option[^>]*>([^<]*)</option>", page)
+    assert "acme-crm:writer" in options and not any(option.startswith("iam:") for option in options)
+
+
+def test_audit_trail_is_scoped_filterable_and_exports_csv(world, other_world, user_admin):
+    world.issue("mine")
+    other_world.issue("theirs")
+    client = signed_in(user_admin)
+    page = client.get(LISTS["audit"], {"action__exact": "token.created"}).content.decode()
+    assert "mine" in page and "theirs" not in page
+    export = client.get("/admin/iam/auditevent/export.csv", {"action__exact": "token.created"})
+    rows = list(csv.reader(io.StringIO(b"".join(export.streaming_content).decode())))
+    assert rows[0][:4] == ["occurred_at", "tenant", "actor", "action"]
+    assert [row[5] for row in rows[1:]] == ["mine"]
+    assert signed_in(user_admin).post(LISTS["audit"] + "1/change/", {}).status_code in (403, 404)
+
+
+def test_dashboard_counts_only_what_the_administrator_may_see(world, other_world, user_admin):
+    world.issue("a")
+    other_world.issue("b")
+    page = signed_in(user_admin).get(LISTS["dashboard"]).content.decode()
+    assert "<svg" in page and "Tokens by status" in page and "Token use per day" in page
+    assert "<title>active: 1</title>" in page
+    assert "<title>next 30 days: 1</title>" in page
+
+
+def test_status_filter_and_sql_status_agree_with_the_rules(world, user_admin, main_admin):
+    from iam.services import role_grant_remove, user_set_pat_creation_right
+    from tokens.services import token_delete, token_revoke
+
+    other = UserFactory(tenant=world.tenant)
+    world.issue("active", roles=("reader",))
+    world.issue("inactive", roles=("writer",))
+    revoked = world.issue("revoked").token
+    deleted = world.issue("deleted").token
+    PersonalAccessToken.objects.filter(pk=world.issue("expired").token.pk).update(
+        created_at="2020-01-01T00:00Z", expires_at="2020-02-01T00:00Z"
+    )
+    role_grant_remove(user=world.user, role=world.writer, actor=user_admin)
+    token_revoke(token=revoked, actor=user_admin)
+    token_delete(token=deleted, actor=world.user)
+    user_set_pat_creation_right(user=other, allowed=False, actor=user_admin)
+    tokens = list(with_effective_status(PersonalAccessToken.objects.all()))
+    rules = token_states(tokens)
+    assert {t.name: t.effective_status for t in tokens} == {t.name: rules[t.pk].status for t in tokens}
+    assert {t.effective_status for t in tokens} == {"active", "inactive", "revoked", "deleted", "expired"}
+    page = signed_in(main_admin).get(LISTS["tokens"], {"status": "inactive"}).content.decode()
+    assert ">inactive<" in page and ">active<" not in page
+    assert ">inactive</a>" in page and ">active</a>" not in page
+
+
+def test_overview_query_count_does_not_grow_with_the_page(world, main_admin, django_assert_max_num_queries):
+    client = signed_in(main_admin)
+    for i in range(3):
+        world.issue(f"few {i}")
+    with django_assert_max_num_queries(20) as few:
+        client.get(LISTS["tokens"])
+    for i in range(30):
+        world.issue(f"many {i}")
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        response = client.get(LISTS["tokens"])
+    assert "many 29" in response.content.decode()
+
+
+def test_dashboard_query_count_is_fixed(world, main_admin, django_assert_max_num_queries):
+    for i in range(10):
+        world.issue(f"t{i}")
+    client = signed_in(main_admin)
+    with django_assert_max_num_queries(14):
+        assert client.get(LISTS["dashboard"]).status_code == 200
+
+
+def test_expiring_and_use_filters(world, main_admin):
+    from django.utils import timezone
+
+    soon = world.issue("soon", days=5).token
+    world.issue("later", days=60)
+    PersonalAccessToken.objects.filter(pk=soon.pk).update(last_used_at=timezone.now())
+    client = signed_in(main_admin)
+    seven = client.get(LISTS["tokens"], {"expiring": "7"}).content.decode()
+    assert "soon" in seven and "later" not in seven
+    never = client.get(LISTS["tokens"], {"use": "never"}).content.decode()
+    assert "later" in never and ">soon<" not in never
+    assert EffectiveStatus.ACTIVE == "active"
+
+
+def test_search_by_display_prefix(world, main_admin):
+    issued = world.issue("findme")
+    world.issue("other")
+    page = signed_in(main_admin).get(LISTS["tokens"], {"q": issued.token.display_prefix}).content.decode()
+    assert "findme" in page and ">other<" not in page
