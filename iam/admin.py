@@ -156,6 +156,13 @@ class UserAdmin(ConfirmInactivationMixin, AdminKindMixin, DjangoUserAdmin):
             return users
         return users.filter(tenant_id=request.user.tenant_id)
 
+    def has_change_permission(self, request, obj=None):
+        # A user administrator must not take over another administrator's
+        # account (password, e-mail, deactivation): those stay read-only.
+        if obj is not None and obj.pk != request.user.pk and user_admin_kind(obj) is not None:
+            return user_is_main_administrator(request.user)
+        return super().has_change_permission(request, obj)
+
     def get_readonly_fields(self, request, obj=None):
         readonly = list(self.readonly_fields)
         if not user_is_main_administrator(request.user) and obj is not None:

@@ -72,6 +72,10 @@ class PersonalAccessToken(models.Model):
             models.Index(fields=["tenant", "status", "expires_at"], name="token_tenant_status_expires"),
             models.Index(fields=["status", "expires_at"], name="token_status_expires"),
             models.Index(fields=["display_prefix"], name="token_display_prefix"),
+            models.Index(fields=["-created_at", "-id"], name="token_created"),
+            models.Index(fields=["tenant", "-created_at", "-id"], name="token_tenant_created"),
+            models.Index(fields=["last_used_at"], name="token_last_used"),
+            models.Index(fields=["expires_at"], name="token_expires"),
         ]
 
     def __str__(self) -> str:

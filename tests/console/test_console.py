@@ -302,3 +302,15 @@ def test_search_by_display_prefix(world, main_admin):
     world.issue("other")
     page = signed_in(main_admin).get(LISTS["tokens"], {"q": issued.token.display_prefix}).content.decode()
     assert "findme" in page and ">other<" not in page
+
+
+def test_user_administrator_cannot_take_over_another_administrators_account(world, user_admin, main_admin):
+    client = signed_in(user_admin)
+    assert client.get(f"/admin/iam/user/{main_admin.pk}/change/").status_code == 200  # may look
+    assert client.post(f"/admin/iam/user/{main_admin.pk}/change/", {"username": "x"}).status_code == 403
+    response = client.post(
+        f"/admin/iam/user/{main_admin.pk}/password/", {"password1": "Taken-over-123!", "password2": "Taken-over-123!"}
+    )
+    assert response.status_code == 403
+    main_admin.refresh_from_db()
+    assert main_admin.is_active and not main_admin.check_password("Taken-over-123!")
