@@ -27,6 +27,7 @@ MENUS = [
             ("iam", "User"),
         ],
     ),
+    ("Integrations", [("tokens", "IntegrationCredential"), ("tokens", "OAuthClient")]),
     ("Analysis", [("tokens", "PersonalAccessToken"), ("iam", "AuditEvent")]),
 ]
 

@@ -7,6 +7,7 @@ again resets the demo passwords and leaves everything else as it is.
 import uuid
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import transaction
 
 from iam.models import Role, ServiceRole, User
@@ -19,6 +20,9 @@ TENANTS = [
     {"slug": "acme", "name": "Acme Corporation", "pat_max_lifetime_days": None},
     {"slug": "globex", "name": "Globex Industries", "pat_max_lifetime_days": 90},
 ]
+
+# Seed 002's portal backend listens on port 3001; the demo lets it frame the CRM.
+DEMO_PORTAL_ORIGINS = "http://localhost:3001 http://127.0.0.1:3001"
 
 # (slug, name, fixed id, {tenant slug: allows PATs})
 APPLICATIONS = [
@@ -101,6 +105,10 @@ def load_demo_data() -> DemoData:
         application, _ = Application.objects.update_or_create(
             slug=slug, defaults={"name": name}, create_defaults={"name": name, "id": uuid.UUID(app_id)}
         )
+        if slug == "crm":
+            application.embed_url = f"{settings.PUBLIC_URL}/demo-app/"
+            application.embed_parent_origins = DEMO_PORTAL_ORIGINS
+            application.save(update_fields=["embed_url", "embed_parent_origins"])
         applications[slug] = application
         data.applications.append(application)
         for tenant_slug, allowed in switches.items():

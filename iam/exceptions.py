@@ -54,6 +54,15 @@ class IllegalTransition(DomainError):
     code = "illegal_transition"
 
 
+class RateLimited(DomainError):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class InvalidToken(drf_exceptions.AuthenticationFailed):
     """One error for every bad bearer credential, whatever the reason."""
 
@@ -61,7 +70,7 @@ class InvalidToken(drf_exceptions.AuthenticationFailed):
     default_code = "invalid_token"
 
 
-INVALID_TOKEN_CHALLENGE = 'Bearer realm="iam", error="invalid_token"'  # noqa: S105 - a header, not a secret
+INVALID_TOKEN_CHALLENGE = 'Bearer realm="iam", error="invalid_token"'
 
 
 def error_body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -87,7 +96,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     from rest_framework.views import exception_handler as drf_exception_handler
 
     if isinstance(exc, DomainError):
-        return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status_code)
+        response = Response(error_body(exc.code, exc.message, exc.fields), status=exc.status_code)
+        if isinstance(exc, RateLimited):
+            response["Retry-After"] = str(exc.retry_after)
+        return response
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

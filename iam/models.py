@@ -8,6 +8,7 @@ class AdminPermission(models.TextChoices):
 
     HEALTH_ADVANCED = "iam.health.advanced", "Read the advanced health check"
     AUDIT_READ = "iam.audit.read", "Read the audit trail"
+    TOKENS_MANAGE = "iam.tokens.manage", "Manage users' personal access tokens through the API"
 
 
 class ServiceRole(models.TextChoices):
@@ -121,6 +122,13 @@ class AuditAction(models.TextChoices):
     USER_PAT_RIGHT_CHANGED = "user.pat_right_changed", "User's PAT creation right changed"
     USER_ACTIVATION_CHANGED = "user.activation_changed", "User activated or deactivated"
     APPLICATION_PATS_SWITCHED = "application.pats_switched", "Application's PAT switch changed"
+    TOKEN_REPORTED_LEAKED = "token.reported_leaked", "Token reported leaked (and revoked)"
+    TOKEN_EXCHANGED = "token.exchanged", "Token exchanged for an access token"
+    EMBED_SESSION_OPENED = "embed.session_opened", "Embed session opened"
+    CREDENTIAL_CREATED = "integration.credential_created", "Integration credential created"
+    CREDENTIAL_REVOKED = "integration.credential_revoked", "Integration credential revoked"
+    OAUTH_CLIENT_CREATED = "oauth.client_created", "OAuth client created"
+    TENANT_API_ISSUANCE_SWITCHED = "tenant.api_issuance_switched", "Administrators may issue PATs through the API"
 
 
 class AuditEvent(models.Model):

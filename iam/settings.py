@@ -59,6 +59,46 @@ if not TOKEN_PEPPERS:
         raise ImproperlyConfigured("TOKEN_PEPPERS must be set when DEBUG is off.")
     TOKEN_PEPPERS = {"dev": b"insecure-development-pepper-do-not-use-in-production"}
 
+
+def _dev_signing_key() -> str:
+    """A development-only RS256 key, made once and kept under var/."""
+    path = BASE_DIR / "var" / "dev-jwt-signing-key.pem"
+    if not path.exists():
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        path.chmod(0o600)
+    return f"dev:{path}"
+
+
+def _parse_signing_keys(raw: str) -> dict[str, str]:
+    """Parse ``kid:/path/to/key.pem,…`` (current key first) into {kid: PEM text}."""
+    keys: dict[str, str] = {}
+    for item in raw.split(","):
+        kid, sep, path = item.strip().partition(":")
+        if not item.strip():
+            continue
+        if not sep or not kid or not path:
+            raise ImproperlyConfigured("JWT_SIGNING_KEYS must be 'kid:/path/to/private-key.pem' pairs.")
+        keys[kid] = Path(path).read_text()
+    return keys
+
+
+# RS256 keys that sign exchanged access tokens (RFC 8693); the first signs,
+# all are published in the JWKS so tokens signed before a rotation verify.
+JWT_SIGNING_KEYS = _parse_signing_keys(os.environ.get("JWT_SIGNING_KEYS", ""))
+if not JWT_SIGNING_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured("JWT_SIGNING_KEYS must be set when DEBUG is off.")
+    JWT_SIGNING_KEYS = _parse_signing_keys(_dev_signing_key())
+
 PUBLIC_URL = os.environ.get("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -73,6 +113,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "iam",
     "tenants",
     "tokens",
@@ -164,7 +206,7 @@ EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.conso
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "iam@localhost")
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["tokens.authentication.PersonalAccessTokenAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["tokens.authentication.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
@@ -172,6 +214,22 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "iam.exceptions.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "IAM with personal access tokens",
+    "DESCRIPTION": "Personal access tokens, embedding (ToolJet-compatible), management and OAuth 2.0 token "
+    "exchange (Logto-compatible). Every error of the /api endpoints has the shape "
+    '{"error": {"code", "message", "fields"?}}; the /oauth endpoints answer with RFC 6749 errors.',
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
 }
 
 # Token policy.

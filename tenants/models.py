@@ -18,6 +18,11 @@ class Tenant(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(MAX_TOKEN_LIFETIME_DAYS)],
         help_text="Leave empty for the service maximum of one year.",
     )
+    admins_may_issue_pats_via_api = models.BooleanField(
+        "administrators may issue PATs through the API",
+        default=False,
+        help_text="Off by default: administrators do not create tokens for users (Thinkwise).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -45,6 +50,13 @@ class Application(models.Model):
     slug = models.SlugField(max_length=50, unique=True)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
+    embed_url = models.URLField(
+        blank=True, help_text="Where the application's embeddable page lives; it receives the embed session."
+    )
+    embed_parent_origins = models.TextField(
+        blank=True,
+        help_text="Origins allowed to frame the application (one per line, e.g. https://portal.example.com).",
+    )
     tenants = models.ManyToManyField(Tenant, through="TenantApplication", related_name="applications")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -75,3 +87,8 @@ class TenantApplication(models.Model):
 
     def __str__(self) -> str:
         return f"{self.application} in {self.tenant}"
+
+
+def parse_origins(text: str) -> list[str]:
+    """Return the origins in a whitespace- or comma-separated list."""
+    return [origin.rstrip("/") for origin in text.replace(",", " ").split() if origin]

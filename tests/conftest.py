@@ -118,3 +118,19 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "postgres" in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture
+def credential(world):
+    from tokens.integrations import integration_credential_create
+
+    return integration_credential_create(tenant=world.tenant, name="portal", actor=None)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Rate-limit counters live in the cache: start every test from zero."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield

@@ -74,6 +74,6 @@ def service_role(code: str) -> Role:
     """Return one of the service's own roles. A transactional test flushes the
     rows the data migration created, so create them again when missing."""
     if not Role.objects.filter(application=None, code=code).exists():
-        migration = importlib.import_module("iam.migrations.0003_service_roles")
-        migration.create_service_roles(django_apps, None)
+        importlib.import_module("iam.migrations.0003_service_roles").create_service_roles(django_apps, None)
+        importlib.import_module("iam.migrations.0005_token_management_permission").add_permission(django_apps, None)
     return Role.objects.get(application=None, code=code)

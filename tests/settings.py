@@ -8,6 +8,32 @@ os.environ.setdefault(
 )
 os.environ.setdefault("DEBUG", "0")
 
+
+def _test_signing_keys() -> str:
+    """Two RS256 keys (current first) under var/, made once, to test rotation."""
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    folder = Path(__file__).resolve().parent.parent / "var"
+    folder.mkdir(exist_ok=True)
+    entries = []
+    for kid in ("test-2", "test-1"):
+        path = folder / f"{kid}.pem"
+        if not path.exists():
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            path.write_bytes(
+                key.private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                )
+            )
+        entries.append(f"{kid}:{path}")
+    return ",".join(entries)
+
+
+os.environ.setdefault("JWT_SIGNING_KEYS", _test_signing_keys())
+
 from iam.settings import *
 
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"

@@ -6,6 +6,7 @@ read-only; its one action is revocation, irreversible, behind a confirmation.
 
 from datetime import timedelta
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -14,11 +15,13 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from iam.admin_base import CappedCountPaginator, ReadOnlyAdmin
+from iam.admin_base import AdminKindMixin, CappedCountPaginator, ReadOnlyAdmin
 from iam.exceptions import DomainError
 from iam.http import client_ip
 from iam.selectors import user_admin_kind, user_is_main_administrator
-from tokens.models import PersonalAccessToken, TokenStatus
+from tokens.integrations import integration_credential_create, integration_credential_revoke
+from tokens.models import IntegrationCredential, OAuthClient, PersonalAccessToken, TokenStatus
+from tokens.oauth import oauth_client_create
 from tokens.rules import EffectiveStatus
 from tokens.selectors import dashboard_figures, tokens_visible_to_admin, with_effective_status
 from tokens.services import token_revoke
@@ -268,3 +271,141 @@ def column_chart(rows: list[tuple[object, int]], height: int = 120, column: int 
         "column": column,
         "total": sum(value for _, value in rows),
     }
+
+
+# ---------------------------------------------------------------- integrations
+
+
+class OneTimeSecretMixin:
+    """Show a created secret once, in the response to the add form itself:
+    never in a message, the session, a URL or the admin log."""
+
+    secret_label = "secret"
+
+    def response_add(self, request, obj, post_url_continue=None):
+        secret = getattr(request, "_issued_secret", None)
+        if secret is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{self.model._meta.verbose_name.capitalize()} created",
+            "object": obj,
+            "secret": secret,
+            "secret_label": self.secret_label,
+            "extra": getattr(request, "_issued_extra", None),
+            "opts": self.model._meta,
+        }
+        response = TemplateResponse(request, "admin/one_time_secret.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class IntegrationCredentialForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=IntegrationCredential.Scope.choices,
+        initial=[IntegrationCredential.Scope.EMBED],
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    class Meta:
+        model = IntegrationCredential
+        fields = ["tenant", "name", "scopes"]
+
+
+@admin.register(IntegrationCredential)
+class IntegrationCredentialAdmin(OneTimeSecretMixin, AdminKindMixin, admin.ModelAdmin):
+    """Credentials of a tenant's integrations (the embedding API's ``Basic`` credential)."""
+
+    view_kinds = change_kinds = TOKEN_ADMIN_KINDS
+    form = IntegrationCredentialForm
+    secret_label = "integration credential"
+    list_display = ["name", "tenant", "scopes", "display_prefix", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["tenant"]
+    readonly_fields = ["display_prefix", "created_at", "created_by", "last_used_at", "revoked_at", "revoked_by"]
+    actions = ["revoke_credentials"]
+
+    def get_queryset(self, request):
+        credentials = super().get_queryset(request).select_related("tenant")
+        if user_is_main_administrator(request.user):
+            return credentials
+        return credentials.filter(tenant_id=request.user.tenant_id)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "tenant" and not user_is_main_administrator(request.user):
+            kwargs["queryset"] = db_field.related_model.objects.filter(pk=request.user.tenant_id)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        issued = integration_credential_create(
+            tenant=form.cleaned_data["tenant"],
+            name=form.cleaned_data["name"],
+            actor=request.user,
+            scopes=form.cleaned_data["scopes"],
+            ip=client_ip(request),
+        )
+        obj.pk, obj.display_prefix, obj._state.adding = issued.credential.pk, issued.credential.display_prefix, False
+        request._issued_secret = issued.plaintext
+
+    @admin.action(description="Revoke selected integration credentials")
+    def revoke_credentials(self, request, queryset):
+        for credential in queryset:
+            integration_credential_revoke(credential=credential, actor=request.user, ip=client_ip(request))
+        self.message_user(request, f"{queryset.count()} credential(s) revoked.")
+
+
+class OAuthClientForm(forms.ModelForm):
+    allowed_scopes = forms.CharField(
+        required=False, help_text="Permission codes separated by spaces; empty: any the token has."
+    )
+
+    class Meta:
+        model = OAuthClient
+        fields = ["application", "name", "token_exchange_enabled", "allowed_scopes", "access_token_lifetime"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["allowed_scopes"] = " ".join(self.instance.allowed_scopes)
+
+    def clean_allowed_scopes(self) -> list[str]:
+        return self.cleaned_data["allowed_scopes"].split()
+
+
+@admin.register(OAuthClient)
+class OAuthClientAdmin(OneTimeSecretMixin, AdminKindMixin, admin.ModelAdmin):
+    """OAuth clients of applications (token exchange, introspection, revocation)."""
+
+    view_kinds = change_kinds = frozenset({"main", "application"})
+    form = OAuthClientForm
+    secret_label = "client secret"
+    list_display = ["name", "application", "client_id", "token_exchange_enabled", "access_token_lifetime", "revoked_at"]
+    list_filter = ["application", "token_exchange_enabled"]
+    readonly_fields = ["client_id", "created_at", "revoked_at"]
+    actions = ["revoke_clients"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "application"] if obj else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        issued = oauth_client_create(
+            application=form.cleaned_data["application"],
+            name=form.cleaned_data["name"],
+            actor=request.user,
+            token_exchange=form.cleaned_data["token_exchange_enabled"],
+            allowed_scopes=form.cleaned_data["allowed_scopes"],
+            access_token_lifetime=form.cleaned_data["access_token_lifetime"],
+        )
+        obj.pk, obj.client_id, obj._state.adding = issued.client.pk, issued.client.client_id, False
+        request._issued_secret = issued.secret
+        request._issued_extra = f"Client id: {issued.client.client_id}"
+        return None
+
+    @admin.action(description="Revoke selected OAuth clients")
+    def revoke_clients(self, request, queryset):
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"{count} client(s) revoked.")

@@ -1,4 +1,7 @@
-"""Bearer-token authentication for the API."""
+"""Authentication classes of the API."""
+
+import base64
+import binascii
 
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
@@ -6,11 +9,15 @@ from rest_framework.request import Request
 from iam.exceptions import InvalidToken
 from iam.http import client_ip
 from iam.models import User
+from tokens import keys
+from tokens.integrations import integration_credential_authenticate
+from tokens.models import IntegrationCredential
+from tokens.oauth import access_token_authenticate, api_audience, looks_like_jwt
 from tokens.services import TokenContext, token_authenticate
 
 
-class PersonalAccessTokenAuthentication(BaseAuthentication):
-    """``Authorization: Bearer <pat>``.
+class BearerTokenAuthentication(BaseAuthentication):
+    """``Authorization: Bearer <pat>`` or ``Bearer <access token>`` from the token exchange.
 
     Parsing is strict: one scheme, one space, one token, nothing else. Every
     failure raises the same InvalidToken, so a client cannot tell an unknown
@@ -25,10 +32,72 @@ class PersonalAccessTokenAuthentication(BaseAuthentication):
         scheme, _, credential = header.partition(" ")
         if scheme.lower() != "bearer":
             return None  # another scheme: leave it to other authenticators
-        context = token_authenticate(credential, ip=client_ip(request))
+        if credential.startswith(keys.PREFIX):
+            context = token_authenticate(credential, ip=client_ip(request))
+        elif looks_like_jwt(credential):
+            context = access_token_authenticate(credential, audience=api_audience())
+        else:
+            context = None
         if context is None:
             raise InvalidToken()
         return context.owner, context
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="iam"'
+
+
+class CredentialContext:
+    """``request.auth`` of a request made with an integration credential."""
+
+    def __init__(self, credential: IntegrationCredential):
+        self.credential = credential
+        self.permissions = frozenset(credential.scopes)
+
+
+class IntegrationUser:
+    """``request.user`` for an integration credential: authenticated, no person behind it."""
+
+    is_authenticated = True
+    is_active = True
+    pk = None
+
+    def __init__(self, credential: IntegrationCredential):
+        self.credential = credential
+        self.tenant_id = credential.tenant_id
+
+    def __str__(self) -> str:
+        return f"integration:{self.credential.name}"
+
+
+def credential_from_basic(value: str) -> str:
+    """The credential in ``Basic <credential>`` (raw, as seed 002's backend sends
+    it) or in the standard ``Basic base64(user:password)`` with it as either part."""
+    if value.startswith(keys.CREDENTIAL_PREFIX):
+        return value
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return ""
+    for part in decoded.split(":", 1):
+        if part.startswith(keys.CREDENTIAL_PREFIX):
+            return part
+    return ""
+
+
+class IntegrationCredentialAuthentication(BaseAuthentication):
+    """``Authorization: Basic <integration credential>``."""
+
+    def authenticate(self, request: Request):
+        header = request.META.get("HTTP_AUTHORIZATION")
+        if header is None:
+            return None
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        credential = integration_credential_authenticate(credential_from_basic(value))
+        if credential is None:
+            raise InvalidToken("The integration credential is invalid or revoked.")
+        return IntegrationUser(credential), CredentialContext(credential)
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Basic realm="iam"'

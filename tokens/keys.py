@@ -26,7 +26,13 @@ CHECKSUM_LENGTH = 6
 TOKEN_LENGTH = len(PREFIX) + RANDOM_LENGTH + CHECKSUM_LENGTH
 DISPLAY_PREFIX_LENGTH = len(PREFIX) + 6
 
-_TOKEN_RE = re.compile(rf"{PREFIX}[0-9A-Za-z]{{{RANDOM_LENGTH + CHECKSUM_LENGTH}}}", re.ASCII)
+# Other secrets of the service share the format with their own prefixes, so
+# scanners can tell them apart: integration credentials, embed sessions,
+# OAuth client secrets.
+CREDENTIAL_PREFIX = "itc_"
+EMBED_SESSION_PREFIX = "emb_"
+CLIENT_SECRET_PREFIX = "ocs_"
+_BODY_RE = re.compile(rf"[a-z]{{3}}_[0-9A-Za-z]{{{RANDOM_LENGTH + CHECKSUM_LENGTH}}}", re.ASCII)
 
 
 def _base62(number: int, width: int) -> str:
@@ -42,15 +48,15 @@ def checksum(body: str) -> str:
     return _base62(zlib.crc32(body.encode("ascii")), CHECKSUM_LENGTH)
 
 
-def generate() -> str:
-    """Return a new random token in plaintext."""
-    body = PREFIX + "".join(secrets.choice(BASE62) for _ in range(RANDOM_LENGTH))
+def generate(prefix: str = PREFIX) -> str:
+    """Return a new random secret in plaintext (a PAT unless another prefix is given)."""
+    body = prefix + "".join(secrets.choice(BASE62) for _ in range(RANDOM_LENGTH))
     return body + checksum(body)
 
 
-def is_well_formed(token: str) -> bool:
-    """Return True if ``token`` has our exact shape and a valid checksum."""
-    if len(token) != TOKEN_LENGTH or not _TOKEN_RE.fullmatch(token):
+def is_well_formed(token: str, prefix: str = PREFIX) -> bool:
+    """Return True if ``token`` has our exact shape, the prefix and a valid checksum."""
+    if len(token) != TOKEN_LENGTH or not token.startswith(prefix) or not _BODY_RE.fullmatch(token):
         return False
     body, check = token[:-CHECKSUM_LENGTH], token[-CHECKSUM_LENGTH:]
     return hmac.compare_digest(checksum(body), check)

@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -9,6 +10,11 @@ class TokenStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     REVOKED = "revoked", "Revoked"
     DELETED = "deleted", "Deleted"
+
+
+class TokenKind(models.TextChoices):
+    PERSONAL = "personal", "Personal"
+    EMBED = "embed", "Embedding"
 
 
 class PersonalAccessToken(models.Model):
@@ -29,6 +35,15 @@ class PersonalAccessToken(models.Model):
         help_text="Empty for an administrative token of this service's own API.",
     )
     name = models.CharField(max_length=100)
+    kind = models.CharField(
+        max_length=16,
+        choices=TokenKind.choices,
+        default=TokenKind.PERSONAL,
+        help_text="Embedding tokens are issued by an integration for one application and user.",
+    )
+    embed_session_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="For embedding tokens: how long an embed session opened with it lasts."
+    )
     roles = models.ManyToManyField("iam.Role", related_name="tokens")
     status = models.CharField(max_length=16, choices=TokenStatus.choices, default=TokenStatus.ACTIVE)
     created_at = models.DateTimeField()
@@ -50,7 +65,15 @@ class PersonalAccessToken(models.Model):
         constraints = [
             # One name per owner among tokens the owner still sees.
             models.UniqueConstraint(
-                fields=["owner", "name"], condition=~Q(status="deleted"), name="token_name_unique_per_owner"
+                fields=["owner", "name"],
+                condition=~Q(status="deleted") & Q(kind="personal"),
+                name="token_name_unique_per_owner",
+            ),
+            # Seed 000: one active embedding token per application and user.
+            models.UniqueConstraint(
+                fields=["owner", "application"],
+                condition=Q(status="active", kind="embed"),
+                name="one_active_embed_token_per_user_and_app",
             ),
             models.CheckConstraint(
                 name="token_expires_after_creation", condition=Q(expires_at__gt=models.F("created_at"))
@@ -99,3 +122,87 @@ class TokenUsageDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.token_id} on {self.day}: {self.count}"
+
+
+class IntegrationCredential(models.Model):
+    """A tenant's server-to-server credential (seed 002's ``Authorization: Basic``)."""
+
+    class Scope(models.TextChoices):
+        EMBED = "embed", "Issue embedding tokens"
+        TOKENS_MANAGE = "tokens.manage", "Manage users' personal access tokens"
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="integration_credentials")
+    name = models.CharField(max_length=100)
+    scopes = models.JSONField(default=list, blank=True)
+    display_prefix = models.CharField(max_length=16)
+    digest = models.CharField(max_length=64, unique=True)
+    pepper_id = models.CharField(max_length=16)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["tenant", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "name"], condition=Q(revoked_at__isnull=True), name="credential_name_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.display_prefix}…)"
+
+
+class EmbedSession(models.Model):
+    """An isolated session opened with an embedding token, for one user and
+    application; it never touches the user's own session with this service."""
+
+    token = models.ForeignKey(PersonalAccessToken, on_delete=models.CASCADE, related_name="embed_sessions")
+    digest = models.CharField(max_length=64, unique=True)
+    pepper_id = models.CharField(max_length=16)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"embed session of token {self.token_id}"
+
+
+class OAuthClient(models.Model):
+    """An OAuth 2.0 client of one application (RFC 8693 token exchange, RFC 7662/7009)."""
+
+    application = models.ForeignKey("tenants.Application", on_delete=models.PROTECT, related_name="oauth_clients")
+    name = models.CharField(max_length=100)
+    client_id = models.CharField(max_length=64, unique=True, editable=False)
+    secret_digest = models.CharField(max_length=64, editable=False)
+    pepper_id = models.CharField(max_length=16, editable=False)
+    token_exchange_enabled = models.BooleanField(default=False)
+    allowed_scopes = models.JSONField(
+        default=list, blank=True, help_text="Permission codes this client may request; empty means any the PAT has."
+    )
+    access_token_lifetime = models.PositiveIntegerField(
+        default=3600, validators=[MinValueValidator(60), MaxValueValidator(86400)], help_text="Seconds."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "OAuth client"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.client_id})"
+
+
+class RevokedAccessToken(models.Model):
+    """An exchanged access token revoked before it expired (RFC 7009), by ``jti``."""
+
+    jti = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.jti

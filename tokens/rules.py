@@ -200,8 +200,10 @@ def token_state(token: PersonalAccessToken, now: datetime | None = None) -> Toke
     return token_states([token], now)[token.pk]
 
 
-def load_token_for_authentication(digests: list[str]) -> tuple[PersonalAccessToken | None, TokenFacts | None]:
-    """Load a token by digest with all its facts in two queries.
+def load_token_for_authentication(
+    digests: list[str] | None = None, *, token_id: int | None = None
+) -> tuple[PersonalAccessToken | None, TokenFacts | None]:
+    """Load a token by digest (or id) with all its facts in two queries.
 
     Both queries always run, even when no token matches, so an unknown token
     costs the same database work as a known but unusable one.
@@ -215,7 +217,7 @@ def load_token_for_authentication(digests: list[str]) -> tuple[PersonalAccessTok
                 )
             )
         )
-        .filter(digest__in=digests)
+        .filter(**({"digest__in": digests} if token_id is None else {"pk": token_id}))
         .first()
     )
     roles = list(

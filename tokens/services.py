@@ -22,7 +22,8 @@ from iam.models import AuditAction, Role, User
 from iam.selectors import user_administers_tenant_users
 from tenants.models import Application, Tenant, TenantApplication
 from tokens import keys
-from tokens.models import PersonalAccessToken, TokenStatus
+from tokens.models import PersonalAccessToken, TokenKind, TokenStatus
+from tokens.notifications import enqueue_token_notification
 from tokens.rules import TokenState, evaluate, load_token_for_authentication, token_state, token_states
 from tokens.usage import usage_record
 
@@ -80,7 +81,9 @@ def _check_expiry(expires_at: object, tenant: Tenant, now: datetime, errors: dic
 
 
 def _name_taken(owner: User, name: str, exclude_id: int | None = None) -> bool:
-    tokens = PersonalAccessToken.objects.filter(owner=owner, name=name).exclude(status=TokenStatus.DELETED)
+    tokens = PersonalAccessToken.objects.filter(owner=owner, name=name, kind=TokenKind.PERSONAL).exclude(
+        status=TokenStatus.DELETED
+    )
     if exclude_id is not None:
         tokens = tokens.exclude(pk=exclude_id)
     return tokens.exists()
@@ -133,6 +136,50 @@ def application_allows_pats(tenant: Tenant, application: Application) -> bool:
     return TenantApplication.objects.filter(tenant=tenant, application=application, allows_pats=True).exists()
 
 
+def _insert_token(
+    *,
+    owner: User,
+    application: Application | None,
+    name: str,
+    expires_at: datetime,
+    roles: list[Role],
+    now: datetime,
+    kind: str = TokenKind.PERSONAL,
+    embed_session_minutes: int | None = None,
+) -> IssuedToken:
+    plaintext = keys.generate()
+    try:
+        with transaction.atomic():
+            token = PersonalAccessToken.objects.create(
+                owner=owner,
+                tenant_id=owner.tenant_id,
+                application=application,
+                name=name,
+                kind=kind,
+                embed_session_minutes=embed_session_minutes,
+                created_at=now,
+                expires_at=expires_at,
+                display_prefix=keys.display_prefix(plaintext),
+                digest=keys.digest(plaintext),
+                pepper_id=keys.current_pepper_id(),
+            )
+    except IntegrityError:
+        # A concurrent request created the same name between our check and insert.
+        raise ValidationFailed({"name": [_name_taken_message(name)]}) from None
+    token.roles.set(roles)
+    return IssuedToken(token=token, plaintext=plaintext)
+
+
+def _creation_changes(token: PersonalAccessToken, roles: list[Role]) -> dict:
+    return {
+        "name": token.name,
+        "kind": token.kind,
+        "application": token.application.slug if token.application else None,
+        "roles": sorted(role.code for role in roles),
+        "expires_at": token.expires_at.isoformat(),
+    }
+
+
 @transaction.atomic
 def token_create(
     *,
@@ -143,12 +190,17 @@ def token_create(
     application: Application | None = None,
     ip: str | None = None,
     now: datetime | None = None,
+    actor: User | None = None,
+    actor_label: str | None = None,
 ) -> IssuedToken:
-    """Create a token for ``owner``, its own user; return it with its plaintext.
+    """Create a token for ``owner``; return it with its plaintext.
 
-    ``application`` None makes an administrative token for this service's API,
-    whose roles must be service roles. Raises NotPermitted when the owner may
-    not hold tokens and ValidationFailed with per-field messages otherwise.
+    The owner creates their own tokens; ``actor``/``actor_label`` name someone
+    else only for the management API, whose caller checks the tenant's policy
+    (``token_issue_for_user``). ``application`` None makes an administrative
+    token for this service's API, whose roles must be service roles. Raises
+    NotPermitted when the owner may not hold tokens and ValidationFailed with
+    per-field messages otherwise.
     """
     now = now or timezone.now()
     _require_may_hold_tokens(owner)
@@ -163,38 +215,17 @@ def token_create(
     if errors:
         raise ValidationFailed(errors)
 
-    plaintext = keys.generate()
-    try:
-        with transaction.atomic():
-            token = PersonalAccessToken.objects.create(
-                owner=owner,
-                tenant_id=owner.tenant_id,
-                application=application,
-                name=name,
-                created_at=now,
-                expires_at=expires_at,
-                display_prefix=keys.display_prefix(plaintext),
-                digest=keys.digest(plaintext),
-                pepper_id=keys.current_pepper_id(),
-            )
-    except IntegrityError:
-        # A concurrent request created the same name between our check and insert.
-        raise ValidationFailed({"name": [_name_taken_message(name)]}) from None
-    token.roles.set(roles)
+    issued = _insert_token(owner=owner, application=application, name=name, expires_at=expires_at, roles=roles, now=now)
     audit_record(
         action=AuditAction.TOKEN_CREATED,
-        tenant_id=token.tenant_id,
-        actor=owner,
-        token_id=token.pk,
+        tenant_id=issued.token.tenant_id,
+        actor=actor or (owner if actor_label is None else None),
+        label=actor_label,
+        token_id=issued.token.pk,
         ip=ip,
-        changes={
-            "name": name,
-            "application": application.slug if application else None,
-            "roles": sorted(role.code for role in roles),
-            "expires_at": expires_at.isoformat(),
-        },
+        changes=_creation_changes(issued.token, roles),
     )
-    return IssuedToken(token=token, plaintext=plaintext)
+    return issued
 
 
 def _require_owner(token: PersonalAccessToken, actor: User) -> None:
@@ -307,19 +338,24 @@ def token_delete(
 def token_revoke(
     *,
     token: PersonalAccessToken,
-    actor: User,
+    actor: User | None,
+    actor_label: str | None = None,
     ip: str | None = None,
     reason: str = "",
     now: datetime | None = None,
+    action: AuditAction = AuditAction.TOKEN_REVOKED,
 ) -> PersonalAccessToken:
-    """Revoke a token as an administrator: irreversible, and safe to repeat.
+    """Revoke a token: irreversible, and safe to repeat.
 
-    Only a main administrator or a user administrator of the token's tenant
-    may revoke (NotPermitted otherwise). Revoking a revoked token changes
-    nothing and records nothing; a deleted token cannot be revoked.
+    A user ``actor`` must be a main administrator or a user administrator of
+    the token's tenant (NotPermitted otherwise). ``actor`` None is for callers
+    that authorised the request themselves (an integration credential of the
+    tenant, a leak report by someone holding the token), named by
+    ``actor_label``. Revoking a revoked token changes and records nothing; a
+    deleted token cannot be revoked.
     """
     token = _lock(token)
-    if not user_administers_tenant_users(actor, token.tenant_id):
+    if actor is not None and not user_administers_tenant_users(actor, token.tenant_id):
         raise NotPermitted("Only an administrator of the token's tenant can revoke it.", code="not_tenant_admin")
     if token.status == TokenStatus.REVOKED:
         return token
@@ -330,21 +366,85 @@ def token_revoke(
     token.revoked_by = actor
     token.save(update_fields=["status", "revoked_at", "revoked_by"])
     audit_record(
-        action=AuditAction.TOKEN_REVOKED,
+        action=action,
         tenant_id=token.tenant_id,
         actor=actor,
+        label=actor_label,
         token_id=token.pk,
         ip=ip,
         reason=reason,
     )
+    event = "reported_leaked" if action == AuditAction.TOKEN_REPORTED_LEAKED else "revoked"
+    enqueue_token_notification(token.pk, event, f"Reason given: {reason}" if reason else "")
     return token
 
 
-def token_authenticate(plaintext: str, *, ip: str | None = None, now: datetime | None = None) -> TokenContext | None:
-    """Return the context of a usable token, or None for anything else.
+@transaction.atomic
+def token_rename(
+    *, token: PersonalAccessToken, name: str, actor: User | None, actor_label: str | None = None, ip: str | None = None
+) -> PersonalAccessToken:
+    """Rename a token for the management API: by its owner, an administrator of
+    its tenant, or (``actor`` None) a caller that authorised itself."""
+    token = _lock(token)
+    if actor is not None and actor.pk != token.owner_id and not user_administers_tenant_users(actor, token.tenant_id):
+        raise NotPermitted("Only the owner or an administrator of the tenant can rename this token.")
+    _require_not_ended(token, "renamed")
+    errors: dict[str, list[str]] = {}
+    cleaned = _clean_name(name, errors)
+    if "name" not in errors and cleaned != token.name and _name_taken(token.owner, cleaned, exclude_id=token.pk):
+        errors["name"] = [_name_taken_message(cleaned)]
+    if errors:
+        raise ValidationFailed(errors)
+    if cleaned == token.name:
+        return token
+    old, token.name = token.name, cleaned
+    try:
+        with transaction.atomic():
+            token.save(update_fields=["name"])
+    except IntegrityError:
+        raise ValidationFailed({"name": [_name_taken_message(cleaned)]}) from None
+    audit_record(
+        action=AuditAction.TOKEN_EDITED,
+        tenant_id=token.tenant_id,
+        actor=actor,
+        label=actor_label,
+        token_id=token.pk,
+        ip=ip,
+        changes={"name": [old, cleaned]},
+    )
+    return token
+
+
+def token_report_leaked(plaintext: str, *, ip: str | None = None) -> bool:
+    """Revoke the token whose full text someone reported leaked, and tell its owner.
+
+    Returns whether a token was revoked; callers must not tell the reporter.
+    """
+    if not keys.is_well_formed(plaintext):
+        return False
+    token = PersonalAccessToken.objects.filter(digest__in=keys.candidate_digests(plaintext)).first()
+    if token is None or token.status != TokenStatus.ACTIVE:
+        return False
+    token_revoke(
+        token=token,
+        actor=None,
+        actor_label=f"leak report from {ip or 'an unknown address'}",
+        ip=ip,
+        reason="Reported leaked by someone holding the token.",
+        action=AuditAction.TOKEN_REPORTED_LEAKED,
+    )
+    return True
+
+
+def token_authenticate(
+    plaintext: str, *, ip: str | None = None, now: datetime | None = None, kind: str = TokenKind.PERSONAL
+) -> TokenContext | None:
+    """Return the context of a usable token of ``kind``, or None for anything else.
 
     None covers malformed, unknown, expired, revoked, deleted and inactive
-    tokens alike; callers must not distinguish them to the client.
+    tokens alike; callers must not distinguish them to the client. Embedding
+    tokens (which travel in URLs) only open embed sessions: they are not
+    bearer tokens of the API.
     """
     if not keys.is_well_formed(plaintext):
         return None
@@ -354,6 +454,8 @@ def token_authenticate(plaintext: str, *, ip: str | None = None, now: datetime |
     if token is None or facts is None:
         return None
     if not any(hmac.compare_digest(token.digest, candidate) for candidate in digests):
+        return None
+    if token.kind != kind:
         return None
     state = evaluate(facts, now)
     if not state.is_usable:

@@ -1,6 +1,7 @@
 import django_filters
 from django.core.cache import cache
 from django.db import connection
+from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
 from rest_framework import generics, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -8,6 +9,7 @@ from rest_framework.views import APIView
 
 from iam.models import AdminPermission, AuditAction, AuditEvent
 from iam.selectors import audit_events_visible_to
+from tokens.api.schema import ERROR_RESPONSES
 from tokens.permissions import HasTokenPermissions
 
 
@@ -17,6 +19,21 @@ class HealthView(APIView):
     permission_classes = [HasTokenPermissions]
     required_permissions = (AdminPermission.HEALTH_ADVANCED,)
 
+    @extend_schema(
+        operation_id="admin_health",
+        summary="Advanced health check (administrative PAT with iam.health.advanced)",
+        responses={
+            200: inline_serializer(
+                name="Health", fields={"status": serializers.CharField(), "checks": serializers.DictField()}
+            ),
+            503: inline_serializer(
+                name="HealthDegraded", fields={"status": serializers.CharField(), "checks": serializers.DictField()}
+            ),
+            401: ERROR_RESPONSES[401],
+            403: ERROR_RESPONSES[403],
+        },
+        tags=["admin"],
+    )
     def get(self, request: Request) -> Response:
         checks = {
             "database": _check(lambda: connection.cursor().execute("SELECT 1")),
@@ -53,6 +70,14 @@ class AuditEventFilter(django_filters.FilterSet):
         fields = ["tenant", "actor", "token", "action", "since", "until"]
 
 
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="admin_audit_events",
+        summary="The audit trail (administrative PAT with iam.audit.read), scoped to the owner's tenants",
+        responses={401: ERROR_RESPONSES[401], 403: ERROR_RESPONSES[403]},
+        tags=["admin"],
+    )
+)
 class AuditEventListView(generics.ListAPIView):
     """The audit trail the token's owner may read, newest first."""
 
@@ -60,7 +85,7 @@ class AuditEventListView(generics.ListAPIView):
     required_permissions = (AdminPermission.AUDIT_READ,)
     filterset_class = AuditEventFilter
 
-    class OutputSerializer(serializers.ModelSerializer):
+    class AuditEventSerializer(serializers.ModelSerializer):
         tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
         actor = serializers.CharField(source="actor_label")
 
@@ -68,7 +93,7 @@ class AuditEventListView(generics.ListAPIView):
             model = AuditEvent
             fields = ["id", "occurred_at", "tenant", "actor", "action", "token", "ip", "changes", "reason"]
 
-    serializer_class = OutputSerializer
+    serializer_class = AuditEventSerializer
 
     def get_queryset(self):
         return audit_events_visible_to(self.request.user)

@@ -1,7 +1,20 @@
 from django.urls import path
 
-from tokens.api.views import MeView
+from tokens.api.ext import EmbedTokenView
+from tokens.api.management import UserTokenDetailView, UserTokenListView
+from tokens.api.views import LeakReportView, MeView
 
 urlpatterns = [
     path("me", MeView.as_view(), name="api-me"),
+    path("users/<int:user_id>/personal-access-tokens", UserTokenListView.as_view(), name="api-user-tokens"),
+    path(
+        "users/<int:user_id>/personal-access-tokens/<str:name>",
+        UserTokenDetailView.as_view(),
+        name="api-user-token",
+    ),
+    path("leaked-tokens", LeakReportView.as_view(), name="api-leaked-tokens"),
+]
+
+ext_urlpatterns = [
+    path("users/personal-access-token", EmbedTokenView.as_view(), name="api-ext-embed-token"),
 ]

@@ -1,36 +1,130 @@
-from rest_framework import serializers
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tokens.services import TokenContext
+from iam.api.serializers import StrictCharField, StrictSerializer
+from iam.http import client_ip
+from iam.ratelimit import rate_limit_enforce
+from tokens.api.schema import ERROR_RESPONSES
+from tokens.services import TokenContext, token_report_leaked
+
+LEAK_REPORTS_PER_MINUTE = 10
 
 
 class MeView(APIView):
     """Who the credential is: user, tenant, application, token and effective permissions."""
 
-    class OutputSerializer(serializers.Serializer):
-        def to_representation(self, context: TokenContext) -> dict:
-            token = context.token
-            owner = token.owner
-            application = token.application
-            return {
-                "user": {"id": owner.pk, "username": owner.username, "email": owner.email},
-                "tenant": {"id": token.tenant.pk, "slug": token.tenant.slug, "name": token.tenant.name},
-                "application": (
-                    {"id": str(application.pk), "slug": application.slug, "name": application.name}
-                    if application
-                    else None
-                ),
-                "token": {
-                    "id": token.pk,
-                    "name": token.name,
-                    "prefix": token.display_prefix,
-                    "administrative": token.is_administrative,
-                    "expires_at": token.expires_at,
-                },
-                "permissions": sorted(context.permissions),
-            }
+    class MeResponseSerializer(serializers.Serializer):
+        user = inline_serializer(
+            name="MeUser",
+            fields={
+                "id": serializers.IntegerField(),
+                "username": serializers.CharField(),
+                "email": serializers.EmailField(),
+            },
+        )
+        tenant = inline_serializer(
+            name="MeTenant",
+            fields={"id": serializers.IntegerField(), "slug": serializers.CharField(), "name": serializers.CharField()},
+        )
+        application = inline_serializer(
+            name="MeApplication",
+            allow_null=True,
+            fields={"id": serializers.UUIDField(), "slug": serializers.CharField(), "name": serializers.CharField()},
+        )
+        token = inline_serializer(
+            name="MeToken",
+            fields={
+                "id": serializers.IntegerField(),
+                "name": serializers.CharField(),
+                "prefix": serializers.CharField(),
+                "administrative": serializers.BooleanField(),
+                "expires_at": serializers.DateTimeField(),
+            },
+        )
+        permissions = serializers.ListField(child=serializers.CharField())
 
+    @staticmethod
+    def describe(context: TokenContext) -> dict:
+        token, owner, application = context.token, context.token.owner, context.token.application
+        return {
+            "user": {"id": owner.pk, "username": owner.username, "email": owner.email},
+            "tenant": {"id": token.tenant.pk, "slug": token.tenant.slug, "name": token.tenant.name},
+            "application": (
+                {"id": application.pk, "slug": application.slug, "name": application.name} if application else None
+            ),
+            "token": {
+                "id": token.pk,
+                "name": token.name,
+                "prefix": token.display_prefix,
+                "administrative": token.is_administrative,
+                "expires_at": token.expires_at,
+            },
+            "permissions": sorted(context.permissions),
+        }
+
+    @extend_schema(
+        operation_id="me",
+        summary="Describe the credential of this request",
+        description="Works with a PAT or an access token from the token exchange (`Authorization: Bearer …`).",
+        responses={200: MeResponseSerializer, 401: ERROR_RESPONSES[401]},
+        examples=[
+            OpenApiExample(
+                "Alice's CRM token",
+                response_only=True,
+                status_codes=["200"],
+                value={
+                    "user": {"id": 1, "username": "alice", "email": "alice@acme.example"},
+                    "tenant": {"id": 1, "slug": "acme", "name": "Acme Corporation"},
+                    "application": {"id": "8ba8bf0e-6b8f-4e07-abb9-6fd2d816fabc", "slug": "crm", "name": "CRM"},
+                    "token": {
+                        "id": 7,
+                        "name": "my script",
+                        "prefix": "pat_Xy12Ab",
+                        "administrative": False,
+                        "expires_at": "2026-12-23T11:27:17Z",
+                    },
+                    "permissions": ["crm.contacts.read", "crm.orders.read"],
+                },
+            )
+        ],
+        tags=["tokens"],
+    )
     def get(self, request: Request) -> Response:
-        return Response(self.OutputSerializer(request.auth).data)
+        return Response(self.MeResponseSerializer(self.describe(request.auth)).data)
+
+
+class LeakReportView(APIView):
+    """Anyone holding a token's full text can report it leaked; it is revoked at once.
+
+    The answer is the same whether or not the token existed, so the endpoint
+    cannot be used to test guesses; it is rate limited per client address.
+    """
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    class LeakReportRequestSerializer(StrictSerializer):
+        token = StrictCharField(max_length=200)
+
+    @extend_schema(
+        operation_id="token_report_leaked",
+        summary="Report a leaked token (revokes it and tells its owner)",
+        request=LeakReportRequestSerializer,
+        responses={
+            202: inline_serializer(name="LeakReportReceived", fields={"status": serializers.CharField()}),
+            400: ERROR_RESPONSES[400],
+            429: ERROR_RESPONSES[429],
+        },
+        tags=["tokens"],
+    )
+    def post(self, request: Request) -> Response:
+        ip = client_ip(request)
+        rate_limit_enforce(f"leak-report:{ip}", limit=LEAK_REPORTS_PER_MINUTE, window=60, what="leak reports")
+        data = self.LeakReportRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        token_report_leaked(data.validated_data["token"], ip=ip)
+        return Response({"status": "received"}, status=status.HTTP_202_ACCEPTED)

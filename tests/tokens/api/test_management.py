@@ -1,0 +1,127 @@
+"""The management API for users' tokens (seed 004), scoped to a tenant."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from iam.models import AuditAction, AuditEvent, ServiceRole
+from tests.conftest import bearer
+from tokens.integrations import integration_credential_create, tenant_set_api_issuance
+from tokens.models import IntegrationCredential, PersonalAccessToken, TokenStatus
+from tokens.services import token_create
+
+pytestmark = pytest.mark.django_db
+
+
+def admin_pat(user, role=ServiceRole.USER_ADMINISTRATOR) -> str:
+    return token_create(
+        owner=user,
+        application=None,
+        name=f"manage {uuid.uuid4().hex[:8]}",
+        role_codes=[role],
+        expires_at=timezone.now() + timedelta(days=7),
+    ).plaintext
+
+
+def url(user, name=None) -> str:
+    base = f"/api/v1/users/{user.pk}/personal-access-tokens"
+    return f"{base}/{name}" if name else base
+
+
+def create_body(world, **overrides):
+    body = {
+        "name": "Nightly import",
+        "expiresAt": (timezone.now() + timedelta(days=30)).isoformat(),
+        "applicationSlug": world.application.slug,
+        "roles": ["reader"],
+    }
+    body.update(overrides)
+    return body
+
+
+def test_user_administrator_lists_tokens_without_secrets(api, world, user_admin):
+    issued = world.issue("listed")
+    response = bearer(api, admin_pat(user_admin)).get(url(world.user))
+    assert response.status_code == 200
+    (token,) = response.json()
+    assert token["name"] == "listed" and token["status"] == "active" and token["roles"] == ["reader", "writer"]
+    assert token["prefix"] == issued.token.display_prefix
+    assert issued.plaintext not in response.content.decode() and "token" not in token
+
+
+def test_another_tenants_user_is_404(api, world, other_world, user_admin):
+    assert bearer(api, admin_pat(user_admin)).get(url(other_world.user)).status_code == 404
+    assert bearer(api, admin_pat(user_admin)).get("/api/v1/users/999999/personal-access-tokens").status_code == 404
+
+
+def test_an_end_users_token_lacks_the_permission(api, world):
+    response = bearer(api, world.issue().plaintext).get(url(world.user))
+    assert response.status_code == 403 and response.json()["error"]["code"] == "missing_permission"
+
+
+def test_creation_is_refused_until_the_tenant_allows_it(api, world, user_admin):
+    client = bearer(api, admin_pat(user_admin))
+    refused = client.post(url(world.user), create_body(world), format="json")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "api_issuance_disabled"
+    assert not PersonalAccessToken.objects.filter(owner=world.user).exists()
+    tenant_set_api_issuance(tenant=world.tenant, allowed=True, actor=user_admin)
+    assert AuditEvent.objects.filter(action=AuditAction.TENANT_API_ISSUANCE_SWITCHED, actor=user_admin).exists()
+    created = client.post(url(world.user), create_body(world), format="json")
+    assert created.status_code == 201
+    body = created.json()
+    assert body["token"].startswith("pat_") and body["name"] == "Nightly import" and body["roles"] == ["reader"]
+    event = AuditEvent.objects.get(action=AuditAction.TOKEN_CREATED, token_id=body["id"])
+    assert event.actor == user_admin
+    assert body["token"] not in client.get(url(world.user)).content.decode()
+
+
+def test_created_tokens_follow_every_rule(api, world, user_admin):
+    tenant_set_api_issuance(tenant=world.tenant, allowed=True, actor=None)
+    client = bearer(api, admin_pat(user_admin))
+    response = client.post(
+        url(world.user), create_body(world, roles=["admin"], expiresAt="2000-01-01T00:00:00Z"), format="json"
+    )
+    assert response.status_code == 400
+    assert set(response.json()["error"]["fields"]) == {"roles", "expires_at"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"name": 5}, {"roles": "reader"}, {"expiresAt": 123}, {"applicationId": "nope"}, {"unknown": 1}, {"name": None}],
+)
+def test_bad_bodies_are_400(api, world, user_admin, body):
+    tenant_set_api_issuance(tenant=world.tenant, allowed=True, actor=None)
+    response = bearer(api, admin_pat(user_admin)).post(url(world.user), create_body(world, **body), format="json")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "validation_failed"
+    assert not PersonalAccessToken.objects.filter(owner=world.user).exists()
+
+
+def test_rename_and_delete(api, world, user_admin):
+    world.issue("old name")
+    client = bearer(api, admin_pat(user_admin))
+    renamed = client.patch(url(world.user, "old name"), {"name": "new name"}, format="json")
+    assert renamed.status_code == 200 and renamed.json()["name"] == "new name"
+    assert client.delete(url(world.user, "new name")).status_code == 204
+    assert PersonalAccessToken.objects.get(name="new name").status == TokenStatus.REVOKED
+    assert client.delete(url(world.user, "missing")).status_code == 404
+
+
+def test_integration_credential_with_the_scope_manages_its_tenant_only(api, world, other_world):
+    manage = integration_credential_create(
+        tenant=world.tenant, name="hr sync", actor=None, scopes=[IntegrationCredential.Scope.TOKENS_MANAGE]
+    )
+    world.issue("seen")
+    api.credentials(HTTP_AUTHORIZATION=f"Basic {manage.plaintext}")
+    assert [t["name"] for t in api.get(url(world.user)).json()] == ["seen"]
+    assert api.get(url(other_world.user)).status_code == 404
+    assert api.delete(url(world.user, "seen")).status_code == 204
+    event = AuditEvent.objects.get(action=AuditAction.TOKEN_REVOKED)
+    assert event.actor is None and "hr sync" in event.actor_label
+
+
+def test_integration_credential_without_the_scope_is_403(api, world, credential):
+    api.credentials(HTTP_AUTHORIZATION=f"Basic {credential.plaintext}")
+    response = api.get(url(world.user))
+    assert response.status_code == 403 and response.json()["error"]["code"] == "missing_scope"

@@ -1,0 +1,290 @@
+"""OAuth 2.0: token exchange (RFC 8693), introspection (RFC 7662), revocation
+(RFC 7009), JWKS and metadata, through a real OAuth client library."""
+
+import base64
+import time
+
+import jwt
+import pytest
+from authlib.integrations.requests_client import OAuth2Session
+from django.core import mail
+from django.test import override_settings
+
+from iam.services import role_grant_remove
+from tests.conftest import bearer
+from tokens.models import TokenStatus
+from tokens.oauth import GRANT_TOKEN_EXCHANGE, LOGTO_PAT_TOKEN_TYPE, PAT_TOKEN_TYPE, oauth_client_create
+from tokens.services import token_revoke
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def oauth_client(world):
+    return oauth_client_create(application=world.application, name="crm backend", actor=None, token_exchange=True)
+
+
+def exchange(api, client, subject_token, *, method="basic", token_type=PAT_TOKEN_TYPE, **params):
+    data = {
+        "grant_type": GRANT_TOKEN_EXCHANGE,
+        "subject_token": subject_token,
+        "subject_token_type": token_type,
+        **params,
+    }
+    extra = {}
+    if method == "basic":
+        credentials = base64.b64encode(f"{client.client.client_id}:{client.secret}".encode()).decode()
+        extra["HTTP_AUTHORIZATION"] = f"Basic {credentials}"
+    else:
+        data.update(client_id=client.client.client_id, client_secret=client.secret)
+    return api.generic("POST", "/oauth/token", _form(data), content_type="application/x-www-form-urlencoded", **extra)
+
+
+def _form(data: dict) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode(data, doseq=True)
+
+
+def test_exchange_with_authlib_and_verify_with_pyjwt_against_the_jwks(live_server, world, oauth_client, settings):
+    pat = world.issue("exchange me", roles=("reader",)).plaintext
+    session = OAuth2Session(
+        oauth_client.client.client_id, oauth_client.secret, token_endpoint_auth_method="client_secret_basic"
+    )
+    token = session.fetch_token(
+        f"{live_server.url}/oauth/token",
+        grant_type=GRANT_TOKEN_EXCHANGE,
+        subject_token=pat,
+        subject_token_type=LOGTO_PAT_TOKEN_TYPE,
+        scope="orders.read",
+    )
+    assert token["issued_token_type"] == "urn:ietf:params:oauth:token-type:access_token"
+    assert token["token_type"] == "Bearer" and token["scope"] == "orders.read" and token["expires_in"] == 3600
+    jwk_client = jwt.PyJWKClient(f"{live_server.url}/.well-known/jwks.json")
+    key = jwk_client.get_signing_key_from_jwt(token["access_token"])
+    claims = jwt.decode(
+        token["access_token"], key.key, algorithms=["RS256"], audience=settings.PUBLIC_URL, issuer=settings.PUBLIC_URL
+    )
+    assert claims["sub"] == str(world.user.pk) and claims["client_id"] == oauth_client.client.client_id
+    assert claims["scope"] == "orders.read" and claims["tenant"] == "acme"
+    assert claims["application"] == str(world.application.pk) and claims["jti"]
+    assert jwt.get_unverified_header(token["access_token"])["kid"] == "test-2"
+
+    # Introspection and revocation through the same library.
+    introspected = session.introspect_token(f"{live_server.url}/oauth/introspect", token=token["access_token"]).json()
+    assert introspected["active"] is True and introspected["scope"] == "orders.read"
+    assert introspected["username"] == world.user.username and introspected["token_type"] == "access_token"
+    assert session.revoke_token(f"{live_server.url}/oauth/revoke", token=token["access_token"]).status_code == 200
+    assert session.introspect_token(f"{live_server.url}/oauth/introspect", token=token["access_token"]).json() == {
+        "active": False
+    }
+
+
+def test_client_secret_post_and_the_default_scope(api, world, oauth_client):
+    response = exchange(api, oauth_client, world.issue().plaintext, method="post")
+    assert response.status_code == 200
+    assert response.json()["scope"] == "orders.read orders.write"
+    assert response["Cache-Control"] == "no-store"
+
+
+def test_the_access_token_works_on_our_api_until_the_pat_stops(api, world, oauth_client, user_admin):
+    issued = world.issue(roles=("reader", "writer"))
+    access = exchange(api, oauth_client, issued.plaintext, scope="orders.read").json()["access_token"]
+    me = bearer(api, access).get("/api/v1/me")
+    assert me.status_code == 200 and me.json()["permissions"] == ["orders.read"]
+    role_grant_remove(user=world.user, role=world.writer, actor=user_admin)  # PAT inactive
+    assert bearer(api, access).get("/api/v1/me").status_code == 401
+
+
+def test_a_revoked_pat_stops_its_access_tokens_at_once(api, world, oauth_client, user_admin):
+    issued = world.issue()
+    access = exchange(api, oauth_client, issued.plaintext).json()["access_token"]
+    assert bearer(api, access).get("/api/v1/me").status_code == 200
+    token_revoke(token=issued.token, actor=user_admin)
+    assert bearer(api, access).get("/api/v1/me").status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "error"),
+    [
+        ({"grant_type": "client_credentials"}, 400, "unsupported_grant_type"),
+        ({"grant_type": ""}, 400, "invalid_request"),
+        ({"subject_token": ""}, 400, "invalid_request"),
+        ({"subject_token_type": "urn:ietf:params:oauth:token-type:jwt"}, 400, "invalid_request"),
+        ({"subject_token": "pat_" + "A" * 36}, 400, "invalid_grant"),
+        ({"scope": "settings.manage"}, 400, "invalid_scope"),
+        ({"scope": "orders.read orders.delete"}, 400, "invalid_scope"),
+        ({"resource": "https://elsewhere.example"}, 400, "invalid_target"),
+    ],
+)
+def test_token_endpoint_errors_follow_rfc_6749(api, world, oauth_client, change, status, error):
+    params = {"subject_token": world.issue().plaintext, **change}
+    data = {"grant_type": GRANT_TOKEN_EXCHANGE, "subject_token_type": PAT_TOKEN_TYPE, **params}
+    credentials = base64.b64encode(f"{oauth_client.client.client_id}:{oauth_client.secret}".encode()).decode()
+    response = api.generic(
+        "POST",
+        "/oauth/token",
+        _form(data),
+        content_type="application/x-www-form-urlencoded",
+        HTTP_AUTHORIZATION=f"Basic {credentials}",
+    )
+    assert response.status_code == status
+    assert response.json()["error"] == error and response.json()["error_description"]
+
+
+def test_wrong_or_missing_client_authentication_is_invalid_client(api, world, oauth_client):
+    pat = world.issue().plaintext
+    data = _form({"grant_type": GRANT_TOKEN_EXCHANGE, "subject_token": pat, "subject_token_type": PAT_TOKEN_TYPE})
+    for header in (
+        {},
+        {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(b"oc_x:ocs_wrong").decode()},
+        {"HTTP_AUTHORIZATION": "Basic !!!"},
+    ):
+        response = api.generic("POST", "/oauth/token", data, content_type="application/x-www-form-urlencoded", **header)
+        assert response.status_code == 401 and response.json()["error"] == "invalid_client"
+        assert response["WWW-Authenticate"].startswith("Basic")
+
+
+def test_parameters_come_from_the_form_body_only_and_once(api, world, oauth_client):
+    pat = world.issue().plaintext
+    credentials = base64.b64encode(f"{oauth_client.client.client_id}:{oauth_client.secret}".encode()).decode()
+    auth = {"HTTP_AUTHORIZATION": f"Basic {credentials}"}
+    as_json = api.post(
+        "/oauth/token",
+        {"grant_type": GRANT_TOKEN_EXCHANGE, "subject_token": pat, "subject_token_type": PAT_TOKEN_TYPE},
+        format="json",
+        **auth,
+    )
+    assert as_json.status_code == 400 and as_json.json()["error"] == "invalid_request"
+    in_query = api.generic(
+        "POST",
+        f"/oauth/token?{_form({'grant_type': GRANT_TOKEN_EXCHANGE})}",
+        "",
+        content_type="application/x-www-form-urlencoded",
+        **auth,
+    )
+    assert in_query.json()["error"] == "invalid_request"
+    repeated = _form(
+        {"grant_type": GRANT_TOKEN_EXCHANGE, "subject_token": [pat, pat], "subject_token_type": PAT_TOKEN_TYPE}
+    )
+    response = api.generic("POST", "/oauth/token", repeated, content_type="application/x-www-form-urlencoded", **auth)
+    assert response.json()["error"] == "invalid_request" and "repeated" in response.json()["error_description"]
+
+
+def test_exchange_is_off_by_default_and_the_pat_must_be_of_the_clients_application(api, world, other_world):
+    closed = oauth_client_create(application=world.application, name="no exchange", actor=None)
+    assert exchange(api, closed, world.issue().plaintext).json()["error"] == "unauthorized_client"
+    foreign = oauth_client_create(application=other_world.application, name="other", actor=None, token_exchange=True)
+    response = exchange(api, foreign, world.issue("x").plaintext)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+
+
+def test_allowed_scopes_of_the_client_narrow_the_grant(api, world):
+    client = oauth_client_create(
+        application=world.application, name="narrow", actor=None, token_exchange=True, allowed_scopes=["orders.read"]
+    )
+    assert exchange(api, client, world.issue().plaintext).json()["scope"] == "orders.read"
+
+
+def test_introspection_of_pats_embed_sessions_and_garbage(api, world, oauth_client, other_world, credential):
+    credentials = base64.b64encode(f"{oauth_client.client.client_id}:{oauth_client.secret}".encode()).decode()
+
+    def introspect(value):
+        return api.generic(
+            "POST",
+            "/oauth/introspect",
+            _form({"token": value}),
+            content_type="application/x-www-form-urlencoded",
+            HTTP_AUTHORIZATION=f"Basic {credentials}",
+        ).json()
+
+    pat = world.issue()
+    described = introspect(pat.plaintext)
+    assert described["active"] is True and described["token_type"] == "personal_access_token"
+    assert described["sub"] == str(world.user.pk) and described["tenant"] == "acme"
+    assert described["exp"] == int(pat.token.expires_at.timestamp())
+    for value in ("garbage", "a.b.c", "pat_" + "A" * 36, other_world.issue().plaintext, "emb_" + "B" * 36):
+        assert introspect(value) == {"active": False}
+    embed = api.post(
+        "/api/ext/users/personal-access-token",
+        {"email": world.user.email, "appId": str(world.application.pk), "sessionExpiry": 5, "patExpiry": 600},
+        format="json",
+        HTTP_AUTHORIZATION=f"Basic {credential.plaintext}",
+    ).json()["personalAccessToken"]
+    location = api.get(f"/embed-apps/{world.application.pk}", {"personal-access-token": embed})["Location"]
+    session = introspect(location.split("#session=")[1])
+    assert session["active"] is True and session["token_type"] == "embed_session"
+
+
+def test_jwks_keeps_rotated_keys_so_old_tokens_verify(api, world, oauth_client, settings):
+    rotated = dict(reversed(list(settings.JWT_SIGNING_KEYS.items())))  # test-1 signs now
+    old = exchange(api, oauth_client, world.issue().plaintext).json()["access_token"]
+    with override_settings(JWT_SIGNING_KEYS=rotated):
+        keys = api.get("/.well-known/jwks.json").json()["keys"]
+        assert [key["kid"] for key in keys] == ["test-1", "test-2"]
+        assert all(key["kty"] == "RSA" and key["alg"] == "RS256" and "d" not in key for key in keys)
+        new = exchange(api, oauth_client, world.issue("second").plaintext).json()["access_token"]
+        assert jwt.get_unverified_header(new)["kid"] == "test-1"
+        assert bearer(api, old).get("/api/v1/me").status_code == 200
+        assert bearer(api, new).get("/api/v1/me").status_code == 200
+
+
+def test_forged_or_expired_access_tokens_are_refused(api, world, oauth_client, settings):
+    access = exchange(api, oauth_client, world.issue().plaintext).json()["access_token"]
+    claims = jwt.decode(access, options={"verify_signature": False})
+    forged = jwt.encode({**claims, "scope": "settings.manage"}, "s" * 40, algorithm="HS256", headers={"kid": "test-2"})
+    assert bearer(api, forged).get("/api/v1/me").status_code == 401
+    none_alg = jwt.encode({**claims}, None, algorithm="none")
+    assert bearer(api, none_alg).get("/api/v1/me").status_code == 401
+    from tokens.oauth import _signing_keys
+
+    expired = jwt.encode(
+        {**claims, "exp": int(time.time()) - 10}, _signing_keys()[0][1], algorithm="RS256", headers={"kid": "test-2"}
+    )
+    assert bearer(api, expired).get("/api/v1/me").status_code == 401
+
+
+def test_metadata(api, settings):
+    body = api.get("/.well-known/oauth-authorization-server").json()
+    assert body["issuer"] == settings.PUBLIC_URL and body["token_endpoint"].endswith("/oauth/token")
+    assert GRANT_TOKEN_EXCHANGE in body["grant_types_supported"]
+    assert body["jwks_uri"].endswith("/.well-known/jwks.json")
+
+
+def test_report_a_leaked_token(api, world, django_capture_on_commit_callbacks):
+    issued = world.issue("leaky")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post("/api/v1/leaked-tokens", {"token": issued.plaintext}, format="json")
+    assert response.status_code == 202 and response.json() == {"status": "received"}
+    issued.token.refresh_from_db()
+    assert issued.token.status == TokenStatus.REVOKED
+    assert len(mail.outbox) == 1 and "leaked" in mail.outbox[0].subject
+    assert mail.outbox[0].to == [world.user.email] and issued.plaintext not in mail.outbox[0].body
+    # The same answer for a token that does not exist.
+    assert api.post("/api/v1/leaked-tokens", {"token": "pat_" + "A" * 36}, format="json").json() == {
+        "status": "received"
+    }
+
+
+def test_leak_reports_are_rate_limited(api):
+    codes = [api.post("/api/v1/leaked-tokens", {"token": "x"}, format="json").status_code for _ in range(11)]
+    assert codes[-1] == 429 and codes[0] == 202
+
+
+def test_openapi_schema_and_docs_are_served(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert schema.status_code == 200
+    paths = schema.json()["paths"]
+    for path in (
+        "/api/v1/me",
+        "/api/ext/users/personal-access-token",
+        "/oauth/token",
+        "/oauth/introspect",
+        "/api/v1/users/{user_id}/personal-access-tokens",
+        "/api/v1/leaked-tokens",
+    ):
+        assert path in paths
+    embed = paths["/api/ext/users/personal-access-token"]["post"]
+    assert {"201", "400", "401", "403", "404", "429"} <= set(embed["responses"])
+    docs = api.get("/api/docs/")
+    assert docs.status_code == 200 and b"<script>" not in docs.content

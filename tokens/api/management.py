@@ -1,0 +1,246 @@
+"""Management API for users' tokens (Logto's, seed 004), scoped to a tenant.
+
+Callers: an administrative PAT (or exchanged token) with ``iam.tokens.manage``
+whose owner administers the user's tenant, or an integration credential of
+the tenant with the ``tokens.manage`` scope.
+"""
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import permissions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from iam.api.serializers import (
+    StrictCharField,
+    StrictDateTimeField,
+    StrictListField,
+    StrictSerializer,
+    StrictUUIDField,
+)
+from iam.exceptions import NotPermitted
+from iam.http import client_ip
+from iam.models import AdminPermission, User
+from iam.selectors import user_administers_tenant_users
+from tenants.models import Application
+from tokens.api.schema import ERROR_RESPONSES
+from tokens.authentication import BearerTokenAuthentication, CredentialContext, IntegrationCredentialAuthentication
+from tokens.integrations import credential_label, token_issue_for_user
+from tokens.models import IntegrationCredential, PersonalAccessToken, TokenStatus
+from tokens.rules import token_states
+from tokens.services import TokenContext, token_rename, token_revoke
+
+
+class CanManageTokens(permissions.BasePermission):
+    def has_permission(self, request, view) -> bool:
+        context = request.auth
+        if isinstance(context, CredentialContext):
+            if IntegrationCredential.Scope.TOKENS_MANAGE in context.permissions:
+                return True
+            raise NotPermitted("The integration credential lacks the scope tokens.manage.", code="missing_scope")
+        if isinstance(context, TokenContext):
+            if AdminPermission.TOKENS_MANAGE in context.permissions:
+                return True
+            error = NotPermitted("The token lacks the permission iam.tokens.manage.", code="missing_permission")
+            raise error
+        return False
+
+
+class ManagementView(APIView):
+    authentication_classes = [BearerTokenAuthentication, IntegrationCredentialAuthentication]
+    permission_classes = [CanManageTokens]
+
+    def target_user(self, request: Request, user_id: int) -> User:
+        """The user addressed in the URL, if the caller may manage their tokens (404 otherwise)."""
+        user = get_object_or_404(User.objects.select_related("tenant"), pk=user_id)
+        context = request.auth
+        allowed = (
+            context.credential.tenant_id == user.tenant_id
+            if isinstance(context, CredentialContext)
+            else user_administers_tenant_users(request.user, user.tenant_id)
+        )
+        if not allowed:
+            raise_not_found()
+        return user
+
+    def actor(self, request: Request) -> tuple[User | None, str | None]:
+        context = request.auth
+        if isinstance(context, CredentialContext):
+            return None, credential_label(context.credential)
+        return request.user, None
+
+    def token_by_name(self, user: User, name: str) -> PersonalAccessToken:
+        return get_object_or_404(
+            PersonalAccessToken.objects.exclude(status=TokenStatus.DELETED).select_related("application"),
+            owner=user,
+            name=name,
+        )
+
+
+def raise_not_found():
+    from rest_framework.exceptions import NotFound
+
+    raise NotFound()
+
+
+class TokenSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    prefix = serializers.CharField(source="display_prefix")
+    application = serializers.SerializerMethodField()
+    roles = serializers.SerializerMethodField()
+    status = serializers.SerializerMethodField()
+    createdAt = serializers.DateTimeField(source="created_at")
+    expiresAt = serializers.DateTimeField(source="expires_at")
+    lastUsedAt = serializers.DateTimeField(source="last_used_at")
+    lastUsedIp = serializers.CharField(source="last_used_ip")
+
+    def get_application(self, token) -> str | None:
+        return token.application.slug if token.application else None
+
+    def get_roles(self, token) -> list[str]:
+        return sorted(role.code for role in token.roles.all())
+
+    def get_status(self, token) -> str:
+        return self.context["states"][token.pk].status
+
+
+def serialize_tokens(tokens: list[PersonalAccessToken]) -> list[dict]:
+    return TokenSerializer(tokens, many=True, context={"states": token_states(tokens)}).data
+
+
+class UserTokenListView(ManagementView):
+    class TokenCreateRequestSerializer(StrictSerializer):
+        name = StrictCharField(max_length=100)
+        expiresAt = StrictDateTimeField()
+        applicationId = StrictUUIDField(required=False, allow_null=True)
+        applicationSlug = serializers.SlugField(required=False)
+        roles = StrictListField(child=StrictCharField(max_length=100), max_length=50)
+
+    @extend_schema(
+        operation_id="user_tokens_list",
+        summary="List a user's personal access tokens (never their secrets)",
+        responses={
+            200: TokenSerializer(many=True),
+            401: ERROR_RESPONSES[401],
+            403: ERROR_RESPONSES[403],
+            404: ERROR_RESPONSES[404],
+        },
+        tags=["management"],
+    )
+    def get(self, request: Request, user_id: int) -> Response:
+        user = self.target_user(request, user_id)
+        tokens = list(
+            PersonalAccessToken.objects.filter(owner=user)
+            .exclude(status=TokenStatus.DELETED)
+            .select_related("application")
+            .prefetch_related("roles")
+            .order_by("-created_at")
+        )
+        return Response(serialize_tokens(tokens))
+
+    @extend_schema(
+        operation_id="user_tokens_create",
+        summary="Create a token for a user (off unless the tenant allows administrators to)",
+        request=TokenCreateRequestSerializer,
+        responses={
+            201: OpenApiResponse(TokenSerializer, description="The token, with `token` (its secret) shown once."),
+            400: ERROR_RESPONSES[400],
+            401: ERROR_RESPONSES[401],
+            403: ERROR_RESPONSES[403],
+            404: ERROR_RESPONSES[404],
+        },
+        examples=[
+            OpenApiExample(
+                "Request",
+                request_only=True,
+                value={
+                    "name": "Nightly import",
+                    "expiresAt": "2027-01-31T00:00:00Z",
+                    "applicationSlug": "crm",
+                    "roles": ["crm_reader"],
+                },
+            )
+        ],
+        tags=["management"],
+    )
+    def post(self, request: Request, user_id: int) -> Response:
+        user = self.target_user(request, user_id)
+        data = self.TokenCreateRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        application = None
+        if fields.get("applicationId") or fields.get("applicationSlug"):
+            lookup = (
+                {"pk": fields["applicationId"]} if fields.get("applicationId") else {"slug": fields["applicationSlug"]}
+            )
+            application = Application.objects.filter(**lookup).first()
+            if application is None:
+                from rest_framework.exceptions import ValidationError
+
+                raise ValidationError({"applicationId": ["No such application."]})
+        actor, label = self.actor(request)
+        issued = token_issue_for_user(
+            owner=user,
+            actor=actor,
+            actor_label=label,
+            application=application,
+            name=fields["name"],
+            expires_at=fields["expiresAt"],
+            role_codes=fields["roles"],
+            ip=client_ip(request),
+        )
+        body = serialize_tokens([issued.token])[0]
+        body["token"] = issued.plaintext
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class UserTokenDetailView(ManagementView):
+    class TokenRenameRequestSerializer(StrictSerializer):
+        name = StrictCharField(max_length=100)
+
+    @extend_schema(
+        operation_id="user_tokens_rename",
+        summary="Rename a user's token",
+        request=TokenRenameRequestSerializer,
+        responses={
+            200: TokenSerializer,
+            400: ERROR_RESPONSES[400],
+            401: ERROR_RESPONSES[401],
+            403: ERROR_RESPONSES[403],
+            404: ERROR_RESPONSES[404],
+            409: ERROR_RESPONSES[409],
+        },
+        tags=["management"],
+    )
+    def patch(self, request: Request, user_id: int, name: str) -> Response:
+        user = self.target_user(request, user_id)
+        token = self.token_by_name(user, name)
+        data = self.TokenRenameRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        actor, label = self.actor(request)
+        token = token_rename(
+            token=token, name=data.validated_data["name"], actor=actor, actor_label=label, ip=client_ip(request)
+        )
+        return Response(serialize_tokens([token])[0])
+
+    @extend_schema(
+        operation_id="user_tokens_delete",
+        summary="End a user's token (an administrator's delete is a revocation: irreversible)",
+        responses={204: None, 401: ERROR_RESPONSES[401], 403: ERROR_RESPONSES[403], 404: ERROR_RESPONSES[404]},
+        tags=["management"],
+    )
+    def delete(self, request: Request, user_id: int, name: str) -> Response:
+        user = self.target_user(request, user_id)
+        token = self.token_by_name(user, name)
+        actor, label = self.actor(request)
+        token_revoke(
+            token=token,
+            actor=actor,
+            actor_label=label,
+            ip=client_ip(request),
+            reason="Ended through the management API.",
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,283 @@
+"""OAuth 2.0 endpoints: token (RFC 8693 exchange), introspection (RFC 7662),
+revocation (RFC 7009), JWKS and metadata (RFC 8414).
+
+These speak OAuth's own error format (RFC 6749 §5.2), not the API's, and
+read their parameters from the form-encoded body only, as the RFCs require.
+"""
+
+import base64
+import binascii
+from urllib.parse import unquote_plus
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from rest_framework import exceptions, serializers
+from rest_framework.parsers import FormParser
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from iam.http import client_ip
+from tokens.models import OAuthClient
+from tokens.oauth import (
+    ACCESS_TOKEN_TYPE,
+    GRANT_TOKEN_EXCHANGE,
+    PAT_TOKEN_TYPES,
+    OAuthError,
+    introspect,
+    issuer,
+    jwks,
+    oauth_client_authenticate,
+    revoke,
+    token_exchange,
+)
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+OAuthErrorSerializer = inline_serializer(
+    name="OAuthError", fields={"error": serializers.CharField(), "error_description": serializers.CharField()}
+)
+
+
+def oauth_error(error: OAuthError) -> Response:
+    headers = dict(NO_STORE)
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="oauth"'
+    return Response(
+        {"error": error.error, "error_description": error.description}, status=error.status, headers=headers
+    )
+
+
+class OAuthView(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    parser_classes = [FormParser]
+
+    def handle_exception(self, exc):
+        if isinstance(exc, OAuthError):
+            return oauth_error(exc)
+        if isinstance(exc, exceptions.UnsupportedMediaType | exceptions.ParseError):
+            return oauth_error(OAuthError("invalid_request", "Send parameters as application/x-www-form-urlencoded."))
+        if isinstance(exc, exceptions.MethodNotAllowed):
+            return oauth_error(OAuthError("invalid_request", "Use POST.", status=405))
+        return super().handle_exception(exc)
+
+    def params(self, request: Request) -> dict[str, str]:
+        """The body's parameters; each may appear once (RFC 6749 §3.1)."""
+        data = request.data
+        if not hasattr(data, "lists"):
+            raise OAuthError("invalid_request", "Send parameters as application/x-www-form-urlencoded.")
+        params = {}
+        for key, values in data.lists():
+            if len(values) > 1:
+                raise OAuthError("invalid_request", f"The parameter {key} is repeated.")
+            params[key] = values[0]
+        return params
+
+    def client(self, request: Request, params: dict[str, str]) -> OAuthClient:
+        """Authenticate the client with client_secret_basic or client_secret_post (not both)."""
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        posted = "client_secret" in params
+        if header:
+            scheme, _, value = header.partition(" ")
+            if scheme.lower() != "basic" or posted:
+                raise OAuthError("invalid_request", "Use exactly one client authentication method.")
+            try:
+                client_id, _, secret = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                raise OAuthError("invalid_client", "Malformed client credentials.", status=401) from None
+            client_id, secret = unquote_plus(client_id), unquote_plus(secret)
+        elif posted:
+            client_id, secret = params.get("client_id", ""), params.get("client_secret", "")
+        else:
+            raise OAuthError("invalid_client", "Client authentication is required.", status=401)
+        client = oauth_client_authenticate(client_id, secret)
+        if client is None:
+            raise OAuthError("invalid_client", "Unknown client or wrong secret.", status=401)
+        return client
+
+
+class TokenView(OAuthView):
+    @extend_schema(
+        operation_id="oauth_token",
+        summary="Exchange a personal access token for an access token (RFC 8693)",
+        description=(
+            "Client authentication: `client_secret_basic` or `client_secret_post`. `subject_token_type` is "
+            f"`{PAT_TOKEN_TYPES[0]}` or Logto's `{PAT_TOKEN_TYPES[1]}`. Optional `scope`, `resource`/`audience`."
+        ),
+        request={
+            "application/x-www-form-urlencoded": inline_serializer(
+                name="TokenExchangeRequest",
+                fields={
+                    "grant_type": serializers.CharField(),
+                    "subject_token": serializers.CharField(),
+                    "subject_token_type": serializers.CharField(),
+                    "scope": serializers.CharField(required=False),
+                    "resource": serializers.CharField(required=False),
+                    "audience": serializers.CharField(required=False),
+                    "client_id": serializers.CharField(required=False),
+                    "client_secret": serializers.CharField(required=False),
+                },
+            )
+        },
+        responses={
+            200: inline_serializer(
+                name="TokenExchangeResponse",
+                fields={
+                    "access_token": serializers.CharField(),
+                    "issued_token_type": serializers.CharField(),
+                    "token_type": serializers.CharField(),
+                    "expires_in": serializers.IntegerField(),
+                    "scope": serializers.CharField(),
+                },
+            ),
+            400: OAuthErrorSerializer,
+            401: OAuthErrorSerializer,
+        },
+        examples=[
+            OpenApiExample(
+                "Exchanged",
+                response_only=True,
+                status_codes=["200"],
+                value={
+                    "access_token": "eyJhbGciOiJSUzI1NiIs…",
+                    "issued_token_type": ACCESS_TOKEN_TYPE,
+                    "token_type": "Bearer",
+                    "expires_in": 3600,
+                    "scope": "crm.orders.read",
+                },
+            )
+        ],
+        tags=["oauth"],
+    )
+    def post(self, request: Request) -> Response:
+        params = self.params(request)
+        client = self.client(request, params)
+        if params.get("grant_type") != GRANT_TOKEN_EXCHANGE:
+            if not params.get("grant_type"):
+                raise OAuthError("invalid_request", "grant_type is required.")
+            raise OAuthError("unsupported_grant_type", f"Only {GRANT_TOKEN_EXCHANGE} is supported.")
+        for required in ("subject_token", "subject_token_type"):
+            if not params.get(required):
+                raise OAuthError("invalid_request", f"{required} is required.")
+        audiences = [value for key in ("resource", "audience") if (value := params.get(key))]
+        body = token_exchange(
+            client=client,
+            subject_token=params["subject_token"],
+            subject_token_type=params["subject_token_type"],
+            scope=params.get("scope"),
+            audiences=audiences or None,
+            ip=client_ip(request),
+        )
+        return Response(body, headers=NO_STORE)
+
+
+class IntrospectView(OAuthView):
+    @extend_schema(
+        operation_id="oauth_introspect",
+        summary="Introspect a PAT, access token or embed session (RFC 7662)",
+        request={
+            "application/x-www-form-urlencoded": inline_serializer(
+                name="IntrospectionRequest",
+                fields={"token": serializers.CharField(), "token_type_hint": serializers.CharField(required=False)},
+            )
+        },
+        responses={
+            200: inline_serializer(
+                name="IntrospectionResponse",
+                fields={
+                    "active": serializers.BooleanField(),
+                    "scope": serializers.CharField(required=False),
+                    "client_id": serializers.CharField(required=False),
+                    "username": serializers.CharField(required=False),
+                    "sub": serializers.CharField(required=False),
+                    "exp": serializers.IntegerField(required=False),
+                    "iat": serializers.IntegerField(required=False),
+                    "token_type": serializers.CharField(required=False),
+                    "tenant": serializers.CharField(required=False),
+                    "application": serializers.CharField(required=False),
+                },
+            ),
+            400: OAuthErrorSerializer,
+            401: OAuthErrorSerializer,
+        },
+        tags=["oauth"],
+    )
+    def post(self, request: Request) -> Response:
+        params = self.params(request)
+        client = self.client(request, params)
+        if not params.get("token"):
+            raise OAuthError("invalid_request", "token is required.")
+        return Response(introspect(client=client, value=params["token"]), headers=NO_STORE)
+
+
+class RevokeView(OAuthView):
+    @extend_schema(
+        operation_id="oauth_revoke",
+        summary="Revoke an access token this client obtained (RFC 7009)",
+        request={
+            "application/x-www-form-urlencoded": inline_serializer(
+                name="RevocationRequest",
+                fields={"token": serializers.CharField(), "token_type_hint": serializers.CharField(required=False)},
+            )
+        },
+        responses={200: None, 400: OAuthErrorSerializer, 401: OAuthErrorSerializer},
+        tags=["oauth"],
+    )
+    def post(self, request: Request) -> Response:
+        params = self.params(request)
+        client = self.client(request, params)
+        if not params.get("token"):
+            raise OAuthError("invalid_request", "token is required.")
+        revoke(client=client, value=params["token"])
+        return Response(status=200, headers=NO_STORE)
+
+
+class JWKSView(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="jwks",
+        summary="The public keys that sign access tokens (RFC 7517)",
+        responses={200: inline_serializer(name="JWKS", fields={"keys": serializers.ListField()})},
+        tags=["oauth"],
+    )
+    def get(self, request: Request) -> Response:
+        return Response(jwks(), headers={"Cache-Control": "public, max-age=300"})
+
+
+class MetadataView(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="oauth_metadata",
+        summary="Authorization server metadata (RFC 8414)",
+        responses={
+            200: inline_serializer(
+                name="ServerMetadata",
+                fields={"issuer": serializers.CharField(), "token_endpoint": serializers.CharField()},
+            )
+        },
+        tags=["oauth"],
+    )
+    def get(self, request: Request) -> Response:
+        base = settings.PUBLIC_URL
+        return Response(
+            {
+                "issuer": issuer(),
+                "token_endpoint": f"{base}/oauth/token",
+                "introspection_endpoint": f"{base}/oauth/introspect",
+                "revocation_endpoint": f"{base}/oauth/revoke",
+                "jwks_uri": f"{base}/.well-known/jwks.json",
+                "grant_types_supported": [GRANT_TOKEN_EXCHANGE],
+                "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+                "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+                "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+                "token_endpoint_auth_signing_alg_values_supported": ["RS256"],
+                "response_types_supported": [],
+                "subject_token_types_supported": list(PAT_TOKEN_TYPES),
+            }
+        )

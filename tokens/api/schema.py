@@ -1,0 +1,89 @@
+"""Shared pieces of the OpenAPI description."""
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serializer
+from rest_framework import serializers
+
+ErrorSerializer = inline_serializer(
+    name="Error",
+    fields={
+        "error": inline_serializer(
+            name="ErrorDetail",
+            fields={
+                "code": serializers.CharField(),
+                "message": serializers.CharField(),
+                "fields": serializers.DictField(
+                    child=serializers.ListField(child=serializers.CharField()), required=False
+                ),
+                "missing_permissions": serializers.ListField(child=serializers.CharField(), required=False),
+            },
+        )
+    },
+)
+
+
+def _error(status: int, description: str, code: str, message: str, fields: dict | None = None) -> OpenApiResponse:
+    body = {"error": {"code": code, "message": message, **({"fields": fields} if fields else {})}}
+    return OpenApiResponse(
+        ErrorSerializer,
+        description=description,
+        examples=[OpenApiExample(code, value=body, status_codes=[str(status)], response_only=True)],
+    )
+
+
+ERROR_RESPONSES = {
+    400: _error(
+        400,
+        "Invalid input, with per-field messages.",
+        "validation_failed",
+        "Some fields are invalid.",
+        {"name": ["Enter a token name."]},
+    ),
+    401: _error(
+        401,
+        "Missing, malformed, unknown, expired, revoked or inactive credential.",
+        "invalid_token",
+        "The access token is invalid, expired or revoked.",
+    ),
+    403: _error(
+        403,
+        "The credential lacks a permission, or a rule refuses the operation.",
+        "missing_permission",
+        "The token lacks the permission iam.tokens.manage.",
+    ),
+    404: _error(404, "Not found (or not visible to this credential).", "not_found", "Not found."),
+    409: _error(
+        409,
+        "The object's state does not allow this.",
+        "token_revoked",
+        "This token was revoked by an administrator and cannot be renamed. You can only delete it.",
+    ),
+    429: _error(
+        429, "Rate limited; see Retry-After.", "rate_limited", "Too many token creations: at most 10 per 60 seconds."
+    ),
+}
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "tokens.authentication.BearerTokenAuthentication"
+    name = "bearerToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A personal access token (pat_…) or an access token from /oauth/token.",
+        }
+
+
+class IntegrationCredentialScheme(OpenApiAuthenticationExtension):
+    target_class = "tokens.authentication.IntegrationCredentialAuthentication"
+    name = "integrationCredential"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Basic <integration credential>` (itc_…), as ToolJet's embedding API expects.",
+        }

@@ -1,0 +1,46 @@
+"""Emails to token owners about security events."""
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+
+from tokens.models import PersonalAccessToken
+
+SUBJECTS = {
+    "revoked": "Your personal access token “{name}” was revoked",
+    "reported_leaked": "Your personal access token “{name}” was reported leaked and revoked",
+}
+BODIES = {
+    "revoked": "An administrator revoked your personal access token “{name}” ({prefix}…) for {application}. "
+    "It no longer works and cannot be reactivated.{detail}",
+    "reported_leaked": "Someone reported your personal access token “{name}” ({prefix}…) for {application} as "
+    "leaked (found in public), so it was revoked at once. Create a new token and replace it wherever "
+    "it was used.{detail}",
+}
+
+
+def enqueue_token_notification(token_id: int, event: str, detail: str = "") -> None:
+    """Send the owner an email once the current transaction commits."""
+    from tokens.tasks import notify_token_owner
+
+    transaction.on_commit(lambda: notify_token_owner.delay(token_id, event, detail))
+
+
+def send_token_notification(token_id: int, event: str, detail: str = "") -> bool:
+    """Email the owner of a token about ``event``; return False if there is nobody to tell."""
+    token = PersonalAccessToken.objects.select_related("owner", "application").filter(pk=token_id).first()
+    if token is None or not token.owner.email or event not in SUBJECTS:
+        return False
+    values = {
+        "name": token.name,
+        "prefix": token.display_prefix,
+        "application": token.application.name if token.application else "this service's API",
+        "detail": f"\n\n{detail}" if detail else "",
+    }
+    send_mail(
+        SUBJECTS[event].format(**values),
+        BODIES[event].format(**values) + f"\n\nYour tokens: {settings.PUBLIC_URL}/tokens/",
+        settings.DEFAULT_FROM_EMAIL,
+        [token.owner.email],
+    )
+    return True

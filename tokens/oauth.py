@@ -1,0 +1,356 @@
+"""OAuth 2.0 for applications: clients, the token exchange grant (RFC 8693)
+that turns a PAT into a short-lived signed access token (Logto, seed 004),
+introspection (RFC 7662) and revocation (RFC 7009).
+
+Access tokens are RS256 JWTs. Unlike Logto, they stop working on this
+service's API and in introspection as soon as the PAT behind them is
+revoked, deleted, expired or inactive: every check re-evaluates the PAT.
+"""
+
+import hmac
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+
+import jwt
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.db import transaction
+from django.utils import timezone
+
+from iam.audit import audit_record
+from iam.exceptions import NotPermitted, ValidationFailed
+from iam.models import AuditAction, User
+from iam.selectors import user_administers_applications
+from tenants.models import Application
+from tokens import keys
+from tokens.models import OAuthClient, RevokedAccessToken, TokenKind
+from tokens.rules import evaluate, load_token_for_authentication
+from tokens.services import TokenContext, token_authenticate
+
+GRANT_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+PAT_TOKEN_TYPE = "urn:iam:params:oauth:token-type:personal_access_token"
+LOGTO_PAT_TOKEN_TYPE = "urn:logto:token-type:personal_access_token"
+PAT_TOKEN_TYPES = (PAT_TOKEN_TYPE, LOGTO_PAT_TOKEN_TYPE)
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+ALGORITHM = "RS256"
+
+
+class OAuthError(Exception):
+    """An RFC 6749 §5.2 error response."""
+
+    def __init__(self, error: str, description: str, status: int = 400):
+        super().__init__(description)
+        self.error, self.description, self.status = error, description, status
+
+
+# ---------------------------------------------------------------- clients
+
+
+@dataclass(frozen=True)
+class IssuedClient:
+    client: OAuthClient
+    secret: str
+
+
+@transaction.atomic
+def oauth_client_create(
+    *,
+    application: Application,
+    name: str,
+    actor: User | None,
+    token_exchange: bool = False,
+    allowed_scopes: list[str] | None = None,
+    access_token_lifetime: int = 3600,
+) -> IssuedClient:
+    """Register a client of ``application``; its secret exists only in the result."""
+    if actor is not None and not user_administers_applications(actor):
+        raise NotPermitted("Only a main or application administrator can register OAuth clients.")
+    name = " ".join(str(name or "").split())
+    if not name or len(name) > 100:
+        raise ValidationFailed({"name": ["Enter a name of at most 100 characters."]})
+    if not 60 <= access_token_lifetime <= 86400:
+        raise ValidationFailed({"access_token_lifetime": ["Between 60 and 86400 seconds."]})
+    secret = keys.generate(keys.CLIENT_SECRET_PREFIX)
+    client = OAuthClient.objects.create(
+        application=application,
+        name=name,
+        client_id=f"oc_{uuid.uuid4().hex}",
+        secret_digest=keys.digest(secret),
+        pepper_id=keys.current_pepper_id(),
+        token_exchange_enabled=token_exchange,
+        allowed_scopes=list(allowed_scopes or []),
+        access_token_lifetime=access_token_lifetime,
+    )
+    audit_record(
+        action=AuditAction.OAUTH_CLIENT_CREATED,
+        tenant_id=None,
+        actor=actor,
+        changes={"application": application.slug, "client_id": client.client_id, "token_exchange": token_exchange},
+    )
+    return IssuedClient(client, secret)
+
+
+def oauth_client_authenticate(client_id: str, secret: str) -> OAuthClient | None:
+    """Return the live client if ``secret`` is its secret (constant-time), else None."""
+    client = OAuthClient.objects.select_related("application").filter(client_id=client_id).first()
+    if client is None or client.revoked_at is not None or not keys.is_well_formed(secret, keys.CLIENT_SECRET_PREFIX):
+        return None
+    try:
+        expected = keys.digest(secret, client.pepper_id)
+    except KeyError:  # the client's pepper was retired
+        return None
+    return client if hmac.compare_digest(client.secret_digest, expected) else None
+
+
+# ---------------------------------------------------------------- signing keys
+
+
+@cache
+def _signing_keys() -> list[tuple[str, object]]:
+    return [(kid, _load_private(pem)) for kid, pem in settings.JWT_SIGNING_KEYS.items()]
+
+
+def _load_private(pem: str):
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    return load_pem_private_key(pem.encode(), password=None)
+
+
+def _reset_keys(*, setting: str, **kwargs) -> None:
+    if setting == "JWT_SIGNING_KEYS":
+        _signing_keys.cache_clear()
+
+
+setting_changed.connect(_reset_keys)
+
+
+def jwks() -> dict:
+    """The public signing keys (RFC 7517), current first; rotated-out keys stay
+    published while tokens they signed can still be alive."""
+    published = []
+    for kid, private in _signing_keys():
+        jwk = jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
+        published.append({**jwk, "kid": kid, "use": "sig", "alg": ALGORITHM})
+    return {"keys": published}
+
+
+def issuer() -> str:
+    return settings.PUBLIC_URL
+
+
+def api_audience() -> str:
+    """The audience of this service's own API."""
+    return settings.PUBLIC_URL
+
+
+def application_audience(application: Application) -> str:
+    return f"urn:iam:application:{application.pk}"
+
+
+# ---------------------------------------------------------------- token exchange
+
+
+def token_exchange(
+    *,
+    client: OAuthClient,
+    subject_token: str,
+    subject_token_type: str,
+    scope: str | None = None,
+    audiences: list[str] | None = None,
+    ip: str | None = None,
+    now: datetime | None = None,
+) -> dict:
+    """Exchange a PAT for a signed access token (RFC 8693 §2.2 response).
+
+    The scope granted never exceeds the PAT's effective permissions (nor the
+    client's allowed scopes), and the PAT must belong to the client's
+    application. Raises OAuthError.
+    """
+    now = now or timezone.now()
+    if not client.token_exchange_enabled:
+        raise OAuthError("unauthorized_client", "Token exchange is not enabled for this client.")
+    if subject_token_type not in PAT_TOKEN_TYPES:
+        raise OAuthError("invalid_request", f"subject_token_type must be one of {', '.join(PAT_TOKEN_TYPES)}.")
+    context = token_authenticate(subject_token, ip=ip, now=now)
+    if context is None:
+        raise OAuthError("invalid_grant", "The subject token is invalid, expired, revoked or inactive.")
+    token = context.token
+    if token.application_id != client.application_id:
+        raise OAuthError("invalid_grant", "The subject token does not belong to this client's application.")
+    available = set(context.permissions)
+    if client.allowed_scopes:
+        available &= set(client.allowed_scopes)
+    requested = scope.split() if scope else None
+    if requested is not None and not set(requested) <= available:
+        missing = sorted(set(requested) - available)
+        raise OAuthError("invalid_scope", f"Not granted to this token or client: {' '.join(missing)}.")
+    granted = sorted(set(requested) if requested is not None else available)
+    if not granted:
+        raise OAuthError("invalid_scope", "No permission of the token can be granted to this client.")
+    allowed_audiences = [api_audience(), application_audience(client.application)]
+    audiences = audiences or allowed_audiences
+    if not set(audiences) <= set(allowed_audiences):
+        raise OAuthError("invalid_target", f"The audience must be among: {' '.join(allowed_audiences)}.")
+
+    lifetime = min(client.access_token_lifetime, int((token.expires_at - now).total_seconds()))
+    kid, key = _signing_keys()[0]
+    claims = {
+        "iss": issuer(),
+        "sub": str(token.owner_id),
+        "aud": audiences,
+        "iat": int(now.timestamp()),
+        "exp": int(now.timestamp()) + lifetime,
+        "jti": uuid.uuid4().hex,
+        "scope": " ".join(granted),
+        "client_id": client.client_id,
+        "tenant": token.tenant.slug,
+        "application": str(token.application_id),
+        "pat_id": token.pk,
+    }
+    access_token = jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid})
+    audit_record(
+        action=AuditAction.TOKEN_EXCHANGED,
+        tenant_id=token.tenant_id,
+        actor=None,
+        token_id=token.pk,
+        ip=ip,
+        label=f"OAuth client {client.client_id}",
+        changes={"scope": claims["scope"], "jti": claims["jti"]},
+    )
+    return {
+        "access_token": access_token,
+        "issued_token_type": ACCESS_TOKEN_TYPE,
+        "token_type": "Bearer",
+        "expires_in": lifetime,
+        "scope": claims["scope"],
+    }
+
+
+def looks_like_jwt(value: str) -> bool:
+    return value.count(".") == 2 and len(value) < 8192
+
+
+def access_token_claims(value: str, *, audience: str | None = None) -> dict | None:
+    """Return the verified claims of one of our access tokens, or None."""
+    try:
+        header = jwt.get_unverified_header(value)
+        keys_by_id = dict(_signing_keys())
+        key = keys_by_id.get(header.get("kid"))
+        if key is None or header.get("alg") != ALGORITHM:
+            return None
+        return jwt.decode(
+            value,
+            key.public_key(),
+            algorithms=[ALGORITHM],
+            issuer=issuer(),
+            audience=audience,
+            options={"require": ["exp", "iat", "jti", "sub", "pat_id"], "verify_aud": audience is not None},
+        )
+    except (jwt.PyJWTError, ValueError, TypeError):
+        return None
+
+
+@dataclass(frozen=True)
+class AccessTokenContext(TokenContext):
+    claims: dict | None = None
+
+
+def access_token_authenticate(
+    value: str, *, audience: str | None = None, now: datetime | None = None
+) -> AccessTokenContext | None:
+    """Return the context of a valid access token whose PAT is still usable, or None.
+
+    Its permissions are its scope narrowed to the PAT's permissions now.
+    """
+    claims = access_token_claims(value, audience=audience)
+    if claims is None or RevokedAccessToken.objects.filter(jti=claims["jti"]).exists():
+        return None
+    token, facts = load_token_for_authentication(token_id=claims["pat_id"])
+    if token is None or facts is None or token.kind != TokenKind.PERSONAL:
+        return None
+    state = evaluate(facts, now or timezone.now())
+    if not state.is_usable:
+        return None
+    return AccessTokenContext(
+        token=token, permissions=frozenset(claims.get("scope", "").split()) & state.permissions, claims=claims
+    )
+
+
+# ---------------------------------------------------------------- introspection and revocation
+
+INACTIVE = {"active": False}
+
+
+def introspect(*, client: OAuthClient, value: str, now: datetime | None = None) -> dict:
+    """RFC 7662: describe a PAT, an access token or an embed session of the
+    client's application; anything else (or another application's) is inactive."""
+    from tokens.integrations import embed_session_authenticate
+
+    now = now or timezone.now()
+    context: TokenContext | None = None
+    token_type, exp, iat, client_id = "", None, None, None
+    if value.startswith(keys.PREFIX):
+        context = _usable_pat(value, now)
+        token_type = "personal_access_token"
+        if context:
+            exp, iat = context.token.expires_at, context.token.created_at
+    elif value.startswith(keys.EMBED_SESSION_PREFIX):
+        opened = embed_session_authenticate(value, now)
+        if opened:
+            session, context = opened
+            token_type, exp, iat = "embed_session", session.expires_at, session.created_at
+    elif looks_like_jwt(value):
+        context = access_token_authenticate(value, now=now)
+        token_type = "access_token"
+        if context:
+            exp = datetime.fromtimestamp(context.claims["exp"], tz=UTC)
+            iat = datetime.fromtimestamp(context.claims["iat"], tz=UTC)
+            client_id = context.claims.get("client_id")
+    if context is None or context.token.application_id != client.application_id:
+        return dict(INACTIVE)
+    token = context.token
+    return {
+        "active": True,
+        "scope": " ".join(sorted(context.permissions)),
+        "client_id": client_id or client.client_id,
+        "username": token.owner.username,
+        "sub": str(token.owner_id),
+        "exp": int(exp.timestamp()),
+        "iat": int(iat.timestamp()),
+        "token_type": token_type,
+        "iss": issuer(),
+        "tenant": token.tenant.slug,
+        "application": str(token.application_id),
+    }
+
+
+def _usable_pat(value: str, now: datetime) -> TokenContext | None:
+    if not keys.is_well_formed(value):
+        return None
+    token, facts = load_token_for_authentication(keys.candidate_digests(value))
+    if token is None or facts is None:
+        return None
+    state = evaluate(facts, now)
+    return TokenContext(token=token, permissions=state.permissions) if state.is_usable else None
+
+
+def revoke(*, client: OAuthClient, value: str) -> None:
+    """RFC 7009: revoke an access token this client obtained. Anything else is
+    ignored, as the RFC asks (the response is the same)."""
+    if not looks_like_jwt(value):
+        return
+    claims = access_token_claims(value)
+    if claims is None or claims.get("client_id") != client.client_id:
+        return
+    expires_at = datetime.fromtimestamp(claims["exp"], tz=UTC)
+    RevokedAccessToken.objects.get_or_create(jti=claims["jti"], defaults={"expires_at": expires_at})
+
+
+def prune_revoked_access_tokens(now: datetime | None = None) -> int:
+    """Forget revocations of access tokens that have expired anyway."""
+    deleted, _ = RevokedAccessToken.objects.filter(
+        expires_at__lte=(now or timezone.now()) - timedelta(minutes=5)
+    ).delete()
+    return deleted
