@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure what the test suite uses is here and running on loopback:
-# PostgreSQL and Chromium (Debian's packages; the browser tests drive
-# /usr/bin/chromium with Playwright). Installs them with apt when missing
+# PostgreSQL, Chromium and Node.js (Debian's packages; the browser tests
+# drive /usr/bin/chromium with Playwright and run seed 002's portal backend
+# with Node). Installs them with apt when missing
 # and we are root.
 set -euo pipefail
 
@@ -11,6 +12,8 @@ PG_PASSWORD=iam
 need_apt=()
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -38,3 +41,8 @@ as_postgres() { if [ "$(id -u)" -eq 0 ]; then su postgres -c "$1"; else sudo -u 
 as_postgres "psql -q -tAc \"SELECT 1 FROM pg_roles WHERE rolname='$PG_USER'\" | grep -q 1 || psql -q -c \"CREATE ROLE $PG_USER LOGIN CREATEDB PASSWORD '$PG_PASSWORD'\""
 as_postgres "psql -q -tAc \"SELECT 1 FROM pg_database WHERE datname='$PG_USER'\" | grep -q 1 || createdb -O $PG_USER $PG_USER"
 echo "PostgreSQL ready: postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:5432/$PG_USER"
+
+# Seed 002's portal backend (express, axios) for the embedding browser test.
+if [ ! -d tests/portal/node_modules ]; then
+  (cd tests/portal && npm ci --no-audit --no-fund --loglevel=error)
+fi

@@ -33,7 +33,7 @@ def database_url() -> str:
 def run_block(block: str, base_url: str) -> dict:
     script = block.replace("http://127.0.0.1:8000", base_url).replace(".venv/bin/python", sys.executable)
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": database_url()}
-    result = subprocess.run(  # noqa: S603 - our own README, run by bash
+    result = subprocess.run(
         ["/bin/bash", "-euo", "pipefail", "-c", script],
         capture_output=True,
         text=True,

@@ -90,9 +90,18 @@ def embed_app_frame(request: HttpRequest, app_id: str) -> HttpResponse:
 def demo_app(request: HttpRequest) -> HttpResponse:
     """A small application to embed: shows who is signed in through the embed session."""
     response = render(request, "embed/demo_app.html")
+    # frame-ancestors covers every ancestor: the embed frame (this origin) and
+    # the portals that frame it.
+    portals = {
+        origin
+        for origins in Application.objects.exclude(embed_parent_origins="").values_list(
+            "embed_parent_origins", flat=True
+        )
+        for origin in parse_origins(origins)
+    }
     response["Content-Security-Policy"] = (
-        "default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'none'; "
-        "frame-ancestors 'self'"
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
+        f"base-uri 'none'; frame-ancestors 'self' {' '.join(sorted(portals))}"
     )
     response["Referrer-Policy"] = "no-referrer"
     return response
