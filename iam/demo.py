@@ -164,6 +164,7 @@ def demo_data_as_json(data: DemoData) -> dict:
         ],
         "users": [
             {
+                "id": user.pk,
                 "username": user.username,
                 "email": user.email,
                 "password": demo_password(user.username),

@@ -48,3 +48,7 @@ PASSWORD_HASHERS = ["tests.hashers.FastArgon2PasswordHasher", *PASSWORD_HASHERS]
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     (BASE_DIR / "var").mkdir(exist_ok=True)
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test.sqlite3")}
+
+# Live-server threads must not keep connections open past a test (PostgreSQL
+# cannot drop the test database while one is open).
+DATABASES["default"]["CONN_MAX_AGE"] = 0

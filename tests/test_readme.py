@@ -31,7 +31,11 @@ def database_url() -> str:
 
 
 def run_block(block: str, base_url: str) -> dict:
-    script = block.replace("http://127.0.0.1:8000", base_url).replace(".venv/bin/python", sys.executable)
+    script = (
+        block.replace("http://127.0.0.1:8000", base_url)
+        .replace(".venv/bin/python", sys.executable)
+        .replace("python3 -c", f"{sys.executable} -c")
+    )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": database_url()}
     result = subprocess.run(
         ["/bin/bash", "-euo", "pipefail", "-c", script],
@@ -47,14 +51,35 @@ def run_block(block: str, base_url: str) -> dict:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_readme_curl_examples_work_as_written(live_server):
+def test_every_readme_curl_example_works_as_written(live_server, settings):
+    settings.PUBLIC_URL = live_server.url  # what make run's server calls itself
     for code in ServiceRole:
         service_role(code)  # restore the migration's rows after earlier flushes
     call_command("seed_demo", stdout=StringIO())
-    (me_block,) = shell_blocks_with("/api/v1/me")
-    body = run_block(me_block, live_server.url)
-    assert body["user"]["username"] == "alice" and body["application"]["slug"] == "crm"
-    assert body["permissions"] == ["crm.contacts.read", "crm.contacts.write", "crm.orders.read"]
-
-    (health_block,) = shell_blocks_with("/api/v1/admin/health")
-    assert run_block(health_block, live_server.url)["status"] == "ok"
+    blocks = shell_blocks_with("curl -s")
+    assert len(blocks) >= 6
+    results = {}
+    for block in blocks:
+        body = run_block(block, live_server.url)
+        assert "error" not in body, (block, body)
+        results[block.split("curl")[0]] = body
+    by_marker = {
+        marker: next(body for block, body in results.items() if marker in block)
+        for marker in (
+            '--app crm --name "my script"',
+            "--role developer",
+            "create_integration_credential",
+            "ALICE_ID",
+            "create_oauth_client",
+            "LEAKED",
+        )
+    }
+    me = by_marker['--app crm --name "my script"']
+    assert me["user"]["username"] == "alice" and me["application"]["slug"] == "crm"
+    assert me["permissions"] == ["crm.contacts.read", "crm.contacts.write", "crm.orders.read"]
+    assert by_marker["--role developer"]["status"] == "ok"
+    assert by_marker["create_integration_credential"]["redirectUrl"].startswith(f"{live_server.url}/embed-apps/")
+    assert isinstance(by_marker["ALICE_ID"], list)
+    exchanged_me = by_marker["create_oauth_client"]
+    assert exchanged_me["permissions"] == ["crm.orders.read"] and exchanged_me["user"]["username"] == "alice"
+    assert by_marker["LEAKED"] == {"status": "received"}

@@ -47,3 +47,31 @@ def test_passwords_are_hashed_with_argon2(world):
     assert identify_hasher(world.user.password).algorithm == "argon2"
     assert world.user.check_password(PASSWORD)
     assert PASSWORD not in all_database_text()
+
+
+def test_integration_secrets_are_nowhere_in_the_database_or_the_logs(api, world, caplog):
+    from tokens.integrations import integration_credential_create
+    from tokens.oauth import oauth_client_create
+
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="django.db.backends")
+    connection.force_debug_cursor = True
+    try:
+        credential = integration_credential_create(tenant=world.tenant, name="portal", actor=None)
+        client = oauth_client_create(application=world.application, name="c", actor=None, token_exchange=True)
+        embed = api.post(
+            "/api/ext/users/personal-access-token",
+            {"email": world.user.email, "appId": str(world.application.pk), "sessionExpiry": 5, "patExpiry": 600},
+            format="json",
+            HTTP_AUTHORIZATION=f"Basic {credential.plaintext}",
+        ).json()["personalAccessToken"]
+        location = api.get(f"/embed-apps/{world.application.pk}", {"personal-access-token": embed})["Location"]
+        session_secret = location.split("#session=")[1]
+        assert api.get("/demo-app/api/whoami", HTTP_AUTHORIZATION=f"Bearer {session_secret}").status_code == 200
+    finally:
+        connection.force_debug_cursor = False
+    logged = "\n".join(record.getMessage() + repr(getattr(record, "params", "")) for record in caplog.records)
+    stored = all_database_text()
+    for secret in (credential.plaintext, client.secret, embed, session_secret):
+        assert secret[10:] not in logged, secret[:4]
+        assert secret[10:] not in stored, secret[:4]

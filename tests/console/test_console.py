@@ -27,12 +27,14 @@ LISTS = {
     "tokens": "/admin/tokens/personalaccesstoken/",
     "audit": "/admin/iam/auditevent/",
     "dashboard": "/admin/dashboard/",
+    "credentials": "/admin/tokens/integrationcredential/",
+    "oauth_clients": "/admin/tokens/oauthclient/",
 }
 # Which administrator kind may open which page (200); everyone else gets 403.
 ALLOWED = {
     "main": set(LISTS),
-    "user": {"users", "tokens", "audit", "dashboard"},
-    "application": {"applications", "switches", "roles"},
+    "user": {"users", "tokens", "audit", "dashboard", "credentials"},
+    "application": {"applications", "switches", "roles", "oauth_clients"},
 }
 
 
@@ -314,3 +316,59 @@ def test_user_administrator_cannot_take_over_another_administrators_account(worl
     assert response.status_code == 403
     main_admin.refresh_from_db()
     assert main_admin.is_active and not main_admin.check_password("Taken-over-123!")
+
+
+def test_integration_credentials_are_shown_once_and_scoped(world, other_world, user_admin):
+    from tokens.integrations import integration_credential_authenticate
+    from tokens.models import IntegrationCredential
+
+    client = signed_in(user_admin)
+    add = "/admin/tokens/integrationcredential/add/"
+    page = client.get(add).content.decode()
+    assert other_world.tenant.name not in page  # a user administrator creates for their own tenant only
+    response = client.post(add, {"tenant": world.tenant.pk, "name": "portal", "scopes": ["embed"]})
+    secret = re.search(r'value="(itc_[0-9A-Za-z]{36})"', response.content.decode()).group(1)
+    assert "no-store" in response["Cache-Control"]
+    assert integration_credential_authenticate(secret).name == "portal"
+    listing = client.get("/admin/tokens/integrationcredential/").content.decode()
+    assert "portal" in listing and secret not in listing
+    foreign = client.post(add, {"tenant": other_world.tenant.pk, "name": "sneaky", "scopes": ["embed"]})
+    assert foreign.status_code == 200 and not IntegrationCredential.objects.filter(name="sneaky").exists()
+    credential = IntegrationCredential.objects.get(name="portal")
+    client.post(
+        "/admin/tokens/integrationcredential/", {"action": "revoke_credentials", "_selected_action": [credential.pk]}
+    )
+    assert integration_credential_authenticate(secret) is None
+
+
+def test_oauth_clients_are_registered_by_application_administrators(world, app_admin, user_admin):
+    from tokens.models import OAuthClient
+    from tokens.oauth import oauth_client_authenticate
+
+    assert signed_in(user_admin).get("/admin/tokens/oauthclient/").status_code == 403
+    client = signed_in(app_admin)
+    response = client.post(
+        "/admin/tokens/oauthclient/add/",
+        {
+            "application": world.application.pk,
+            "name": "crm backend",
+            "token_exchange_enabled": "on",
+            "allowed_scopes": "orders.read",
+            "access_token_lifetime": 600,
+        },
+    )
+    secret = re.search(r'value="(ocs_[0-9A-Za-z]{36})"', response.content.decode()).group(1)
+    registered = OAuthClient.objects.get(name="crm backend")
+    assert registered.allowed_scopes == ["orders.read"] and registered.token_exchange_enabled
+    assert oauth_client_authenticate(registered.client_id, secret) == registered
+
+
+def test_the_api_issuance_policy_is_switched_in_the_console_and_audited(world, main_admin):
+    client = signed_in(main_admin)
+    url = f"/admin/tenants/tenant/{world.tenant.pk}/change/"
+    data = form_data(client.get(url).content.decode(), "tenant_form")
+    data["admins_may_issue_pats_via_api"] = ["on"]
+    assert client.post(url, data).status_code == 302
+    world.tenant.refresh_from_db()
+    assert world.tenant.admins_may_issue_pats_via_api
+    assert AuditEvent.objects.filter(action=AuditAction.TENANT_API_ISSUANCE_SWITCHED, actor=main_admin).exists()
