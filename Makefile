@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PG_URL ?= postgres://iam:iam@127.0.0.1:5432/iam
 HOST ?= 127.0.0.1:8000
 
-.PHONY: install run test test-sqlite test-postgres lint services screenshots
+.PHONY: install run test test-sqlite test-postgres lint services screenshots worker beat
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ run: install
 
 services:
 	bash scripts/ensure-services.sh
+
+# Background work against REDIS_URL (e.g. REDIS_URL=redis://127.0.0.1:6379/0 make worker).
+worker: install
+	$(VENV)/bin/celery -A iam worker --loglevel=INFO
+
+beat: install
+	$(VENV)/bin/celery -A iam beat --loglevel=INFO --schedule=var/celerybeat-schedule
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,12 +1,19 @@
 """Fixed-window rate limits in the cache: shared by every process when the
-cache is Redis, per process otherwise (the embedded default)."""
+cache is Redis, per process otherwise (the embedded default).
 
+If the cache is unreachable (Redis down) the limits fail open: requests are
+served (authentication does not depend on the cache) and a warning is logged.
+"""
+
+import logging
 import time
 from dataclasses import dataclass
 
 from django.core.cache import cache
 
 from iam.exceptions import RateLimited
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -20,15 +27,28 @@ def rate_limit_hit(key: str, *, limit: int, window: int) -> Verdict:
     """Count one event for ``key`` in the current window of ``window`` seconds."""
     now = int(time.time())
     bucket = f"ratelimit:{key}:{now // window}"
-    if cache.add(bucket, 1, timeout=window + 1):
-        count = 1
-    else:
-        try:
-            count = cache.incr(bucket)
-        except ValueError:  # the window ended between add() and incr()
-            cache.add(bucket, 1, timeout=window + 1)
+    try:
+        if cache.add(bucket, 1, timeout=window + 1):
             count = 1
+        else:
+            try:
+                count = cache.incr(bucket)
+            except ValueError:  # the window ended between add() and incr()
+                cache.add(bucket, 1, timeout=window + 1)
+                count = 1
+    except Exception:  # noqa: BLE001 - any cache failure: fail open, never 500
+        logger.warning("rate limit cache unavailable; not limiting %s", key.split(":")[0])
+        return Verdict(True, 0, 0)
     return Verdict(count <= limit, count, window - now % window)
+
+
+def rate_limit_count(key: str, *, window: int) -> int:
+    """Return how many events ``key`` has in the current window (0 if the cache is down)."""
+    now = int(time.time())
+    try:
+        return int(cache.get(f"ratelimit:{key}:{now // window}") or 0)
+    except Exception:  # noqa: BLE001 - fail open
+        return 0
 
 
 def rate_limit_enforce(key: str, *, limit: int, window: int, what: str) -> None:

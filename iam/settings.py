@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -199,10 +200,33 @@ else:
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True
+# A task is acknowledged when it finishes, so a worker killed mid-task leaves
+# it for another; tasks are idempotent, so running one twice is harmless.
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Publishing must not hang a web request when Redis is down.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULE = {
+    "flush-usage": {"task": "tokens.tasks.flush_usage", "schedule": 30.0},
+    "expiry-reminders": {"task": "tokens.tasks.sweep_expiry_reminders", "schedule": 15 * 60.0},
+    "housekeeping": {"task": "tokens.tasks.housekeeping", "schedule": 60 * 60.0},
+    "admin-digests": {
+        "task": "tokens.tasks.send_admin_digests",
+        "schedule": crontab(hour=7, minute=0, day_of_week="mon"),
+    },
+}
+AUDIT_RETENTION_DAYS = int(os.environ.get("AUDIT_RETENTION_DAYS", "730"))
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = _env_bool("EMAIL_USE_TLS")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "iam@localhost")
 
 REST_FRAMEWORK = {
@@ -234,6 +258,8 @@ SPECTACULAR_SETTINGS = {
 
 # Token policy.
 TOKEN_LAST_USED_WRITE_INTERVAL_SECONDS = 60
+AUTH_FAILURES_PER_MINUTE_PER_IP = int(os.environ.get("AUTH_FAILURES_PER_MINUTE_PER_IP", "30"))
+TOKEN_CREATIONS_PER_MINUTE = 10
 
 # Security headers. Cookies are Secure in production (DEBUG off).
 SESSION_COOKIE_HTTPONLY = True

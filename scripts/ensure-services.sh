@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure what the test suite uses is here and running on loopback:
-# PostgreSQL, Chromium and Node.js (Debian's packages; the browser tests
+# PostgreSQL, Redis, Chromium and Node.js (Debian's packages; the browser tests
 # drive /usr/bin/chromium with Playwright and run seed 002's portal backend
 # with Node). Installs them with apt when missing
 # and we are root.
@@ -11,6 +11,7 @@ PG_PASSWORD=iam
 
 need_apt=()
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
@@ -41,6 +42,14 @@ as_postgres() { if [ "$(id -u)" -eq 0 ]; then su postgres -c "$1"; else sudo -u 
 as_postgres "psql -q -tAc \"SELECT 1 FROM pg_roles WHERE rolname='$PG_USER'\" | grep -q 1 || psql -q -c \"CREATE ROLE $PG_USER LOGIN CREATEDB PASSWORD '$PG_PASSWORD'\""
 as_postgres "psql -q -tAc \"SELECT 1 FROM pg_database WHERE datname='$PG_USER'\" | grep -q 1 || createdb -O $PG_USER $PG_USER"
 echo "PostgreSQL ready: postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:5432/$PG_USER"
+
+# Redis on loopback for the background-work tests (they use database 15 and
+# start their own throwaway servers for the fault tests).
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  redis-server --port 6379 --bind 127.0.0.1 --daemonize yes --save "" --appendonly no >/dev/null
+  for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.2; done
+fi
+echo "Redis ready: redis://127.0.0.1:6379"
 
 # Seed 002's portal backend (express, axios) for the embedding browser test.
 if [ ! -d tests/portal/node_modules ]; then

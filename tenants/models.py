@@ -6,6 +6,10 @@ from django.db import models
 MAX_TOKEN_LIFETIME_DAYS = 365
 
 
+def list_of_default_reminder_days() -> list[int]:
+    return [7, 1]
+
+
 class Tenant(models.Model):
     """An organisation: its users, their grants and their tokens live inside it."""
 
@@ -18,6 +22,19 @@ class Tenant(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(MAX_TOKEN_LIFETIME_DAYS)],
         help_text="Leave empty for the service maximum of one year.",
     )
+    reminder_days = models.JSONField(
+        "expiry reminders (days before)",
+        default=list_of_default_reminder_days,
+        blank=True,
+        help_text="Owners are emailed this many days before a token expires, e.g. [7, 1]. Empty: no reminders.",
+    )
+    token_requests_per_minute = models.PositiveIntegerField(
+        "requests per minute per token",
+        default=600,
+        validators=[MinValueValidator(1)],
+        help_text="Requests a single token may make per minute (429 beyond).",
+    )
+    notify_new_ip = models.BooleanField("email owners when a token is used from a new address", default=True)
     admins_may_issue_pats_via_api = models.BooleanField(
         "administrators may issue PATs through the API",
         default=False,

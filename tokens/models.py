@@ -206,3 +206,60 @@ class RevokedAccessToken(models.Model):
 
     def __str__(self) -> str:
         return self.jti
+
+
+class ExpiryReminder(models.Model):
+    """An expiry reminder that was sent: one per token, threshold and expiry,
+    so retries, overlapping sweeps and several workers send it once."""
+
+    token = models.ForeignKey(PersonalAccessToken, on_delete=models.CASCADE, related_name="reminders")
+    days_before = models.PositiveSmallIntegerField()
+    expires_at = models.DateTimeField(help_text="The expiry the reminder was about; a new expiry gets new reminders.")
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["token", "days_before", "expires_at"], name="expiry_reminder_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.days_before}-day reminder for token {self.token_id}"
+
+
+class AdminDigest(models.Model):
+    """A weekly digest sent to a user administrator (once per ISO week)."""
+
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    week = models.CharField(max_length=8, help_text="ISO year and week, e.g. 2026-W48.")
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["recipient", "week"], name="admin_digest_once_a_week")]
+
+    def __str__(self) -> str:
+        return f"digest {self.week} for {self.recipient_id}"
+
+
+class TokenAddress(models.Model):
+    """An address a token has been used from (for "used from a new address" notices)."""
+
+    token = models.ForeignKey(PersonalAccessToken, on_delete=models.CASCADE, related_name="addresses")
+    ip = models.GenericIPAddressField()
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["token", "ip"], name="token_address_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.ip} for token {self.token_id}"
+
+
+class UsageBatch(models.Model):
+    """A batch of usage counts moved from Redis to the database, recorded in the
+    same transaction as the counts so a retried flush never counts twice."""
+
+    batch_id = models.CharField(max_length=200, unique=True)
+    applied_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.batch_id

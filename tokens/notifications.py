@@ -1,10 +1,14 @@
 """Emails to token owners about security events."""
 
+import logging
+
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 
 from tokens.models import PersonalAccessToken
+
+logger = logging.getLogger(__name__)
 
 SUBJECTS = {
     "revoked": "Your personal access token “{name}” was revoked",
@@ -20,10 +24,18 @@ BODIES = {
 
 
 def enqueue_token_notification(token_id: int, event: str, detail: str = "") -> None:
-    """Send the owner an email once the current transaction commits."""
+    """Send the owner an email once the current transaction commits (through
+    Celery; in-process if the broker cannot be reached, so nothing is lost)."""
     from tokens.tasks import notify_token_owner
 
-    transaction.on_commit(lambda: notify_token_owner.delay(token_id, event, detail))
+    def enqueue() -> None:
+        try:
+            notify_token_owner.delay(token_id, event, detail)
+        except Exception:  # noqa: BLE001 - broker down: send now rather than never
+            logger.warning("task broker unavailable: sending the notice for token %s in-process", token_id)
+            send_token_notification(token_id, event, detail)
+
+    transaction.on_commit(enqueue)
 
 
 def send_token_notification(token_id: int, event: str, detail: str = "") -> bool:

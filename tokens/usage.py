@@ -1,26 +1,81 @@
-"""Recording token use without a database write on every request.
+"""Recording token use without a database write on the request path.
 
-Uses are counted in process memory and written at most once a minute per
-token (``last_used`` time and IP, and the per-day count), so a process that
-dies loses at most a minute of counts for the tokens it served.
+With Redis (``REDIS_URL``) a request adds to counters in Redis and a periodic
+task (``usage_flush_from_redis``) moves them to the database in batches:
+``last_used`` time and IP, and per-token, per-day counts. Each batch is
+renamed away from the live counters before it is read, and recorded in the
+database in the same transaction as its counts, so a retried flush never
+counts twice. If Redis is unreachable, or without it, uses are counted in
+process memory and written at most once a minute per token.
 """
 
+import logging
 import threading
+import uuid
 from collections import defaultdict
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
+import redis
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 
-from tokens.models import PersonalAccessToken, TokenUsageDay
+from tokens.models import PersonalAccessToken, TokenUsageDay, UsageBatch
+
+logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _pending: dict[int, dict[date, int]] = defaultdict(lambda: defaultdict(int))
+_client: redis.Redis | None = None
+
+COUNTS = "usage:counts:"  # + ISO day: hash token id -> count
+LAST = "usage:last"  # hash token id -> "timestamp|ip"
+FLUSHING = "usage:flushing:"  # + batch id: a batch being moved to the database
+ADDRESSES = "usage:ips:"  # + token id: set of addresses seen
+
+
+def redis_client() -> redis.Redis | None:
+    """The shared Redis client, or None when the service runs without Redis."""
+    global _client
+    if not settings.REDIS_URL:
+        return None
+    if _client is None:
+        _client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5, decode_responses=True
+        )
+    return _client
 
 
 def usage_record(token: PersonalAccessToken, *, ip: str | None, now: datetime) -> None:
-    """Count one use of ``token``; write to the database if its last write is a minute old."""
+    """Count one authenticated use of ``token``."""
+    client = redis_client()
+    if client is not None:
+        try:
+            pipe = client.pipeline(transaction=False)
+            pipe.hincrby(f"{COUNTS}{now.date().isoformat()}", token.pk, 1)
+            pipe.hset(LAST, token.pk, f"{now.timestamp()}|{ip or ''}")
+            if ip:
+                pipe.sadd(f"{ADDRESSES}{token.pk}", ip)
+            results = pipe.execute()
+        except redis.RedisError:
+            logger.warning("Redis unavailable: counting token use in process memory")
+        else:
+            if ip and results[2] == 1:
+                _note_address(token.pk, ip)
+            return
+    _record_locally(token, ip=ip, now=now)
+
+
+def _note_address(token_id: int, ip: str) -> None:
+    from tokens.tasks import note_token_address
+
+    try:
+        note_token_address.delay(token_id, ip)
+    except Exception:  # noqa: BLE001 - a notice must never fail a request
+        logger.warning("could not queue the new-address check for token %s", token_id)
+
+
+def _record_locally(token: PersonalAccessToken, *, ip: str | None, now: datetime) -> None:
     with _lock:
         _pending[token.pk][now.date()] += 1
     interval = timedelta(seconds=settings.TOKEN_LAST_USED_WRITE_INTERVAL_SECONDS)
@@ -34,15 +89,22 @@ def usage_record(token: PersonalAccessToken, *, ip: str | None, now: datetime) -
     )
     token.last_used_at, token.last_used_ip = now, ip
     if claimed:
-        usage_flush(token.pk)
+        usage_flush_local(token.pk)
+        if ip and not settings.REDIS_URL:
+            from tokens.background import token_address_note
+
+            token_address_note(token.pk, ip)
 
 
-def usage_flush(token_id: int | None = None) -> None:
-    """Add the counts held in memory (for one token, or all) to the database."""
+def usage_flush_local(token_id: int | None = None) -> None:
+    """Add the counts held in this process's memory (for one token, or all) to the database."""
     with _lock:
         ids = [token_id] if token_id is not None else list(_pending)
         batches = {tid: dict(_pending.pop(tid)) for tid in ids if tid in _pending}
+    existing = set(PersonalAccessToken.objects.filter(pk__in=list(batches)).values_list("pk", flat=True))
     for tid, days in batches.items():
+        if tid not in existing:
+            continue  # the token row is gone (pruned): nothing to count against
         for day, count in days.items():
             add_usage(tid, day, count)
 
@@ -56,3 +118,53 @@ def add_usage(token_id: int, day: date, count: int) -> None:
             TokenUsageDay.objects.create(token_id=token_id, day=day, count=count)
     except IntegrityError:  # created concurrently: add to it
         TokenUsageDay.objects.filter(token_id=token_id, day=day).update(count=F("count") + count)
+
+
+def usage_flush_from_redis() -> int:
+    """Move the counters in Redis to the database; return how many counts moved.
+
+    Safe to run concurrently and to retry: a batch is claimed with RENAME and
+    applied with its id in one transaction.
+    """
+    client = redis_client()
+    if client is None:
+        return 0
+    for key in list(client.scan_iter(f"{COUNTS}*")) + ([LAST] if client.exists(LAST) else []):
+        batch = f"{FLUSHING}{key.removeprefix('usage:')}:{uuid.uuid4().hex}"
+        try:
+            client.rename(key, batch)
+        except redis.ResponseError:  # another flusher took it
+            continue
+    moved = 0
+    for batch in client.scan_iter(f"{FLUSHING}*"):
+        values = client.hgetall(batch)
+        with transaction.atomic():
+            if not UsageBatch.objects.filter(batch_id=batch).exists():
+                try:
+                    with transaction.atomic():
+                        UsageBatch.objects.create(batch_id=batch)
+                except IntegrityError:
+                    values = {}
+                else:
+                    moved += _apply_batch(batch, values)
+        client.delete(batch)
+    return moved
+
+
+def _apply_batch(batch: str, values: dict[str, str]) -> int:
+    existing = set(PersonalAccessToken.objects.filter(pk__in=[int(k) for k in values]).values_list("pk", flat=True))
+    if batch.startswith(f"{FLUSHING}counts:"):
+        day = date.fromisoformat(batch.removeprefix(f"{FLUSHING}counts:").split(":")[0])
+        for token_id, count in values.items():
+            if int(token_id) in existing:
+                add_usage(int(token_id), day, int(count))
+        return sum(int(count) for token_id, count in values.items() if int(token_id) in existing)
+    for token_id, value in values.items():
+        if int(token_id) not in existing:
+            continue
+        stamp, _, ip = value.partition("|")
+        used_at = datetime.fromtimestamp(float(stamp), tz=UTC)
+        PersonalAccessToken.objects.filter(pk=int(token_id)).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lt=used_at)
+        ).update(last_used_at=used_at, last_used_ip=ip or None)
+    return 0

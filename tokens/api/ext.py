@@ -116,7 +116,10 @@ class EmbedTokenView(APIView):
     def post(self, request: Request) -> Response:
         credential = request.auth.credential
         rate_limit_enforce(
-            f"embed-issue:{credential.pk}", limit=CREATIONS_PER_MINUTE, window=60, what="token creations"
+            f"token-creations:credential:{credential.pk}",
+            limit=CREATIONS_PER_MINUTE,
+            window=60,
+            what="token creations",
         )
         data = self.EmbedTokenRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -5,6 +5,7 @@ whose owner administers the user's tenant, or an integration credential of
 the tenant with the ``tokens.manage`` scope.
 """
 
+from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import permissions, serializers, status
@@ -22,6 +23,7 @@ from iam.api.serializers import (
 from iam.exceptions import NotPermitted
 from iam.http import client_ip
 from iam.models import AdminPermission, User
+from iam.ratelimit import rate_limit_enforce
 from iam.selectors import user_administers_tenant_users
 from tenants.models import Application
 from tokens.api.schema import ERROR_RESPONSES
@@ -168,6 +170,12 @@ class UserTokenListView(ManagementView):
     )
     def post(self, request: Request, user_id: int) -> Response:
         user = self.target_user(request, user_id)
+        rate_limit_enforce(
+            f"token-creations:user:{user.pk}",
+            limit=settings.TOKEN_CREATIONS_PER_MINUTE,
+            window=60,
+            what="token creations",
+        )
         data = self.TokenCreateRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = data.validated_data

@@ -1,0 +1,149 @@
+"""Real Redis servers and a real Celery worker for the background-work tests."""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+
+import pytest
+import redis
+from django.test import override_settings
+from kombu import pools as kombu_pools
+
+from iam.celery import app as celery_app
+from tokens import usage
+
+REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
+
+
+def _require_redis(url: str) -> None:
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        message = f"Redis is not reachable at {url} (make services)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@contextmanager
+def _use_redis(url: str):
+    """The service running with Redis at ``url``: cache, usage counters and the
+    Celery broker (tasks are queued there, not run in-process)."""
+    caches = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "OPTIONS": {"socket_timeout": 0.5, "socket_connect_timeout": 0.5},
+        }
+    }
+    _configure_celery(broker_url=url, task_always_eager=False)
+    try:
+        with override_settings(REDIS_URL=url, CACHES=caches, CELERY_BROKER_URL=url):
+            yield
+    finally:
+        _configure_celery(broker_url="memory://", task_always_eager=True)
+
+
+def _configure_celery(**conf) -> None:
+    celery_app.conf.update(**conf)
+    # Forget connections to the previous broker.
+    if celery_app._pool is not None:
+        celery_app._pool.force_close_all()
+        celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+    kombu_pools.reset()
+
+
+@pytest.fixture
+def with_redis():
+    """The service configured with the shared test Redis (database 15, emptied)."""
+    _require_redis(REDIS_TEST_URL)
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    client.flushdb()
+    usage._client = None
+    with _use_redis(REDIS_TEST_URL):
+        from django.core.cache import cache
+
+        cache.clear()
+        yield client
+    usage._client = None
+    client.flushdb()
+
+
+class RedisServer:
+    """A throwaway redis-server of our own, to stop and start in fault tests."""
+
+    def __init__(self):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                shutil.which("redis-server"),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(50):
+            try:
+                redis.Redis.from_url(self.url, socket_connect_timeout=0.2).ping()
+                return
+            except redis.RedisError:
+                time.sleep(0.1)
+        raise AssertionError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture
+def own_redis():
+    """The service configured with a Redis server the test can stop and start."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed (make services)")
+        pytest.skip("redis-server is not installed (make services)")
+    server = RedisServer()
+    server.start()
+    usage._client = None
+    with _use_redis(server.url):
+        yield server
+    usage._client = None
+    server.stop()
+
+
+@pytest.fixture
+def celery_worker_for(transactional_db):
+    """Start a real Celery worker (threads in this process) on a Redis broker."""
+    from celery.contrib.testing.worker import start_worker
+
+    started = []
+
+    def start(url: str):
+        _configure_celery(broker_url=url, task_always_eager=False, result_backend=None)
+        context = start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=10)
+        context.__enter__()
+        started.append(context)
+        return context
+
+    yield start
+    for context in started:
+        context.__exit__(None, None, None)

@@ -1,0 +1,108 @@
+"""Usage tracking in Redis and the Redis-backed limits."""
+
+from datetime import date
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from tests.conftest import bearer
+from tokens import usage
+from tokens.models import PersonalAccessToken, TokenUsageDay
+
+pytestmark = pytest.mark.django_db
+
+ME = "/api/v1/me"
+
+
+def total_uses(token) -> int:
+    return sum(TokenUsageDay.objects.filter(token=token).values_list("count", flat=True))
+
+
+def test_with_redis_a_request_writes_nothing_to_the_database(api, world, with_redis, django_assert_num_queries):
+    issued = world.issue()
+    client = bearer(api, issued.plaintext)
+    for _ in range(3):
+        with django_assert_num_queries(2):  # two reads, no write
+            assert client.get(ME, REMOTE_ADDR="10.0.0.7").status_code == 200
+    issued.token.refresh_from_db()
+    assert issued.token.last_used_at is None
+    assert with_redis.hget(f"usage:counts:{timezone.now().date().isoformat()}", issued.token.pk) == b"3"
+    assert usage.usage_flush_from_redis() == 3
+    issued.token.refresh_from_db()
+    assert total_uses(issued.token) == 3 and issued.token.last_used_ip == "10.0.0.7"
+    assert issued.token.last_used_at is not None
+    assert usage.usage_flush_from_redis() == 0 and total_uses(issued.token) == 3
+
+
+def test_a_flush_that_dies_after_committing_is_not_counted_twice(api, world, with_redis, monkeypatch):
+    issued = world.issue()
+    client = bearer(api, issued.plaintext)
+    for _ in range(4):
+        client.get(ME)
+    real_client = usage.redis_client()
+    monkeypatch.setattr(real_client, "delete", lambda *keys: 0)  # the process dies before deleting its batch
+    usage.usage_flush_from_redis()
+    assert total_uses(issued.token) == 4
+    monkeypatch.undo()
+    usage.usage_flush_from_redis()  # finds the applied batch, drops it
+    client.get(ME)
+    usage.usage_flush_from_redis()
+    assert total_uses(issued.token) == 5
+    assert not list(with_redis.scan_iter("usage:flushing:*"))
+
+
+def test_without_redis_use_is_written_at_most_once_a_minute_and_counted(api, world):
+    issued = world.issue()
+    client = bearer(api, issued.plaintext)
+    for _ in range(3):
+        client.get(ME)
+    usage.usage_flush_local()
+    assert total_uses(issued.token) == 3
+    assert TokenUsageDay.objects.get(token=issued.token).day == date.today()
+
+
+def test_per_token_request_limit_is_configurable_per_tenant(api, world, with_redis):
+    world.tenant.token_requests_per_minute = 3
+    world.tenant.save()
+    client = bearer(api, world.issue().plaintext)
+    codes = [client.get(ME).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    response = client.get(ME)
+    assert response.json()["error"]["code"] == "rate_limited" and 1 <= int(response["Retry-After"]) <= 60
+    # Another token of the same tenant has its own allowance.
+    assert bearer(api, world.issue("other").plaintext).get(ME).status_code == 200
+
+
+@override_settings(AUTH_FAILURES_PER_MINUTE_PER_IP=5)
+def test_failed_authentications_are_throttled_per_address_only(api, world, with_redis):
+    valid = world.issue().plaintext
+    for _ in range(5):
+        assert api.get(ME, HTTP_AUTHORIZATION="Bearer pat_" + "A" * 36, REMOTE_ADDR="10.6.6.6").status_code == 401
+    blocked = api.get(ME, HTTP_AUTHORIZATION=f"Bearer {valid}", REMOTE_ADDR="10.6.6.6")
+    assert blocked.status_code == 429 and blocked["Retry-After"]
+    assert api.get(ME, HTTP_AUTHORIZATION=f"Bearer {valid}", REMOTE_ADDR="10.7.7.7").status_code == 200
+
+
+def test_token_creation_is_limited_to_ten_a_minute_per_user(client, world):
+    import re
+
+    client.force_login(world.user)
+    statuses = []
+    for i in range(11):
+        page = client.get("/tokens/new/").content.decode()
+        form_id = re.search(r'name="form_id" value="([^"]+)"', page).group(1)
+        response = client.post(
+            "/tokens/new/",
+            {
+                "form_id": form_id,
+                "application": str(world.application.pk),
+                "name": f"t{i}",
+                "expiry_preset": "30",
+                "roles": [str(world.reader.pk)],
+            },
+        )
+        statuses.append(response.status_code)
+    assert statuses == [200] * 10 + [400]
+    assert "Too many token creations" in response.content.decode()
+    assert PersonalAccessToken.objects.filter(owner=world.user).count() == 10

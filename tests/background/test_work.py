@@ -1,0 +1,161 @@
+"""Reminders, digests, new-address notices and housekeeping, with a real
+Celery worker and real Redis where the test is about background work."""
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.db import connection
+from django.utils import timezone
+
+from iam.models import AuditEvent
+from tests.conftest import bearer
+from tokens import background
+from tokens.models import EmbedSession, ExpiryReminder, PersonalAccessToken
+from tokens.services import token_revoke
+
+pytestmark = pytest.mark.django_db
+
+
+def expire_in(token, delta):
+    PersonalAccessToken.objects.filter(pk=token.pk).update(
+        created_at=timezone.now() - timedelta(days=30), expires_at=timezone.now() + delta
+    )
+
+
+def wait_for(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_reminders_are_due_at_the_nearest_threshold_and_sent_once(world):
+    week = world.issue("week").token
+    day = world.issue("day").token
+    later = world.issue("later").token
+    expire_in(week, timedelta(days=6))
+    expire_in(day, timedelta(hours=20))
+    expire_in(later, timedelta(days=20))
+    assert sorted(background.expiry_reminders_due()) == sorted([(week.pk, 7), (day.pk, 1)])
+    assert background.expiry_reminder_send(week.pk, 7) is True
+    assert background.expiry_reminder_send(week.pk, 7) is False  # a retry or a second worker
+    assert len(mail.outbox) == 1 and "expires in 7 days" in mail.outbox[0].subject
+    assert f"/tokens/{week.pk}/edit/" in mail.outbox[0].body
+    assert sorted(background.expiry_reminders_due()) == [(day.pk, 1)]
+
+
+def test_a_new_expiry_gets_new_reminders_and_tenants_choose_the_days(world):
+    world.tenant.reminder_days = [3]
+    world.tenant.save()
+    token = world.issue().token
+    expire_in(token, timedelta(days=5))
+    assert list(background.expiry_reminders_due()) == []
+    expire_in(token, timedelta(days=2))
+    assert list(background.expiry_reminders_due()) == [(token.pk, 3)]
+    background.expiry_reminder_send(token.pk, 3)
+    expire_in(token, timedelta(days=2, hours=5))  # extended, then close to expiry again
+    assert list(background.expiry_reminders_due()) == [(token.pk, 3)]
+
+
+def test_no_reminder_for_revoked_or_short_lived_tokens(world, user_admin):
+    revoked = world.issue("revoked").token
+    expire_in(revoked, timedelta(days=2))
+    token_revoke(token=revoked, actor=user_admin)
+    short = world.issue("short", days=1).token  # lived one day: no 7-day reminder, and the 1-day one is its life
+    assert list(background.expiry_reminders_due()) == []
+    assert background.expiry_reminder_send(revoked.pk, 7) is False
+    assert short.pk
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_senders_send_one_reminder(world):
+    token = world.issue().token
+    expire_in(token, timedelta(days=3))
+    barrier = threading.Barrier(4)
+    results = []
+
+    def send():
+        try:
+            barrier.wait()
+            results.append(background.expiry_reminder_send(token.pk, 7))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results.count(True) == 1 and len(mail.outbox) == 1
+    assert ExpiryReminder.objects.count() == 1
+
+
+def test_weekly_digest_for_user_administrators(world, user_admin):
+    token = world.issue("soon").token
+    expire_in(token, timedelta(days=2))
+    assert background.admin_digests_send() == 1
+    assert background.admin_digests_send() == 0  # once a week
+    digest = mail.outbox[0]
+    assert digest.to == [user_admin.email] and "soon" in digest.body
+
+
+def test_new_address_notice_after_the_first_address(world):
+    token = world.issue().token
+    assert background.token_address_note(token.pk, "10.0.0.1") is False  # the first address
+    assert background.token_address_note(token.pk, "10.0.0.2") is True
+    assert background.token_address_note(token.pk, "10.0.0.2") is False
+    assert len(mail.outbox) == 1 and "10.0.0.2" in mail.outbox[0].body
+    world.tenant.notify_new_ip = False
+    world.tenant.save()
+    assert background.token_address_note(token.pk, "10.0.0.3") is False
+
+
+def test_housekeeping_prunes_expired_sessions_and_old_audit_events(world, settings):
+    settings.AUDIT_RETENTION_DAYS = 30
+    issued = world.issue()
+    EmbedSession.objects.create(
+        token=issued.token, digest="x" * 64, pepper_id="t2", expires_at=timezone.now() - timedelta(minutes=1)
+    )
+    EmbedSession.objects.create(
+        token=issued.token, digest="y" * 64, pepper_id="t2", expires_at=timezone.now() + timedelta(minutes=10)
+    )
+    AuditEvent.objects.update(occurred_at=timezone.now() - timedelta(days=31))
+    world.issue("recent")
+    assert background.embed_sessions_prune() == 1 and EmbedSession.objects.count() == 1
+    assert background.audit_events_prune() >= 1
+    assert AuditEvent.objects.filter(occurred_at__lt=timezone.now() - timedelta(days=30)).count() == 0
+    assert AuditEvent.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reminders_go_out_through_a_real_worker_once(world, with_redis, celery_worker_for):
+    from tokens.tasks import sweep_expiry_reminders
+
+    token = world.issue().token
+    expire_in(token, timedelta(days=5))
+    celery_worker_for("redis://127.0.0.1:6379/15")
+    sweep_expiry_reminders.delay()
+    sweep_expiry_reminders.delay()  # overlapping beats
+    assert wait_for(lambda: ExpiryReminder.objects.exists())
+    time.sleep(1)
+    assert ExpiryReminder.objects.count() == 1 and len(mail.outbox) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_notices_wait_while_the_worker_is_down_and_go_out_when_it_returns(
+    api, world, user_admin, with_redis, celery_worker_for
+):
+    issued = world.issue()
+    token_revoke(token=issued.token, actor=user_admin)  # queued on Redis; no worker yet
+    assert bearer(api, world.issue("still works").plaintext).get("/api/v1/me").status_code == 200
+    time.sleep(0.5)
+    assert mail.outbox == []
+    celery_worker_for("redis://127.0.0.1:6379/15")
+    assert wait_for(lambda: len(mail.outbox) == 1)
+    assert "revoked" in mail.outbox[0].subject
