@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from iam.models import AdminPermission, AuditAction, AuditEvent
 from iam.selectors import audit_events_visible_to
-from tokens.api.schema import ERROR_RESPONSES
+from tokens.api.schema import ERROR_RESPONSES, example
 from tokens.permissions import HasTokenPermissions
 
 
@@ -75,6 +75,29 @@ class AuditEventFilter(django_filters.FilterSet):
         operation_id="admin_audit_events",
         summary="The audit trail (administrative PAT with iam.audit.read), scoped to the owner's tenants",
         responses={401: ERROR_RESPONSES[401], 403: ERROR_RESPONSES[403]},
+        examples=[
+            example(
+                "A page",
+                {
+                    "count": 1,
+                    "next": None,
+                    "previous": None,
+                    "results": [
+                        {
+                            "id": 42,
+                            "occurred_at": "2026-11-23T09:00:00Z",
+                            "tenant": "acme",
+                            "actor": "carol",
+                            "action": "token.revoked",
+                            "token": 7,
+                            "ip": "10.0.0.5",
+                            "changes": {},
+                            "reason": "leaked",
+                        }
+                    ],
+                },
+            )
+        ],
         tags=["admin"],
     )
 )

@@ -237,7 +237,12 @@ class UserTokenDetailView(ManagementView):
     @extend_schema(
         operation_id="user_tokens_delete",
         summary="End a user's token (an administrator's delete is a revocation: irreversible)",
-        responses={204: None, 401: ERROR_RESPONSES[401], 403: ERROR_RESPONSES[403], 404: ERROR_RESPONSES[404]},
+        responses={
+            204: OpenApiResponse(description="Revoked."),
+            401: ERROR_RESPONSES[401],
+            403: ERROR_RESPONSES[403],
+            404: ERROR_RESPONSES[404],
+        },
         tags=["management"],
     )
     def delete(self, request: Request, user_id: int, name: str) -> Response:

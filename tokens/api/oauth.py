@@ -10,7 +10,7 @@ import binascii
 from urllib.parse import unquote_plus
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers
 from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny
@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from iam.http import client_ip
+from tokens.api.schema import example, request_example
 from tokens.models import OAuthClient
 from tokens.oauth import (
     ACCESS_TOKEN_TYPE,
@@ -202,6 +203,26 @@ class IntrospectView(OAuthView):
             400: OAuthErrorSerializer,
             401: OAuthErrorSerializer,
         },
+        examples=[
+            request_example("Introspect", {"token": "eyJhbGciOiJSUzI1NiIs…"}),
+            example(
+                "Active",
+                {
+                    "active": True,
+                    "scope": "crm.orders.read",
+                    "client_id": "oc_…",
+                    "username": "alice",
+                    "sub": "1",
+                    "exp": 1795430400,
+                    "iat": 1795426800,
+                    "token_type": "access_token",
+                    "iss": "http://127.0.0.1:8000",
+                    "tenant": "acme",
+                    "application": "8ba8bf0e-6b8f-4e07-abb9-6fd2d816fabc",
+                },
+            ),
+            example("Inactive", {"active": False}),
+        ],
         tags=["oauth"],
     )
     def post(self, request: Request) -> Response:
@@ -222,7 +243,19 @@ class RevokeView(OAuthView):
                 fields={"token": serializers.CharField(), "token_type_hint": serializers.CharField(required=False)},
             )
         },
-        responses={200: None, 400: OAuthErrorSerializer, 401: OAuthErrorSerializer},
+        responses={
+            200: OpenApiResponse(description="Revoked, or not a token of this client (RFC 7009 §2.2)."),
+            400: OAuthErrorSerializer,
+            401: OAuthErrorSerializer,
+        },
+        examples=[
+            request_example("Revoke", {"token": "eyJhbGciOiJSUzI1NiIs…"}),
+            example(
+                "Unknown client",
+                {"error": "invalid_client", "error_description": "Unknown client or wrong secret."},
+                "401",
+            ),
+        ],
         tags=["oauth"],
     )
     def post(self, request: Request) -> Response:
@@ -242,6 +275,12 @@ class JWKSView(APIView):
         operation_id="jwks",
         summary="The public keys that sign access tokens (RFC 7517)",
         responses={200: inline_serializer(name="JWKS", fields={"keys": serializers.ListField()})},
+        examples=[
+            example(
+                "Keys",
+                {"keys": [{"kty": "RSA", "n": "…", "e": "AQAB", "kid": "2026-11", "use": "sig", "alg": "RS256"}]},
+            )
+        ],
         tags=["oauth"],
     )
     def get(self, request: Request) -> Response:
@@ -261,6 +300,16 @@ class MetadataView(APIView):
                 fields={"issuer": serializers.CharField(), "token_endpoint": serializers.CharField()},
             )
         },
+        examples=[
+            example(
+                "Metadata",
+                {
+                    "issuer": "http://127.0.0.1:8000",
+                    "token_endpoint": "http://127.0.0.1:8000/oauth/token",
+                    "jwks_uri": "http://127.0.0.1:8000/.well-known/jwks.json",
+                },
+            )
+        ],
         tags=["oauth"],
     )
     def get(self, request: Request) -> Response:

@@ -31,6 +31,28 @@ def _error(status: int, description: str, code: str, message: str, fields: dict 
     )
 
 
+def example(name: str, value, status: str = "200") -> OpenApiExample:
+    return OpenApiExample(name, value=value, response_only=True, status_codes=[status])
+
+
+def request_example(name: str, value) -> OpenApiExample:
+    return OpenApiExample(name, value=value, request_only=True)
+
+
+TOKEN_EXAMPLE = {
+    "id": 7,
+    "name": "Nightly import",
+    "kind": "personal",
+    "prefix": "pat_Xy12Ab",
+    "application": "crm",
+    "roles": ["crm_reader"],
+    "status": "active",
+    "createdAt": "2026-11-23T09:00:00Z",
+    "expiresAt": "2026-12-23T09:00:00Z",
+    "lastUsedAt": None,
+    "lastUsedIp": None,
+}
+
 ERROR_RESPONSES = {
     400: _error(
         400,

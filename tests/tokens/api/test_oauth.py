@@ -288,3 +288,19 @@ def test_openapi_schema_and_docs_are_served(api):
     assert {"201", "400", "401", "403", "404", "429"} <= set(embed["responses"])
     docs = api.get("/api/docs/")
     assert docs.status_code == 200 and b"<script>" not in docs.content
+
+
+def test_every_operation_documents_examples_and_errors(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            name = f"{method.upper()} {path}"
+            responses = operation["responses"]
+            if not path.startswith("/.well-known/"):  # public discovery documents have no error cases
+                assert any(code.startswith("4") for code in responses), f"{name} documents no error response"
+            has_example = any(
+                "examples" in content or "example" in content
+                for part in [operation.get("requestBody", {}), *responses.values()]
+                for content in part.get("content", {}).values()
+            )
+            assert has_example, f"{name} has no example"
