@@ -10,7 +10,12 @@ from iam.admin_base import AdminKindMixin, CappedCountPaginator, ConfirmInactiva
 from iam.exceptions import DomainError
 from iam.http import client_ip
 from iam.models import AuditEvent, Role, RoleGrant, User
-from iam.selectors import audit_events_visible_to, user_admin_kind, user_is_main_administrator
+from iam.selectors import (
+    audit_events_visible_to,
+    user_admin_kind,
+    user_holds_administrator_role,
+    user_is_main_administrator,
+)
 from iam.services import (
     role_grant_add,
     role_grant_remove,
@@ -45,6 +50,12 @@ class RoleAdmin(ConfirmInactivationMixin, AdminKindMixin, admin.ModelAdmin):
     def get_queryset(self, request):
         # The service's own roles (administrator kinds) are fixed: not listed here.
         return super().get_queryset(request).filter(application__isnull=False)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if db_field.name == "application":
+            field.required = True  # a role without an application would be one of the service's own
+        return field
 
     def get_readonly_fields(self, request, obj=None):
         # A role's application never changes: tokens rely on it.
@@ -98,6 +109,12 @@ class RoleGrantInline(admin.TabularInline):
     autocomplete_fields = []
     verbose_name = "role grant"
 
+    def get_queryset(self, request):
+        grants = super().get_queryset(request)
+        if not user_is_main_administrator(request.user):
+            grants = grants.filter(role__application__isnull=False)  # administrator roles: not theirs to see or touch
+        return grants
+
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "role":
             roles = Role.objects.select_related("application")
@@ -128,6 +145,10 @@ class UserAdmin(ConfirmInactivationMixin, AdminKindMixin, DjangoUserAdmin):
     add_form = UserCreationForm
     list_display = ["username", "email", "tenant", "can_create_pats", "is_active", "administrator"]
     list_filter = ["can_create_pats", "is_active", "tenant"]
+
+    def get_list_filter(self, request):
+        return self.list_filter if user_is_main_administrator(request.user) else ["can_create_pats", "is_active"]
+
     search_fields = ["username", "email", "first_name", "last_name"]
     list_select_related = ["tenant"]
     ordering = ["username"]
@@ -159,7 +180,7 @@ class UserAdmin(ConfirmInactivationMixin, AdminKindMixin, DjangoUserAdmin):
     def has_change_permission(self, request, obj=None):
         # A user administrator must not take over another administrator's
         # account (password, e-mail, deactivation): those stay read-only.
-        if obj is not None and obj.pk != request.user.pk and user_admin_kind(obj) is not None:
+        if obj is not None and obj.pk != request.user.pk and user_holds_administrator_role(obj):
             return user_is_main_administrator(request.user)
         return super().has_change_permission(request, obj)
 
@@ -202,10 +223,13 @@ class UserAdmin(ConfirmInactivationMixin, AdminKindMixin, DjangoUserAdmin):
             new_role = None if grant_form in formset.deleted_forms else grant_form.cleaned_data.get("role")
             if old_role == new_role:
                 continue
-            if old_role is not None:
-                role_grant_remove(user=form.instance, role=old_role, actor=request.user, ip=ip)
-            if new_role is not None:
-                role_grant_add(user=form.instance, role=new_role, actor=request.user, ip=ip)
+            try:
+                if old_role is not None:
+                    role_grant_remove(user=form.instance, role=old_role, actor=request.user, ip=ip)
+                if new_role is not None:
+                    role_grant_add(user=form.instance, role=new_role, actor=request.user, ip=ip)
+            except DomainError as error:
+                _report(request, error)
         return None
 
 
@@ -226,6 +250,12 @@ class AuditEventAdmin(ReadOnlyAdmin):
     view_kinds = USER_ADMIN_KINDS
     list_display = ["occurred_at", "tenant", "actor_label", "action", "token_link", "ip", "reason", "change_summary"]
     list_filter = ["action", "tenant", ("occurred_at", admin.DateFieldListFilter)]
+
+    def get_list_filter(self, request):
+        if user_is_main_administrator(request.user):
+            return self.list_filter
+        return [f for f in self.list_filter if f != "tenant"]
+
     search_fields = ["actor_label", "=token__id", "token__name", "token__display_prefix", "reason"]
     list_select_related = ["tenant", "token"]
     date_hierarchy = "occurred_at"

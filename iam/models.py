@@ -1,6 +1,11 @@
+import re
+
 from django.contrib.auth.models import AbstractUser, UserManager
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
+
+PERMISSION_CODE = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)+", re.ASCII)
 
 
 class AdminPermission(models.TextChoices):
@@ -94,6 +99,15 @@ class Role(models.Model):
     @property
     def is_service_role(self) -> bool:
         return self.application_id is None
+
+    def clean(self) -> None:
+        permissions = self.permissions
+        if not isinstance(permissions, list) or not all(
+            isinstance(code, str) and PERMISSION_CODE.fullmatch(code) for code in permissions
+        ):
+            raise ValidationError({"permissions": 'A list of permission codes, e.g. ["orders.read", "orders.write"].'})
+        if self.application_id is not None and any(code.startswith("iam.") for code in permissions):
+            raise ValidationError({"permissions": "Codes starting with iam. belong to this service's own roles."})
 
 
 class RoleGrant(models.Model):

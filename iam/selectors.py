@@ -18,6 +18,14 @@ def user_service_roles(user: User) -> set[str]:
     return cached
 
 
+def user_holds_administrator_role(user: User) -> bool:
+    """Return True if ``user`` holds an administrator role, active or not: a
+    deactivated administrator's account is still an administrator's account."""
+    return RoleGrant.objects.filter(
+        user=user, role__application__isnull=True, role__code__in=list(ADMINISTRATOR_ROLES)
+    ).exists()
+
+
 def user_admin_kind(user: User) -> str | None:
     """Return the user's highest administrator kind: "main", "user", "application" or None."""
     held = user_service_roles(user)

@@ -311,6 +311,15 @@ class IntegrationCredentialForm(forms.ModelForm):
         model = IntegrationCredential
         fields = ["tenant", "name", "scopes"]
 
+    def clean(self):
+        cleaned = super().clean()
+        name = " ".join(cleaned.get("name", "").split())
+        cleaned["name"] = name
+        tenant = cleaned.get("tenant")
+        if tenant and IntegrationCredential.objects.filter(tenant=tenant, name=name, revoked_at__isnull=True).exists():
+            self.add_error("name", f"The tenant already has a credential named “{name}”.")
+        return cleaned
+
 
 @admin.register(IntegrationCredential)
 class IntegrationCredentialAdmin(OneTimeSecretMixin, AdminKindMixin, admin.ModelAdmin):
@@ -321,6 +330,10 @@ class IntegrationCredentialAdmin(OneTimeSecretMixin, AdminKindMixin, admin.Model
     secret_label = "integration credential"
     list_display = ["name", "tenant", "scopes", "display_prefix", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["tenant"]
+
+    def get_list_filter(self, request):
+        return self.list_filter if user_is_main_administrator(request.user) else []
+
     readonly_fields = ["display_prefix", "created_at", "created_by", "last_used_at", "revoked_at", "revoked_by"]
     actions = ["revoke_credentials"]
 

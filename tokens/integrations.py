@@ -12,7 +12,7 @@ from django.utils import timezone
 from iam.audit import audit_record
 from iam.exceptions import NotPermitted, ValidationFailed
 from iam.models import AuditAction, Role, User
-from iam.selectors import user_administers_tenant_users
+from iam.selectors import user_administers_tenant_users, user_holds_administrator_role, user_is_main_administrator
 from tenants.models import Application, Tenant
 from tokens import keys
 from tokens.models import EmbedSession, IntegrationCredential, PersonalAccessToken, TokenKind, TokenStatus
@@ -289,6 +289,12 @@ def token_issue_for_user(
     """Create a token for ``owner`` on an administrator's or integration's
     request. Refused (403) unless the owner's tenant allows it: by Thinkwise's
     rule administrators do not create tokens for users."""
+    if application is None:
+        raise NotPermitted("Administrative tokens are created by their owners only.", code="administrative_token")
+    if user_holds_administrator_role(owner) and not (actor is not None and user_is_main_administrator(actor)):
+        raise NotPermitted(
+            "Only a main administrator may issue tokens for an administrator.", code="owner_is_administrator"
+        )
     if not Tenant.objects.filter(pk=owner.tenant_id, admins_may_issue_pats_via_api=True).exists():
         raise NotPermitted(
             "Administrators may not issue personal access tokens through the API in this tenant "

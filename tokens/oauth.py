@@ -330,8 +330,8 @@ def _usable_pat(value: str, now: datetime) -> TokenContext | None:
     if not keys.is_well_formed(value):
         return None
     token, facts = load_token_for_authentication(keys.candidate_digests(value))
-    if token is None or facts is None:
-        return None
+    if token is None or facts is None or token.kind != TokenKind.PERSONAL:
+        return None  # embedding tokens travel in URLs: they are not API credentials
     state = evaluate(facts, now)
     return TokenContext(token=token, permissions=state.permissions) if state.is_usable else None
 

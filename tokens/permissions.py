@@ -5,6 +5,19 @@ from rest_framework.views import APIView
 
 from tokens.services import TokenContext
 
+ADMIN_PREFIX = "iam."
+
+
+def effective_permissions(context) -> frozenset[str]:
+    """The credential's permissions; this service's own (``iam.*``) count only
+    on an administrative token, never on an application's token or a token
+    exchanged from one, whatever codes an application's roles carry."""
+    if not isinstance(context, TokenContext):
+        return frozenset()
+    if context.token.application_id is None:
+        return context.permissions
+    return frozenset(code for code in context.permissions if not code.startswith(ADMIN_PREFIX))
+
 
 class HasTokenPermissions(BasePermission):
     """Require every code in the view's ``required_permissions`` on the credential.
@@ -15,7 +28,7 @@ class HasTokenPermissions(BasePermission):
     def has_permission(self, request: Request, view: APIView) -> bool:
         required = set(getattr(view, "required_permissions", ()))
         context = request.auth
-        granted = context.permissions if isinstance(context, TokenContext) else frozenset()
+        granted = effective_permissions(context)
         missing = sorted(required - granted)
         if missing:
             error = PermissionDenied(f"The token lacks the permission {', '.join(missing)}.", code="missing_permission")

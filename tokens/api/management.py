@@ -29,7 +29,8 @@ from tenants.models import Application
 from tokens.api.schema import ERROR_RESPONSES
 from tokens.authentication import BearerTokenAuthentication, CredentialContext, IntegrationCredentialAuthentication
 from tokens.integrations import credential_label, token_issue_for_user
-from tokens.models import IntegrationCredential, PersonalAccessToken, TokenStatus
+from tokens.models import IntegrationCredential, PersonalAccessToken, TokenKind, TokenStatus
+from tokens.permissions import effective_permissions
 from tokens.rules import token_states
 from tokens.services import TokenContext, token_rename, token_revoke
 
@@ -42,7 +43,7 @@ class CanManageTokens(permissions.BasePermission):
                 return True
             raise NotPermitted("The integration credential lacks the scope tokens.manage.", code="missing_scope")
         if isinstance(context, TokenContext):
-            if AdminPermission.TOKENS_MANAGE in context.permissions:
+            if AdminPermission.TOKENS_MANAGE in effective_permissions(context):
                 return True
             error = NotPermitted("The token lacks the permission iam.tokens.manage.", code="missing_permission")
             raise error
@@ -74,7 +75,9 @@ class ManagementView(APIView):
 
     def token_by_name(self, user: User, name: str) -> PersonalAccessToken:
         return get_object_or_404(
-            PersonalAccessToken.objects.exclude(status=TokenStatus.DELETED).select_related("application"),
+            PersonalAccessToken.objects.exclude(status=TokenStatus.DELETED)
+            .filter(kind=TokenKind.PERSONAL)
+            .select_related("application"),
             owner=user,
             name=name,
         )
