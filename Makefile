@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PG_URL ?= postgres://iam:iam@127.0.0.1:5432/iam
 HOST ?= 127.0.0.1:8000
 
-.PHONY: install run test test-sqlite test-postgres lint services screenshots worker beat
+.PHONY: install run test test-sqlite test-postgres lint services screenshots worker beat bench
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,3 +51,8 @@ test: services lint test-sqlite test-postgres
 screenshots:
 	mkdir -p docs/screenshots
 	cp test-artifacts/screenshots/*.png docs/screenshots/
+
+# Authentication throughput against the Django peers (installed into .venv from requirements-bench.txt).
+bench: install services
+	$(PY) -m pip install -q -r requirements-bench.txt
+	$(PY) benchmarks/auth_throughput.py --http

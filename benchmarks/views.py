@@ -1,5 +1,9 @@
 """The same trivial DRF endpoint behind each authentication under test."""
 
+import json
+from pathlib import Path
+
+from django.conf import settings
 from django.contrib.auth.hashers import check_password
 from rest_framework.authentication import BaseAuthentication, TokenAuthentication
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -9,7 +13,15 @@ from rest_framework.views import APIView
 from tokens.authentication import BearerTokenAuthentication
 from tokens.models import PersonalAccessToken
 
-ARGON2_HASHES: dict[str, str] = {}  # display prefix -> Argon2 hash of the token (filled by the benchmark)
+# display prefix -> Argon2 hash of the token; written by the benchmark, read by every server process.
+ARGON2_FILE = Path(settings.BASE_DIR, "var", "bench-argon2.json")
+ARGON2_HASHES: dict[str, str] = {}
+
+
+def argon2_hashes() -> dict[str, str]:
+    if not ARGON2_HASHES and ARGON2_FILE.exists():
+        ARGON2_HASHES.update(json.loads(ARGON2_FILE.read_text()))
+    return ARGON2_HASHES
 
 
 class Argon2TokenAuthentication(BaseAuthentication):
@@ -18,7 +30,7 @@ class Argon2TokenAuthentication(BaseAuthentication):
     def authenticate(self, request):
         header = request.META.get("HTTP_AUTHORIZATION", "")
         token = header.removeprefix("Bearer ")
-        stored = ARGON2_HASHES.get(token[:10])
+        stored = argon2_hashes().get(token[:10])
         if stored is None or not check_password(token, stored):
             return None
         pat = PersonalAccessToken.objects.select_related("owner").filter(display_prefix=token[:10]).first()
