@@ -2,7 +2,6 @@
 (ToolJet's embedding, seeds 000 and 002), and issuing tokens for users
 through the management API (seed 004) under the tenant's policy."""
 
-import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -108,13 +107,10 @@ def integration_credential_revoke(
 
 def integration_credential_authenticate(raw: str, now: datetime | None = None) -> IntegrationCredential | None:
     """Return the live credential whose plaintext is ``raw``, or None."""
-    if not keys.is_well_formed(raw, keys.CREDENTIAL_PREFIX):
-        return None
-    digests = keys.candidate_digests(raw)
-    credential = IntegrationCredential.objects.select_related("tenant").filter(digest__in=digests).first()
+    credential = keys.find_by_secret(
+        IntegrationCredential.objects.select_related("tenant"), raw, keys.CREDENTIAL_PREFIX
+    )
     if credential is None or credential.revoked_at is not None:
-        return None
-    if not any(hmac.compare_digest(credential.digest, candidate) for candidate in digests):
         return None
     now = now or timezone.now()
     if credential.last_used_at is None or credential.last_used_at < now - LAST_USED_INTERVAL:
@@ -240,12 +236,9 @@ def embed_session_authenticate(secret: str, now: datetime | None = None) -> tupl
     A session ends when it expires and as soon as its token is revoked,
     deleted, expired or inactive: the token's state is evaluated every time.
     """
-    if not keys.is_well_formed(secret, keys.EMBED_SESSION_PREFIX):
-        return None
     now = now or timezone.now()
-    digests = keys.candidate_digests(secret)
-    session = EmbedSession.objects.filter(digest__in=digests, expires_at__gt=now).first()
-    if session is None or not any(hmac.compare_digest(session.digest, candidate) for candidate in digests):
+    session = keys.find_by_secret(EmbedSession.objects.filter(expires_at__gt=now), secret, keys.EMBED_SESSION_PREFIX)
+    if session is None:
         return None
     token, facts = load_token_for_authentication(token_id=session.token_id)
     if token is None or facts is None:

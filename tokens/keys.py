@@ -77,6 +77,19 @@ def digest(token: str, pepper_id: str | None = None) -> str:
     return hmac.new(pepper, token.encode("ascii"), hashlib.sha256).hexdigest()
 
 
+def find_by_secret(queryset, secret: str, prefix: str = PREFIX):
+    """Return the row of ``queryset`` whose ``digest`` is the secret's under any
+    pepper, or None; malformed secrets cost no query. The final comparison is
+    constant-time."""
+    if not is_well_formed(secret, prefix):
+        return None
+    digests = candidate_digests(secret)
+    row = queryset.filter(digest__in=digests).first()
+    if row is None or not any(hmac.compare_digest(row.digest, candidate) for candidate in digests):
+        return None
+    return row
+
+
 def candidate_digests(token: str) -> list[str]:
     """Return the token's digest under every configured pepper, current first,
     so tokens issued before a pepper rotation keep working."""

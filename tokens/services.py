@@ -420,9 +420,7 @@ def token_report_leaked(plaintext: str, *, ip: str | None = None) -> bool:
 
     Returns whether a token was revoked; callers must not tell the reporter.
     """
-    if not keys.is_well_formed(plaintext):
-        return False
-    token = PersonalAccessToken.objects.filter(digest__in=keys.candidate_digests(plaintext)).first()
+    token = keys.find_by_secret(PersonalAccessToken.objects.all(), plaintext)
     if token is None or token.status != TokenStatus.ACTIVE:
         return False
     token_revoke(

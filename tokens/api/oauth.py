@@ -76,6 +76,14 @@ class OAuthView(APIView):
             params[key] = values[0]
         return params
 
+    def client_and_token(self, request: Request) -> tuple[OAuthClient, str]:
+        """The authenticated client and the ``token`` parameter (RFC 7662 and 7009)."""
+        params = self.params(request)
+        client = self.client(request, params)
+        if not params.get("token"):
+            raise OAuthError("invalid_request", "token is required.")
+        return client, params["token"]
+
     def client(self, request: Request, params: dict[str, str]) -> OAuthClient:
         """Authenticate the client with client_secret_basic or client_secret_post (not both)."""
         header = request.META.get("HTTP_AUTHORIZATION", "")
@@ -226,11 +234,8 @@ class IntrospectView(OAuthView):
         tags=["oauth"],
     )
     def post(self, request: Request) -> Response:
-        params = self.params(request)
-        client = self.client(request, params)
-        if not params.get("token"):
-            raise OAuthError("invalid_request", "token is required.")
-        return Response(introspect(client=client, value=params["token"]), headers=NO_STORE)
+        client, token = self.client_and_token(request)
+        return Response(introspect(client=client, value=token), headers=NO_STORE)
 
 
 class RevokeView(OAuthView):
@@ -259,11 +264,8 @@ class RevokeView(OAuthView):
         tags=["oauth"],
     )
     def post(self, request: Request) -> Response:
-        params = self.params(request)
-        client = self.client(request, params)
-        if not params.get("token"):
-            raise OAuthError("invalid_request", "token is required.")
-        revoke(client=client, value=params["token"])
+        client, token = self.client_and_token(request)
+        revoke(client=client, value=token)
         return Response(status=200, headers=NO_STORE)
 
 
