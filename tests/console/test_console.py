@@ -372,3 +372,10 @@ def test_the_api_issuance_policy_is_switched_in_the_console_and_audited(world, m
     world.tenant.refresh_from_db()
     assert world.tenant.admins_may_issue_pats_via_api
     assert AuditEvent.objects.filter(action=AuditAction.TENANT_API_ISSUANCE_SWITCHED, actor=main_admin).exists()
+
+
+def test_large_lists_never_count_the_whole_table(world, main_admin):
+    client = signed_in(main_admin)
+    for url in (LISTS["tokens"], LISTS["audit"]):
+        page = client.get(url, {"_facets": "True"}).content.decode()
+        assert "Show counts" not in page and "Hide counts" not in page
