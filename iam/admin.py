@@ -106,7 +106,6 @@ class RoleGrantInline(admin.TabularInline):
     extra = 0
     fields = ["role", "granted_at", "granted_by"]
     readonly_fields = ["granted_at", "granted_by"]
-    autocomplete_fields = []
     verbose_name = "role grant"
 
     def get_queryset(self, request):

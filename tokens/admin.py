@@ -83,10 +83,6 @@ class UseFilter(admin.SimpleListFilter):
         return queryset
 
 
-class TenantFilter(admin.RelatedFieldListFilter):
-    """Only main administrators choose among tenants; others see their own."""
-
-
 @admin.register(PersonalAccessToken)
 class PersonalAccessTokenAdmin(ReadOnlyAdmin):
     view_kinds = TOKEN_ADMIN_KINDS

@@ -12,6 +12,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -19,6 +20,7 @@ from django.utils import timezone
 from iam.audit import audit_record
 from iam.exceptions import IllegalTransition, NotPermitted, ValidationFailed
 from iam.models import AuditAction, Role, User
+from iam.ratelimit import rate_limit_enforce
 from iam.selectors import user_administers_tenant_users
 from tenants.models import Application, Tenant, TenantApplication
 from tokens import keys
@@ -51,6 +53,19 @@ class TokenContext:
     @property
     def owner(self) -> User:
         return self.token.owner
+
+
+def token_creation_limit(who: str) -> None:
+    """Seed 000's limit: at most TOKEN_CREATIONS_PER_MINUTE token creations a
+    minute per user (``"user:<id>"``) or integration credential
+    (``"credential:<id>"``). Raises RateLimited (429 with Retry-After).
+
+    Applied where requests come in (pages, management and embedding APIs), not
+    in ``token_create``, so operators' commands and bulk scripts are not limited.
+    """
+    rate_limit_enforce(
+        f"token-creations:{who}", limit=settings.TOKEN_CREATIONS_PER_MINUTE, window=60, what="token creations"
+    )
 
 
 def _lock(token: PersonalAccessToken) -> PersonalAccessToken:

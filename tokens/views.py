@@ -6,7 +6,6 @@ query goes through ``request.user``, so another user's token is a 404.
 
 import secrets
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -17,11 +16,10 @@ from django.views.decorators.http import require_http_methods
 
 from iam.exceptions import DomainError
 from iam.http import client_ip
-from iam.ratelimit import rate_limit_enforce
 from tokens.forms import TokenCreateForm, TokenEditForm
 from tokens.models import PersonalAccessToken, TokenStatus
 from tokens.selectors import token_get_for_owner, token_list_for_owner, user_administrators_of
-from tokens.services import token_create, token_delete, token_edit
+from tokens.services import token_create, token_creation_limit, token_delete, token_edit
 
 # One-time ids of create forms handed out, so a reload or resubmission of a
 # create request never creates (or shows) a token twice.
@@ -69,12 +67,7 @@ def token_create_view(request: HttpRequest) -> HttpResponse:
         form = TokenCreateForm(request.POST, user=user, now=now)
         if form.is_valid():
             try:
-                rate_limit_enforce(
-                    f"token-creations:user:{user.pk}",
-                    limit=settings.TOKEN_CREATIONS_PER_MINUTE,
-                    window=60,
-                    what="token creations",
-                )
+                token_creation_limit(f"user:{user.pk}")
                 issued = token_create(
                     owner=user,
                     application=form.cleaned_data["application"],

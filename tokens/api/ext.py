@@ -20,14 +20,12 @@ from iam.api.serializers import (
 from iam.exceptions import NotPermitted
 from iam.http import client_ip
 from iam.models import User
-from iam.ratelimit import rate_limit_enforce
 from tenants.models import Application
 from tokens.api.schema import ERROR_RESPONSES
 from tokens.authentication import CredentialContext, IntegrationCredentialAuthentication
 from tokens.integrations import MAX_PAT_SECONDS, MAX_SESSION_MINUTES, embed_token_issue
 from tokens.models import IntegrationCredential
-
-CREATIONS_PER_MINUTE = 10
+from tokens.services import token_creation_limit
 
 
 class HasCredentialScope(permissions.BasePermission):
@@ -78,7 +76,7 @@ class EmbedTokenView(APIView):
         summary="Issue an embedding token (ToolJet-compatible)",
         description=(
             "`Authorization: Basic <integration credential>`. Revokes the user's previous embedding token for the "
-            f"application. At most {CREATIONS_PER_MINUTE} per minute per credential."
+            f"application. At most {settings.TOKEN_CREATIONS_PER_MINUTE} per minute per credential."
         ),
         request=EmbedTokenRequestSerializer,
         responses={
@@ -115,12 +113,7 @@ class EmbedTokenView(APIView):
     )
     def post(self, request: Request) -> Response:
         credential = request.auth.credential
-        rate_limit_enforce(
-            f"token-creations:credential:{credential.pk}",
-            limit=CREATIONS_PER_MINUTE,
-            window=60,
-            what="token creations",
-        )
+        token_creation_limit(f"credential:{credential.pk}")
         data = self.EmbedTokenRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = data.validated_data

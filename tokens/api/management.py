@@ -5,10 +5,10 @@ whose owner administers the user's tenant, or an integration credential of
 the tenant with the ``tokens.manage`` scope.
 """
 
-from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import permissions, serializers, status
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,7 +23,6 @@ from iam.api.serializers import (
 from iam.exceptions import NotPermitted
 from iam.http import client_ip
 from iam.models import AdminPermission, User
-from iam.ratelimit import rate_limit_enforce
 from iam.selectors import user_administers_tenant_users
 from tenants.models import Application
 from tokens.api.schema import ERROR_RESPONSES
@@ -32,7 +31,7 @@ from tokens.integrations import credential_label, token_issue_for_user
 from tokens.models import IntegrationCredential, PersonalAccessToken, TokenKind, TokenStatus
 from tokens.permissions import effective_permissions
 from tokens.rules import token_states
-from tokens.services import TokenContext, token_rename, token_revoke
+from tokens.services import TokenContext, token_creation_limit, token_rename, token_revoke
 
 
 class CanManageTokens(permissions.BasePermission):
@@ -64,7 +63,7 @@ class ManagementView(APIView):
             else user_administers_tenant_users(request.user, user.tenant_id)
         )
         if not allowed:
-            raise_not_found()
+            raise NotFound()
         return user
 
     def actor(self, request: Request) -> tuple[User | None, str | None]:
@@ -81,12 +80,6 @@ class ManagementView(APIView):
             owner=user,
             name=name,
         )
-
-
-def raise_not_found():
-    from rest_framework.exceptions import NotFound
-
-    raise NotFound()
 
 
 class TokenSerializer(serializers.Serializer):
@@ -173,12 +166,7 @@ class UserTokenListView(ManagementView):
     )
     def post(self, request: Request, user_id: int) -> Response:
         user = self.target_user(request, user_id)
-        rate_limit_enforce(
-            f"token-creations:user:{user.pk}",
-            limit=settings.TOKEN_CREATIONS_PER_MINUTE,
-            window=60,
-            what="token creations",
-        )
+        token_creation_limit(f"user:{user.pk}")
         data = self.TokenCreateRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = data.validated_data
@@ -189,8 +177,6 @@ class UserTokenListView(ManagementView):
             )
             application = Application.objects.filter(**lookup).first()
             if application is None:
-                from rest_framework.exceptions import ValidationError
-
                 raise ValidationError({"applicationId": ["No such application."]})
         actor, label = self.actor(request)
         issued = token_issue_for_user(
