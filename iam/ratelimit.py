@@ -23,10 +23,20 @@ class Verdict:
     retry_after: int
 
 
+def _bucket(key: str, window: int, now: int) -> str:
+    return f"ratelimit:{key}:{now // window}"
+
+
+def rate_limit_key(key: str, *, window: int) -> str:
+    """The Redis key of ``key``'s current window, for callers that count in a
+    script of their own (the cache stores counts as plain integers)."""
+    return cache.make_key(_bucket(key, window, int(time.time())))
+
+
 def rate_limit_hit(key: str, *, limit: int, window: int) -> Verdict:
     """Count one event for ``key`` in the current window of ``window`` seconds."""
     now = int(time.time())
-    bucket = f"ratelimit:{key}:{now // window}"
+    bucket = _bucket(key, window, now)
     try:
         if cache.add(bucket, 1, timeout=window + 1):
             count = 1
@@ -46,7 +56,7 @@ def rate_limit_count(key: str, *, window: int) -> int:
     """Return how many events ``key`` has in the current window (0 if the cache is down)."""
     now = int(time.time())
     try:
-        return int(cache.get(f"ratelimit:{key}:{now // window}") or 0)
+        return int(cache.get(_bucket(key, window, now)) or 0)
     except Exception:  # noqa: BLE001 - fail open
         return 0
 

@@ -261,6 +261,11 @@ SPECTACULAR_SETTINGS = {
 TOKEN_LAST_USED_WRITE_INTERVAL_SECONDS = 60
 AUTH_FAILURES_PER_MINUTE_PER_IP = int(os.environ.get("AUTH_FAILURES_PER_MINUTE_PER_IP", "30"))
 TOKEN_CREATIONS_PER_MINUTE = 10
+# Authenticated tokens are cached in each process (only with Redis, which
+# carries the invalidations): at most this long, and this many per process.
+# 0 seconds turns the cache off.
+TOKEN_CACHE_SECONDS = int(os.environ.get("TOKEN_CACHE_SECONDS", "30"))
+TOKEN_CACHE_SIZE = int(os.environ.get("TOKEN_CACHE_SIZE", "10000"))
 
 # Security headers. Cookies are Secure in production (DEBUG off).
 SESSION_COOKIE_HTTPONLY = True

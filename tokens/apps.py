@@ -7,3 +7,6 @@ class TokensConfig(AppConfig):
 
     def ready(self) -> None:
         from tokens.api import schema  # noqa: F401 - registers the OpenAPI authentication schemes
+        from tokens.authcache import connect_invalidation
+
+        connect_invalidation()

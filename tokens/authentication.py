@@ -3,19 +3,17 @@
 import base64
 import binascii
 
-from django.conf import settings
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
-from iam.exceptions import InvalidToken, RateLimited
+from iam.exceptions import InvalidToken
 from iam.http import client_ip
 from iam.models import User
-from iam.ratelimit import rate_limit_count, rate_limit_enforce, rate_limit_hit
 from tokens import keys
+from tokens.bearer import bearer_authenticate
 from tokens.integrations import integration_credential_authenticate
 from tokens.models import IntegrationCredential
-from tokens.oauth import access_token_authenticate, api_audience, looks_like_jwt
-from tokens.services import TokenContext, token_authenticate
+from tokens.services import TokenContext
 
 
 class BearerTokenAuthentication(BaseAuthentication):
@@ -34,27 +32,7 @@ class BearerTokenAuthentication(BaseAuthentication):
         scheme, _, credential = header.partition(" ")
         if scheme.lower() != "bearer":
             return None  # another scheme: leave it to other authenticators
-        ip = client_ip(request)
-        failures_key = f"auth-failures:{ip}"
-        # Brute-force protection: an address with too many failures is turned
-        # away before any lookup; valid tokens from other addresses are unaffected.
-        if rate_limit_count(failures_key, window=60) >= settings.AUTH_FAILURES_PER_MINUTE_PER_IP:
-            raise RateLimited("Too many failed authentications from this address.", retry_after=60)
-        if credential.startswith(keys.PREFIX):
-            context = token_authenticate(credential, ip=ip)
-        elif looks_like_jwt(credential):
-            context = access_token_authenticate(credential, audience=api_audience())
-        else:
-            context = None
-        if context is None:
-            rate_limit_hit(failures_key, limit=settings.AUTH_FAILURES_PER_MINUTE_PER_IP, window=60)
-            raise InvalidToken()
-        rate_limit_enforce(
-            f"token-requests:{context.token.pk}",
-            limit=context.token.tenant.token_requests_per_minute,
-            window=60,
-            what="requests with this token",
-        )
+        context = bearer_authenticate(credential, ip=client_ip(request))
         return context.owner, context
 
     def authenticate_header(self, request: Request) -> str:

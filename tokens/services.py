@@ -181,7 +181,10 @@ def _insert_token(
     except IntegrityError:
         # A concurrent request created the same name between our check and insert.
         raise ValidationFailed({"name": [_name_taken_message(name)]}) from None
-    token.roles.set(roles)
+    # bulk_create sends no m2m signal: a token nobody has seen yet cannot be in
+    # any process's cache, so its roles need not invalidate the tenant's entries.
+    links = PersonalAccessToken.roles.through
+    links.objects.bulk_create([links(personalaccesstoken=token, role=role) for role in roles])
     return IssuedToken(token=token, plaintext=plaintext)
 
 

@@ -9,8 +9,10 @@ counts twice. If Redis is unreachable, or without it, uses are counted in
 process memory and written at most once a minute per token.
 """
 
+import atexit
 import logging
 import threading
+import time
 import uuid
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -46,6 +48,78 @@ def redis_client() -> redis.Redis | None:
     return _client
 
 
+_buffer_lock = threading.Lock()
+_buffer: dict[tuple[str, int], int] = defaultdict(int)  # (ISO day, token id) -> uses
+_buffer_last: dict[int, str] = {}  # token id -> "timestamp|address"
+_buffer_addresses: set[tuple[int, str]] = set()
+_buffer_since: float | None = None
+
+
+def usage_count(token_id: int, *, ip: str | None, now: datetime) -> None:
+    """Count one use in this process's memory; ``usage_push`` moves it to Redis
+    within a second (the cache's listener calls it) and when the process exits."""
+    global _buffer_since
+    with _buffer_lock:
+        _buffer[(now.date().isoformat(), token_id)] += 1
+        _buffer_last[token_id] = f"{now.timestamp()}|{ip or ''}"
+        if ip:
+            _buffer_addresses.add((token_id, ip))
+        if _buffer_since is None:
+            _buffer_since = time.monotonic()
+
+
+def usage_push(max_age: float = 0.0) -> bool:
+    """Move the buffered counts to Redis in one round trip once the oldest is
+    ``max_age`` seconds old. Returns False, keeping them, if Redis is unreachable."""
+    global _buffer_since
+    with _buffer_lock:
+        if _buffer_since is None or time.monotonic() - _buffer_since < max_age:
+            return True
+        counts, last, addresses = dict(_buffer), dict(_buffer_last), sorted(_buffer_addresses)
+        _buffer.clear(), _buffer_last.clear(), _buffer_addresses.clear()
+        _buffer_since = None
+    client = redis_client()
+    try:
+        if client is None:
+            raise redis.ConnectionError("no Redis configured")
+        pipe = client.pipeline(transaction=True)  # all or nothing, so a retry cannot count twice
+        for (day, token_id), uses in counts.items():
+            pipe.hincrby(f"{COUNTS}{day}", token_id, uses)
+        for token_id, value in last.items():
+            pipe.hset(LAST, token_id, value)
+        for token_id, ip in addresses:
+            pipe.sadd(f"{ADDRESSES}{token_id}", ip)
+        results = pipe.execute()
+    except redis.RedisError:
+        with _buffer_lock:  # put them back for the next attempt
+            for key, uses in counts.items():
+                _buffer[key] += uses
+            for token_id, value in last.items():
+                _buffer_last.setdefault(token_id, value)
+            _buffer_addresses.update(addresses)
+            _buffer_since = _buffer_since or time.monotonic()
+        return False
+    for (token_id, ip), added in zip(addresses, results[len(results) - len(addresses) :], strict=True):
+        if added:
+            note_new_address(token_id, ip)
+    return True
+
+
+@atexit.register
+def _push_before_exit() -> None:
+    """A process that stops keeps none of its counts: to Redis, else to the database."""
+    if usage_push():
+        return
+    with _buffer_lock, _lock:
+        for (day, token_id), uses in _buffer.items():
+            _pending[token_id][date.fromisoformat(day)] += uses
+        _buffer.clear()
+    try:
+        usage_flush_local()
+    except Exception:
+        logger.exception("token uses could not be saved on exit")
+
+
 def usage_record(token: PersonalAccessToken, *, ip: str | None, now: datetime) -> None:
     """Count one authenticated use of ``token``."""
     client = redis_client()
@@ -61,12 +135,12 @@ def usage_record(token: PersonalAccessToken, *, ip: str | None, now: datetime) -
             logger.warning("Redis unavailable: counting token use in process memory")
         else:
             if ip and results[2] == 1:
-                _note_address(token.pk, ip)
+                note_new_address(token.pk, ip)
             return
     _record_locally(token, ip=ip, now=now)
 
 
-def _note_address(token_id: int, ip: str) -> None:
+def note_new_address(token_id: int, ip: str) -> None:
     from tokens.tasks import note_token_address
 
     try:
@@ -129,6 +203,7 @@ def usage_flush_from_redis() -> int:
     client = redis_client()
     if client is None:
         return 0
+    usage_push()  # this process's own buffered uses first
     for key in list(client.scan_iter(f"{COUNTS}*")) + ([LAST] if client.exists(LAST) else []):
         batch = f"{FLUSHING}{key.removeprefix('usage:')}:{uuid.uuid4().hex}"
         try:

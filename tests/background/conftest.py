@@ -4,6 +4,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
 
@@ -13,7 +14,7 @@ from django.test import override_settings
 from kombu import pools as kombu_pools
 
 from iam.celery import app as celery_app
-from tokens import usage
+from tokens import authcache, bearer, usage
 
 REDIS_TEST_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
 
@@ -63,25 +64,40 @@ def with_redis():
     _require_redis(REDIS_TEST_URL)
     client = redis.Redis.from_url(REDIS_TEST_URL)
     client.flushdb()
-    usage._client = None
+    _forget_process_state()
     with _use_redis(REDIS_TEST_URL):
         from django.core.cache import cache
 
         cache.clear()
+        assert authcache.wait_until_listening(), "the token cache's listener did not subscribe"
         yield client
-    usage._client = None
+    _forget_process_state()
     client.flushdb()
+
+
+def _forget_process_state() -> None:
+    """What this process keeps between requests: its Redis client, cached
+    tokens, leases of request allowances and buffered uses."""
+    usage._client = None
+    authcache.cache_clear()
+    bearer._leases.clear()
+    with usage._buffer_lock:
+        usage._buffer.clear(), usage._buffer_last.clear(), usage._buffer_addresses.clear()
+        usage._buffer_since = None
 
 
 class RedisServer:
     """A throwaway redis-server of our own, to stop and start in fault tests."""
 
-    def __init__(self):
+    def __init__(self, persist: bool = False):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen | None = None
+        # Persisting keeps the data across a restart (saved on shutdown), as a
+        # production Redis with snapshots does; by default a restart empties it.
+        self.folder = tempfile.mkdtemp(prefix="iam-redis-") if persist else None
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -91,10 +107,9 @@ class RedisServer:
                 str(self.port),
                 "--bind",
                 "127.0.0.1",
-                "--save",
-                "",
                 "--appendonly",
                 "no",
+                *(["--save", "3600 1", "--dir", self.folder] if self.folder else ["--save", ""]),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -117,17 +132,28 @@ class RedisServer:
 @pytest.fixture
 def own_redis():
     """The service configured with a Redis server the test can stop and start."""
+    yield from _serve_redis(RedisServer())
+
+
+@pytest.fixture
+def own_persistent_redis():
+    """Like own_redis, but what Redis holds survives a stop and start."""
+    yield from _serve_redis(RedisServer(persist=True))
+
+
+def _serve_redis(server: RedisServer):
     if shutil.which("redis-server") is None:
         if os.environ.get("CI"):
             pytest.fail("redis-server is not installed (make services)")
         pytest.skip("redis-server is not installed (make services)")
-    server = RedisServer()
     server.start()
-    usage._client = None
+    _forget_process_state()
     with _use_redis(server.url):
         yield server
-    usage._client = None
+    _forget_process_state()
     server.stop()
+    if server.folder:
+        shutil.rmtree(server.folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -7,9 +7,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+import redis
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
@@ -17,9 +19,9 @@ from django.utils import timezone
 from iam.models import ServiceRole
 from tests.conftest import bearer
 from tests.factories import service_role
-from tokens import usage
+from tokens import authcache, usage
 from tokens.models import PersonalAccessToken, TokenUsageDay
-from tokens.services import token_create
+from tokens.services import token_create, token_revoke
 
 pytestmark = pytest.mark.django_db
 
@@ -34,22 +36,23 @@ def test_redis_down_the_api_still_authenticates_and_counts_are_not_lost_or_doubl
     issued = world.issue()
     client = bearer(api, issued.plaintext)
     for _ in range(2):
-        assert client.get(ME).status_code == 200  # counted in Redis
+        assert client.get(ME).status_code == 200
+    usage.usage_push()  # counted in Redis
     own_redis.stop()
     for _ in range(3):
         response = client.get(ME)
-        assert response.status_code == 200  # from the database; limits fail open
+        assert response.status_code == 200  # from the cache or the database; limits fail open
     from rest_framework.test import APIClient
 
     assert APIClient().get(ME, HTTP_AUTHORIZATION="Bearer pat_" + "A" * 36).status_code == 401
-    usage.usage_flush_local()  # what the outage counted in memory
-    assert total_uses(issued.token) == 3
-    own_redis.start()  # an empty Redis comes back (its counts were lost with it)
+    assert not usage.usage_push()  # Redis is down: the process keeps what it counted
+    own_redis.start()  # an empty Redis comes back (what it held was lost with it)
     usage._client = None
     client.get(ME)
+    usage.usage_flush_local()
     usage.usage_flush_from_redis()
     usage.usage_flush_from_redis()
-    assert total_uses(issued.token) == 4
+    assert total_uses(issued.token) == 4  # the three of the outage and the one after
 
 
 def test_health_check_reports_a_redis_outage_without_failing(api, world, own_redis, main_admin):
@@ -108,14 +111,51 @@ def test_a_revoke_through_one_process_is_refused_by_the_next_request_to_another(
         role_codes=[ServiceRole.USER_ADMINISTRATOR],
     ).plaintext
     victim = world.issue("victim")
+    with servers(2, own_redis.url) as ports:
+        for _ in range(3):  # warm: the second process serves this token from its cache
+            assert _call(ports[1], victim.plaintext) == 200
+        path = f"/api/v1/users/{world.user.pk}/personal-access-tokens/victim"
+        assert _call(ports[0], admin_token, path, method="DELETE") == 204
+        assert _call(ports[1], victim.plaintext) == 401
+        assert _call(ports[0], victim.plaintext) == 401
+        assert PersonalAccessToken.objects.get(pk=victim.token.pk).status == "revoked"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_revoke_made_while_redis_is_down_is_refused_by_an_idle_process_once_redis_is_back(
+    world, own_persistent_redis
+):
+    """The revoker could not tell anyone; the other process served the token
+    from its cache before the outage and made no request during it. Redis
+    comes back with its old data: the other process must not trust its cache."""
+    victim = world.issue("victim")
+    with servers(1, own_persistent_redis.url) as (port,):
+        for _ in range(3):
+            assert _call(port, victim.plaintext) == 200  # now cached there
+        redis.Redis.from_url(own_persistent_redis.url).set("before the outage", 1)
+        own_persistent_redis.stop()
+        token_revoke(token=victim.token, actor=None, actor_label="incident response")
+        own_persistent_redis.start()
+        back = redis.Redis.from_url(own_persistent_redis.url)
+        assert back.exists("before the outage")  # Redis kept its data across the restart
+        deadline = time.monotonic() + 10
+        while back.pubsub_numsub(authcache.CHANNEL)[0][1] < 1:  # the server's listener is back
+            assert time.monotonic() < deadline, "the server never subscribed again"
+            time.sleep(0.05)
+        assert _call(port, victim.plaintext) == 401
+
+
+@contextmanager
+def servers(count: int, redis_url: str):
+    """``count`` real server processes on the test database and ``redis_url``; yields their ports."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": _database_url(),
-        "REDIS_URL": own_redis.url,
+        "REDIS_URL": redis_url,
     }
-    ports = [_free_port(), _free_port()]
-    servers = [
+    ports = [_free_port() for _ in range(count)]
+    processes = [
         subprocess.Popen(
             [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--nothreading"],
             cwd=settings.BASE_DIR,
@@ -128,16 +168,11 @@ def test_a_revoke_through_one_process_is_refused_by_the_next_request_to_another(
     try:
         for port in ports:
             deadline = time.monotonic() + 20
-            while _call(port, victim.plaintext) != 200:
+            while _call(port, "pat_probe") == 0:
                 assert time.monotonic() < deadline, "server did not start"
                 time.sleep(0.2)
-        assert _call(ports[1], victim.plaintext) == 200  # warm: the second process has served this token
-        path = f"/api/v1/users/{world.user.pk}/personal-access-tokens/victim"
-        assert _call(ports[0], admin_token, path, method="DELETE") == 204
-        assert _call(ports[1], victim.plaintext) == 401
-        assert _call(ports[0], victim.plaintext) == 401
-        assert PersonalAccessToken.objects.get(pk=victim.token.pk).status == "revoked"
+        yield ports
     finally:
-        for server in servers:
-            server.terminate()
-            server.wait(timeout=10)
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=10)

@@ -1,0 +1,209 @@
+"""The cache of authenticated tokens (with Redis): every change that can alter
+an authentication is seen by the very next request, and steady state costs
+no query."""
+
+from datetime import timedelta
+
+import pytest
+
+from iam.exceptions import InvalidToken
+from iam.services import role_grant_remove, role_set_pat_eligible, user_set_active, user_set_pat_creation_right
+from tenants.services import tenant_application_set_pats_allowed
+from tests.conftest import bearer
+from tests.factories import TenantFactory
+from tokens import authcache
+from tokens.bearer import bearer_authenticate
+from tokens.oauth import oauth_client_create, revoke, token_exchange
+from tokens.services import token_delete, token_edit, token_revoke
+
+pytestmark = pytest.mark.django_db
+
+ME = "/api/v1/me"
+
+
+def warm(client, django_assert_num_queries) -> None:
+    """Authenticate until the token is served from the cache (no query)."""
+    assert client.get(ME).status_code == 200
+    with django_assert_num_queries(0):
+        assert client.get(ME).status_code == 200
+
+
+def permissions(client) -> set[str]:
+    return set(client.get(ME).json()["permissions"])
+
+
+REFUSING_CHANGES = {
+    "token revoked": lambda w, t: token_revoke(token=t, actor=None, actor_label="test"),
+    "token deleted by its owner": lambda w, t: token_delete(token=t, actor=w.user),
+    "owner deactivated": lambda w, t: user_set_active(user=w.user, active=False, actor=None),
+    "owner's PAT right removed": lambda w, t: user_set_pat_creation_right(user=w.user, allowed=False, actor=None),
+    "role no longer PAT-eligible": lambda w, t: role_set_pat_eligible(role=w.reader, eligible=False, actor=None),
+    "role grant removed": lambda w, t: role_grant_remove(user=w.user, role=w.writer, actor=None),
+    "application switched off": lambda w, t: tenant_application_set_pats_allowed(
+        tenant=w.tenant, application=w.application, allowed=False, actor=None
+    ),
+    # Outside the services (a shell, a data migration): still seen.
+    "owner deactivated by a plain save": lambda w, t: _plain_save(w.user, is_active=False),
+    "owner moved to another tenant": lambda w, t: _plain_save(w.user, tenant=TenantFactory(slug="elsewhere")),
+}
+
+
+def _plain_save(instance, **fields) -> None:
+    for name, value in fields.items():
+        setattr(instance, name, value)
+    instance.save()
+
+
+@pytest.mark.parametrize("change", REFUSING_CHANGES, ids=list(REFUSING_CHANGES))
+def test_a_change_that_stops_a_cached_token_is_seen_by_the_next_request(
+    api, world, with_redis, django_assert_num_queries, change
+):
+    issued = world.issue()
+    client = bearer(api, issued.plaintext)
+    warm(client, django_assert_num_queries)
+    REFUSING_CHANGES[change](world, issued.token)
+    assert client.get(ME).status_code == 401
+
+
+def test_a_narrowed_token_loses_the_permission_at_once_and_regains_it(
+    api, world, with_redis, django_assert_num_queries
+):
+    issued = world.issue()
+    client = bearer(api, issued.plaintext)
+    warm(client, django_assert_num_queries)
+    assert permissions(client) == {"orders.read", "orders.write"}
+    token_edit(token=issued.token, actor=world.user, role_codes=[world.reader.code])
+    assert permissions(client) == {"orders.read"}
+    token_edit(token=issued.token, actor=world.user, role_codes=[world.reader.code, world.writer.code])
+    assert permissions(client) == {"orders.read", "orders.write"}
+    world.writer.delete()
+    assert permissions(client) == {"orders.read"}
+
+
+def test_a_reactivated_owner_is_let_in_again_at_once(api, world, with_redis, django_assert_num_queries):
+    issued = world.issue()
+    client = bearer(api, issued.plaintext)
+    warm(client, django_assert_num_queries)
+    user_set_active(user=world.user, active=False, actor=None)
+    assert client.get(ME).status_code == 401
+    user_set_active(user=world.user, active=True, actor=None)
+    assert client.get(ME).status_code == 200
+
+
+def test_a_lowered_request_limit_applies_at_once(api, world, with_redis, django_assert_num_queries):
+    issued = world.issue()
+    client = bearer(api, issued.plaintext)
+    warm(client, django_assert_num_queries)  # two requests served this minute
+    world.tenant.token_requests_per_minute = 3
+    world.tenant.save(update_fields=["token_requests_per_minute"])
+    statuses = [client.get(ME).status_code for _ in range(3)]
+    # Never more than the new limit in the minute (leases taken under the old
+    # limit count against it, so the rest of the minute may be refused).
+    assert statuses.count(200) <= 1 and statuses[-1] == 429
+
+
+def test_expiry_is_exact_for_a_cached_token(world, with_redis):
+    issued = world.issue(days=1)
+    for _ in range(2):
+        bearer_authenticate(issued.plaintext, ip="10.0.0.1")
+    assert authcache.cache_lookup(keys_digest(issued.plaintext)) is not None
+    just_after = issued.token.expires_at + timedelta(seconds=1)
+    with pytest.raises(InvalidToken):
+        bearer_authenticate(issued.plaintext, ip="10.0.0.1", now=just_after)
+
+
+def keys_digest(plaintext: str) -> str:
+    from tokens import keys
+
+    return keys.digest(plaintext)
+
+
+def test_another_tenants_changes_leave_the_cache_alone(api, world, other_world, with_redis, django_assert_num_queries):
+    issued = world.issue()
+    client = bearer(api, issued.plaintext)
+    warm(client, django_assert_num_queries)
+    other = other_world.issue()
+    token_revoke(token=other.token, actor=None, actor_label="test")
+    tenant_application_set_pats_allowed(
+        tenant=other_world.tenant, application=other_world.application, allowed=False, actor=None
+    )
+    with django_assert_num_queries(0):
+        assert client.get(ME).status_code == 200
+
+
+def test_exchanged_access_tokens_are_cached_and_stop_with_their_pat_or_their_revocation(
+    api, world, with_redis, django_assert_num_queries
+):
+    oauth = oauth_client_create(application=world.application, name="crm", actor=None, token_exchange=True)
+    issued = world.issue()
+
+    def exchanged() -> str:
+        from tokens.oauth import PAT_TOKEN_TYPE
+
+        return token_exchange(client=oauth.client, subject_token=issued.plaintext, subject_token_type=PAT_TOKEN_TYPE)[
+            "access_token"
+        ]
+
+    first, second = exchanged(), exchanged()
+    client = bearer(api, first)
+    warm(client, django_assert_num_queries)
+    revoke(client=oauth.client, value=first)
+    assert client.get(ME).status_code == 401
+    client = bearer(api, second)
+    warm(client, django_assert_num_queries)
+    token_revoke(token=issued.token, actor=None, actor_label="test")
+    assert client.get(ME).status_code == 401
+
+
+def test_without_redis_nothing_is_cached(api, world, django_assert_num_queries):
+    issued = world.issue()
+    client = bearer(api, issued.plaintext)
+    assert client.get(ME).status_code == 200
+    for _ in range(3):
+        with django_assert_num_queries(2):
+            assert client.get(ME).status_code == 200
+    assert authcache.cache_size() == 0
+
+
+def test_the_cache_keeps_at_most_its_size(api, world, with_redis, settings):
+    settings.TOKEN_CACHE_SIZE = 3
+    for token in [world.issue(name=f"t{number}").plaintext for number in range(5)]:
+        for _ in range(2):
+            assert bearer(api, token).get(ME).status_code == 200
+    assert authcache.cache_size() == 3
+
+
+def test_an_entry_is_reloaded_when_it_is_older_than_the_setting(
+    api, world, with_redis, settings, django_assert_num_queries
+):
+    issued = world.issue()
+    client = bearer(api, issued.plaintext)
+    warm(client, django_assert_num_queries)
+    for entry in list(authcache._entries.values()):
+        object.__setattr__(entry, "stale_after", 0)  # as if TOKEN_CACHE_SECONDS had passed
+    with django_assert_num_queries(2):
+        assert client.get(ME).status_code == 200
+
+
+def test_a_change_waits_until_every_listening_process_has_dropped_its_entries(world, with_redis):
+    issued = world.issue()
+    for _ in range(2):
+        bearer_authenticate(issued.plaintext, ip="10.0.0.1")
+    assert authcache.cache_size() == 1
+    assert with_redis.pubsub_numsub(authcache.CHANNEL)[0][1] == 1  # this process's listener
+    token_revoke(token=issued.token, actor=None, actor_label="test")
+    assert authcache.cache_size() == 0
+    assert not with_redis.keys(f"{authcache.CHANNEL}:ack:*")  # every acknowledgement was collected
+
+
+def test_without_a_listener_nothing_is_served_from_the_cache(api, world, with_redis, django_assert_num_queries):
+    issued = world.issue()
+    client = bearer(api, issued.plaintext)
+    warm(client, django_assert_num_queries)
+    listener = authcache._listener()
+    listener._subscribed.clear()  # as when its connection is lost
+    try:
+        with django_assert_num_queries(2):
+            assert client.get(ME).status_code == 200
+    finally:
+        listener._subscribed.set()

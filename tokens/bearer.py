@@ -1,0 +1,205 @@
+"""Authenticating the API's bearer credentials (PATs and exchanged access tokens).
+
+This runs on every API request, so its cost is the product's cost. With
+Redis, a token this process has verified is served from its cache
+(``tokens.authcache``) with neither a query nor, usually, a Redis round
+trip: the request limit is taken from a lease of the token's allowance in
+Redis and the use is counted in memory (``usage.usage_count``). The token's
+effective state is still evaluated on every request (``rules.evaluate``), so
+expiry is exact to the second.
+
+A token not in the cache is loaded from the database (two queries) after
+the address's failure count is checked: that limit guards lookups, so a token
+already verified here is not refused because its address also sent bad ones.
+Without Redis, or while it is unreachable, every request loads the token and
+the limits are kept per process (and fail open).
+"""
+
+import hashlib
+import hmac
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis
+from django.conf import settings
+from django.utils import timezone
+
+from iam.exceptions import InvalidToken, RateLimited
+from iam.ratelimit import rate_limit_count, rate_limit_enforce, rate_limit_hit, rate_limit_key
+from tokens import authcache, keys, usage
+from tokens.models import PersonalAccessToken, RevokedAccessToken, TokenKind
+from tokens.oauth import (
+    AccessTokenContext,
+    access_token_authenticate,
+    access_token_claims,
+    api_audience,
+    looks_like_jwt,
+)
+from tokens.rules import TokenFacts, TokenState, load_token_for_authentication
+from tokens.services import TokenContext, token_authenticate
+
+logger = logging.getLogger(__name__)
+
+WINDOW = 60  # seconds, for both the failure and the request limits
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A credential of the right shape: a PAT or an access token (JWT). Its
+    checksum or signature is checked only when it must be looked up: a cache
+    hit proves it is the very string that was verified before."""
+
+    value: str
+    cache_key: str
+    is_jwt: bool = False
+
+
+def _parse(value: str) -> Credential | None:
+    if value.startswith(keys.PREFIX):
+        if len(value) != keys.TOKEN_LENGTH or not value.isascii():
+            return None
+        return Credential(value, keys.digest(value))
+    if looks_like_jwt(value) and value.isascii():
+        return Credential(value, "jwt:" + hashlib.sha256(value.encode("ascii")).hexdigest(), is_jwt=True)
+    return None
+
+
+def bearer_authenticate(value: str, *, ip: str | None, now: datetime | None = None) -> TokenContext:
+    """Return the context of a usable bearer credential, or raise InvalidToken
+    (any failure, alike) or RateLimited (the address or the token is over its limit)."""
+    now = now or timezone.now()
+    credential = _parse(value)
+    if credential is not None and usage.redis_client() is not None:
+        try:
+            return _authenticate_with_redis(credential, ip=ip, now=now)
+        except redis.RedisError:
+            logger.warning("Redis unavailable: authenticating without the token cache")
+    return _authenticate_without_redis(credential, ip=ip, now=now)
+
+
+def _refuse(ip: str | None) -> InvalidToken:
+    rate_limit_hit(f"auth-failures:{ip}", limit=settings.AUTH_FAILURES_PER_MINUTE_PER_IP, window=WINDOW)
+    return InvalidToken()
+
+
+def _check_address(ip: str | None) -> None:
+    # Brute-force protection: an address with too many failures is turned away
+    # before any lookup; valid tokens from other addresses are unaffected.
+    if rate_limit_count(f"auth-failures:{ip}", window=WINDOW) >= settings.AUTH_FAILURES_PER_MINUTE_PER_IP:
+        raise RateLimited("Too many failed authentications from this address.", retry_after=WINDOW)
+
+
+def _authenticate_without_redis(credential: Credential | None, *, ip: str | None, now: datetime) -> TokenContext:
+    _check_address(ip)
+    context = None
+    if credential is not None and not credential.is_jwt:
+        context = token_authenticate(credential.value, ip=ip, now=now)
+    elif credential is not None:
+        context = access_token_authenticate(credential.value, audience=api_audience(), now=now)
+    if context is None:
+        raise _refuse(ip)
+    rate_limit_enforce(
+        f"token-requests:{context.token.pk}",
+        limit=context.token.tenant.token_requests_per_minute,
+        window=WINDOW,
+        what="requests with this token",
+    )
+    return context
+
+
+def _authenticate_with_redis(credential: Credential, *, ip: str | None, now: datetime) -> TokenContext:
+    entry = authcache.cache_lookup(credential.cache_key)
+    state = _usable_state(entry, now) if entry is not None else None
+    if state is None:  # not cached, or unusable on old facts: reload, never refuse on those
+        _check_address(ip)
+        mark = authcache.cache_mark()
+        loaded = _load(credential)
+        if loaded is None:
+            raise _refuse(ip)
+        entry = authcache.cache_store(credential.cache_key, *loaded, mark)
+        state = _usable_state(entry, now)
+        if state is None:
+            raise _refuse(ip)
+    limit = entry.token.tenant.token_requests_per_minute
+    if not request_lease_take(entry.token.pk, limit=limit, now=now):
+        raise RateLimited(
+            f"Too many requests with this token: at most {limit} per {WINDOW} seconds.",
+            retry_after=WINDOW - int(now.timestamp()) % WINDOW,
+        )
+    token = entry.detached_token()
+    if entry.claims is None:
+        usage.usage_count(token.pk, ip=ip, now=now)  # uses are counted for PATs
+        return TokenContext(token=token, permissions=state.permissions)
+    scope = frozenset(entry.claims.get("scope", "").split())
+    return AccessTokenContext(token=token, permissions=scope & state.permissions, claims=entry.claims)
+
+
+def _usable_state(entry: authcache.Entry, now: datetime) -> TokenState | None:
+    if entry.claims is not None and entry.claims["exp"] <= now.timestamp():
+        return None  # the access token itself expired
+    state = entry.state(now)
+    return state if state.is_usable else None
+
+
+def _load(credential: Credential) -> tuple[PersonalAccessToken, TokenFacts, dict | None] | None:
+    claims = None
+    if not credential.is_jwt:
+        if not keys.is_well_formed(credential.value):
+            return None
+        digests = keys.candidate_digests(credential.value)
+        token, facts = load_token_for_authentication(digests)
+        if token is None or not any(hmac.compare_digest(token.digest, d) for d in digests):
+            return None
+        if token.pepper_id != keys.current_pepper_id():  # hashed under a retired pepper: move it
+            PersonalAccessToken.objects.filter(pk=token.pk, digest=token.digest).update(
+                digest=digests[0], pepper_id=keys.current_pepper_id()
+            )
+    else:
+        claims = access_token_claims(credential.value, audience=api_audience())
+        if claims is None or RevokedAccessToken.objects.filter(jti=claims["jti"]).exists():
+            return None
+        token, facts = load_token_for_authentication(token_id=claims["pat_id"])
+    if token is None or token.kind != TokenKind.PERSONAL:
+        return None
+    return token, facts, claims
+
+
+# ---------------------------------------------------------------- request limits
+
+
+# (token id, window, limit) -> requests this process may still serve; a changed limit starts afresh.
+_leases: dict[tuple[int, int, int], int] = {}
+_leases_lock = threading.Lock()
+
+
+def request_lease_take(token_id: int, *, limit: int, now: datetime) -> bool:
+    """Take one request from the token's allowance for the current minute.
+
+    The allowance is counted in Redis, but a process takes it in leases of up
+    to 1% (at least 1, at most 1,000 requests) and serves them from memory, so
+    most requests need no round trip. The limit is never exceeded; a process
+    may leave part of its last lease unused, so a client spreading requests
+    over P processes may be refused up to P leases early.
+    """
+    window = int(now.timestamp()) // WINDOW
+    key = (token_id, window, limit)
+    with _leases_lock:
+        if _leases.get(key, 0) > 0:
+            _leases[key] -= 1
+            return True
+    lease = max(1, min(limit // 100, 1000))
+    bucket = rate_limit_key(f"token-requests:{token_id}", window=WINDOW)
+    pipe = usage.redis_client().pipeline(transaction=True)
+    pipe.incrby(bucket, lease)
+    pipe.expire(bucket, WINDOW + 1, nx=True)
+    taken = pipe.execute()[0]
+    granted = max(0, min(lease, limit - (taken - lease)))
+    with _leases_lock:
+        for old in [old for old in _leases if old[1] < window]:
+            del _leases[old]
+        if granted == 0:
+            return False
+        _leases[key] = _leases.get(key, 0) + granted - 1
+    return True
