@@ -14,6 +14,7 @@ requirements-bench.txt and are never installed in the product.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -319,10 +320,8 @@ def _drain(port: int) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         started = time.monotonic()
-        try:
+        with contextlib.suppress(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/none", timeout=60).read()
-        except OSError:
-            pass
         if time.monotonic() - started < 0.05:
             return
 

@@ -74,7 +74,7 @@ def current_pepper_id() -> str:
 def digest(token: str, pepper_id: str | None = None) -> str:
     """Return the hex HMAC-SHA256 of ``token`` under a pepper (the current one by default)."""
     pepper = settings.TOKEN_PEPPERS[pepper_id or current_pepper_id()]
-    return hmac.new(pepper, token.encode("ascii"), hashlib.sha256).hexdigest()
+    return hmac.digest(pepper, token.encode("ascii"), hashlib.sha256).hex()
 
 
 def find_by_secret(queryset, secret: str, prefix: str = PREFIX):
