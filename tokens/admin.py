@@ -148,7 +148,9 @@ class PersonalAccessTokenAdmin(ReadOnlyAdmin):
     def permission_list(self, token: PersonalAccessToken) -> str:
         return ", ".join(role.name for role in token.roles.all())
 
-    @admin.display(description="status", ordering="effective_status")
+    # No ordering: sorting a whole tenant (or every tenant) by a status computed
+    # per row cannot use an index (11 s at a million tokens); filter by it instead.
+    @admin.display(description="status")
     def status_badge(self, token: PersonalAccessToken):
         status = getattr(token, "effective_status", token.status)
         return format_html('<span class="token-status token-status-{}">{}</span>', status, status)
