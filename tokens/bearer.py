@@ -16,7 +16,6 @@ the limits are kept per process (and fail open).
 """
 
 import hashlib
-import hmac
 import logging
 import threading
 from dataclasses import dataclass
@@ -29,16 +28,10 @@ from django.utils import timezone
 from iam.exceptions import InvalidToken, RateLimited
 from iam.ratelimit import rate_limit_count, rate_limit_enforce, rate_limit_hit, rate_limit_key
 from tokens import authcache, keys, usage
-from tokens.models import PersonalAccessToken, RevokedAccessToken, TokenKind
-from tokens.oauth import (
-    AccessTokenContext,
-    access_token_authenticate,
-    access_token_claims,
-    api_audience,
-    looks_like_jwt,
-)
-from tokens.rules import TokenFacts, TokenState, load_token_for_authentication
-from tokens.services import TokenContext, token_authenticate
+from tokens.models import PersonalAccessToken
+from tokens.oauth import AccessTokenContext, access_token_authenticate, access_token_load, api_audience, looks_like_jwt
+from tokens.rules import TokenFacts, TokenState
+from tokens.services import TokenContext, token_authenticate, token_load_by_secret
 
 logger = logging.getLogger(__name__)
 
@@ -144,26 +137,10 @@ def _usable_state(entry: authcache.Entry, now: datetime) -> TokenState | None:
 
 
 def _load(credential: Credential) -> tuple[PersonalAccessToken, TokenFacts, dict | None] | None:
-    claims = None
-    if not credential.is_jwt:
-        if not keys.is_well_formed(credential.value):
-            return None
-        digests = keys.candidate_digests(credential.value)
-        token, facts = load_token_for_authentication(digests)
-        if token is None or not any(hmac.compare_digest(token.digest, d) for d in digests):
-            return None
-        if token.pepper_id != keys.current_pepper_id():  # hashed under a retired pepper: move it
-            PersonalAccessToken.objects.filter(pk=token.pk, digest=token.digest).update(
-                digest=digests[0], pepper_id=keys.current_pepper_id()
-            )
-    else:
-        claims = access_token_claims(credential.value, audience=api_audience())
-        if claims is None or RevokedAccessToken.objects.filter(jti=claims["jti"]).exists():
-            return None
-        token, facts = load_token_for_authentication(token_id=claims["pat_id"])
-    if token is None or token.kind != TokenKind.PERSONAL:
-        return None
-    return token, facts, claims
+    if credential.is_jwt:
+        return access_token_load(credential.value, audience=api_audience())
+    loaded = token_load_by_secret(credential.value)
+    return None if loaded is None else (*loaded, None)
 
 
 # ---------------------------------------------------------------- request limits

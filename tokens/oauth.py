@@ -25,9 +25,9 @@ from iam.models import AuditAction, User
 from iam.selectors import user_administers_applications
 from tenants.models import Application
 from tokens import keys
-from tokens.models import OAuthClient, RevokedAccessToken, TokenKind
-from tokens.rules import evaluate, load_token_for_authentication
-from tokens.services import TokenContext, token_authenticate
+from tokens.models import OAuthClient, PersonalAccessToken, RevokedAccessToken, TokenKind
+from tokens.rules import TokenFacts, evaluate, load_token_for_authentication
+from tokens.services import TokenContext, token_authenticate, token_load_by_secret
 
 GRANT_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 PAT_TOKEN_TYPE = "urn:iam:params:oauth:token-type:personal_access_token"
@@ -257,6 +257,20 @@ class AccessTokenContext(TokenContext):
     claims: dict | None = None
 
 
+def access_token_load(
+    value: str, *, audience: str | None = None
+) -> tuple[PersonalAccessToken, TokenFacts, dict] | None:
+    """Verify an access token and load the PAT behind it with its facts, or None
+    (bad signature, revoked, or no such personal token)."""
+    claims = access_token_claims(value, audience=audience)
+    if claims is None or RevokedAccessToken.objects.filter(jti=claims["jti"]).exists():
+        return None
+    token, facts = load_token_for_authentication(token_id=claims["pat_id"])
+    if token is None or facts is None or token.kind != TokenKind.PERSONAL:
+        return None
+    return token, facts, claims
+
+
 def access_token_authenticate(
     value: str, *, audience: str | None = None, now: datetime | None = None
 ) -> AccessTokenContext | None:
@@ -264,12 +278,10 @@ def access_token_authenticate(
 
     Its permissions are its scope narrowed to the PAT's permissions now.
     """
-    claims = access_token_claims(value, audience=audience)
-    if claims is None or RevokedAccessToken.objects.filter(jti=claims["jti"]).exists():
+    loaded = access_token_load(value, audience=audience)
+    if loaded is None:
         return None
-    token, facts = load_token_for_authentication(token_id=claims["pat_id"])
-    if token is None or facts is None or token.kind != TokenKind.PERSONAL:
-        return None
+    token, facts, claims = loaded
     state = evaluate(facts, now or timezone.now())
     if not state.is_usable:
         return None
@@ -327,11 +339,11 @@ def introspect(*, client: OAuthClient, value: str, now: datetime | None = None) 
 
 
 def _usable_pat(value: str, now: datetime) -> TokenContext | None:
-    if not keys.is_well_formed(value):
+    # Embedding tokens travel in URLs: they are not API credentials.
+    loaded = token_load_by_secret(value, TokenKind.PERSONAL)
+    if loaded is None:
         return None
-    token, facts = load_token_for_authentication(keys.candidate_digests(value))
-    if token is None or facts is None or token.kind != TokenKind.PERSONAL:
-        return None  # embedding tokens travel in URLs: they are not API credentials
+    token, facts = loaded
     state = evaluate(facts, now)
     return TokenContext(token=token, permissions=state.permissions) if state.is_usable else None
 

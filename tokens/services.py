@@ -26,7 +26,7 @@ from tenants.models import Application, Tenant, TenantApplication
 from tokens import keys
 from tokens.models import PersonalAccessToken, TokenKind, TokenStatus
 from tokens.notifications import enqueue_token_notification
-from tokens.rules import TokenState, evaluate, load_token_for_authentication, token_state, token_states
+from tokens.rules import TokenFacts, TokenState, evaluate, load_token_for_authentication, token_state, token_states
 from tokens.usage import usage_record
 
 NAME_MAX_LENGTH = 100
@@ -452,6 +452,29 @@ def token_report_leaked(plaintext: str, *, ip: str | None = None) -> bool:
     return True
 
 
+def token_load_by_secret(
+    plaintext: str, kind: str = TokenKind.PERSONAL
+) -> tuple[PersonalAccessToken, TokenFacts] | None:
+    """Find the token of ``kind`` whose secret this is, with its facts (two
+    queries; none for a malformed secret), or None. A token hashed under a
+    retired pepper is moved to the current one."""
+    if not keys.is_well_formed(plaintext):
+        return None
+    digests = keys.candidate_digests(plaintext)
+    token, facts = load_token_for_authentication(digests)
+    if token is None or facts is None:
+        return None
+    if not any(hmac.compare_digest(token.digest, candidate) for candidate in digests):
+        return None
+    if token.kind != kind:
+        return None
+    if token.pepper_id != keys.current_pepper_id():
+        PersonalAccessToken.objects.filter(pk=token.pk, digest=token.digest).update(
+            digest=digests[0], pepper_id=keys.current_pepper_id()
+        )
+    return token, facts
+
+
 def token_authenticate(
     plaintext: str, *, ip: str | None = None, now: datetime | None = None, kind: str = TokenKind.PERSONAL
 ) -> TokenContext | None:
@@ -462,31 +485,16 @@ def token_authenticate(
     tokens (which travel in URLs) only open embed sessions: they are not
     bearer tokens of the API.
     """
-    if not keys.is_well_formed(plaintext):
+    loaded = token_load_by_secret(plaintext, kind)
+    if loaded is None:
         return None
+    token, facts = loaded
     now = now or timezone.now()
-    digests = keys.candidate_digests(plaintext)
-    token, facts = load_token_for_authentication(digests)
-    if token is None or facts is None:
-        return None
-    if not any(hmac.compare_digest(token.digest, candidate) for candidate in digests):
-        return None
-    if token.kind != kind:
-        return None
     state = evaluate(facts, now)
     if not state.is_usable:
         return None
-    _record_use(token, ip=ip, now=now, current_digest=digests[0])
-    return TokenContext(token=token, permissions=state.permissions)
-
-
-def _record_use(token: PersonalAccessToken, *, ip: str | None, now: datetime, current_digest: str) -> None:
-    """Count the use, and move a token hashed under a retired pepper to the current one."""
     usage_record(token, ip=ip, now=now)
-    if token.pepper_id != keys.current_pepper_id():
-        PersonalAccessToken.objects.filter(pk=token.pk, digest=token.digest).update(
-            digest=current_digest, pepper_id=keys.current_pepper_id()
-        )
+    return TokenContext(token=token, permissions=state.permissions)
 
 
 @dataclass(frozen=True)

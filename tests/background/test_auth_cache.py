@@ -5,13 +5,14 @@ no query."""
 from datetime import timedelta
 
 import pytest
+from rest_framework.test import APIClient
 
 from iam.exceptions import InvalidToken
 from iam.services import role_grant_remove, role_set_pat_eligible, user_set_active, user_set_pat_creation_right
 from tenants.services import tenant_application_set_pats_allowed
 from tests.conftest import bearer
 from tests.factories import TenantFactory
-from tokens import authcache
+from tokens import authcache, keys
 from tokens.bearer import bearer_authenticate
 from tokens.oauth import oauth_client_create, revoke, token_exchange
 from tokens.services import token_delete, token_edit, token_revoke
@@ -106,16 +107,10 @@ def test_expiry_is_exact_for_a_cached_token(world, with_redis):
     issued = world.issue(days=1)
     for _ in range(2):
         bearer_authenticate(issued.plaintext, ip="10.0.0.1")
-    assert authcache.cache_lookup(keys_digest(issued.plaintext)) is not None
+    assert authcache.cache_lookup(keys.digest(issued.plaintext)) is not None
     just_after = issued.token.expires_at + timedelta(seconds=1)
     with pytest.raises(InvalidToken):
         bearer_authenticate(issued.plaintext, ip="10.0.0.1", now=just_after)
-
-
-def keys_digest(plaintext: str) -> str:
-    from tokens import keys
-
-    return keys.digest(plaintext)
 
 
 def test_another_tenants_changes_leave_the_cache_alone(api, world, other_world, with_redis, django_assert_num_queries):
@@ -173,9 +168,7 @@ def test_the_cache_keeps_at_most_its_size(api, world, with_redis, settings):
     assert authcache.cache_size() == 3
 
 
-def test_an_entry_is_reloaded_when_it_is_older_than_the_setting(
-    api, world, with_redis, settings, django_assert_num_queries
-):
+def test_an_entry_is_reloaded_when_it_is_older_than_the_setting(api, world, with_redis, django_assert_num_queries):
     issued = world.issue()
     client = bearer(api, issued.plaintext)
     warm(client, django_assert_num_queries)
@@ -207,3 +200,18 @@ def test_without_a_listener_nothing_is_served_from_the_cache(api, world, with_re
             assert client.get(ME).status_code == 200
     finally:
         listener._subscribed.set()
+
+
+def test_a_blocked_address_stops_lookups_but_not_a_token_already_verified(
+    api, world, with_redis, settings, django_assert_num_queries
+):
+    settings.AUTH_FAILURES_PER_MINUTE_PER_IP = 3
+    issued = world.issue()
+    client = bearer(api, issued.plaintext)
+    warm(client, django_assert_num_queries)
+    for _ in range(3):
+        assert bearer(APIClient(), "pat_" + "A" * 36).get(ME).status_code == 401
+    assert bearer(APIClient(), "pat_" + "B" * 36).get(ME).status_code == 429  # no lookup
+    assert client.get(ME).status_code == 200  # verified before: served
+    other = world.issue("other").plaintext
+    assert bearer(APIClient(), other).get(ME).status_code == 429  # never verified here: needs a lookup
