@@ -70,20 +70,25 @@ def usage_count(token_id: int, *, ip: str | None, now: datetime) -> None:
 
 def usage_push(max_age: float = 0.0) -> bool:
     """Move the buffered counts to Redis in one round trip once the oldest is
-    ``max_age`` seconds old. Returns False, keeping them, if Redis is unreachable."""
+    ``max_age`` seconds old, with the uses this process counted in memory while
+    Redis was unreachable (``_record_locally``): once Redis is back, they reach
+    the database the usual way instead of waiting in memory (and being lost at
+    exit). Returns False, keeping them all, if Redis is unreachable."""
     global _buffer_since
+    client = redis_client()
     with _buffer_lock:
-        if _buffer_since is None or time.monotonic() - _buffer_since < max_age:
+        due = _buffer_since is not None and time.monotonic() - _buffer_since >= max_age
+        if not due and not (client is not None and _pending):
             return True
         counts, last, addresses = dict(_buffer), dict(_buffer_last), sorted(_buffer_addresses)
         _buffer.clear(), _buffer_last.clear(), _buffer_addresses.clear()
         _buffer_since = None
-    client = redis_client()
+    held = _take_pending() if client is not None else {}
     try:
         if client is None:
             raise redis.ConnectionError("no Redis configured")
         pipe = client.pipeline(transaction=True)  # all or nothing, so a retry cannot count twice
-        for (day, token_id), uses in counts.items():
+        for (day, token_id), uses in [*counts.items(), *held.items()]:
             pipe.hincrby(f"{COUNTS}{day}", token_id, uses)
         for token_id, value in last.items():
             pipe.hset(LAST, token_id, value)
@@ -97,12 +102,28 @@ def usage_push(max_age: float = 0.0) -> bool:
             for token_id, value in last.items():
                 _buffer_last.setdefault(token_id, value)
             _buffer_addresses.update(addresses)
-            _buffer_since = _buffer_since or time.monotonic()
+            if counts:
+                _buffer_since = _buffer_since or time.monotonic()
+        _return_pending(held)
         return False
     for (token_id, ip), added in zip(addresses, results[len(results) - len(addresses) :], strict=True):
         if added:
             note_new_address(token_id, ip)
     return True
+
+
+def _take_pending() -> dict[tuple[str, int], int]:
+    """Take the uses counted in memory during a Redis outage, as (ISO day, token id) -> uses."""
+    with _lock:
+        held = {(day.isoformat(), tid): uses for tid, days in _pending.items() for day, uses in days.items()}
+        _pending.clear()
+    return held
+
+
+def _return_pending(held: dict[tuple[str, int], int]) -> None:
+    with _lock:
+        for (day, tid), uses in held.items():
+            _pending[tid][date.fromisoformat(day)] += uses
 
 
 @atexit.register
