@@ -81,6 +81,11 @@ def cache_enabled() -> bool:
     return bool(settings.REDIS_URL) and settings.TOKEN_CACHE_SECONDS > 0
 
 
+def cache_trusted() -> bool:
+    """Whether this process may serve and store entries now (its listener is subscribed)."""
+    return _listening()
+
+
 def cache_lookup(key: str) -> Entry | None:
     """The entry for ``key``, if the cache can be trusted now and the entry is young enough."""
     if not _listening():
@@ -116,15 +121,24 @@ def cache_store(
     return entry
 
 
-def cache_clear(tenant_id: int | None = None) -> None:
-    """Forget the entries of one tenant, or all of them."""
+def cache_clear(scope: str = ALL) -> None:
+    """Forget the entries a change can affect: ``ALL``, ``tenant:<id>``,
+    ``token:<id>`` (the PAT and the access tokens exchanged for it) or
+    ``jti:<jti>`` (one access token)."""
     global _invalidations
+    kind, _, value = scope.partition(":")
     with _lock:
         _invalidations += 1
-        if tenant_id is None:
+        if kind == "tenant":
+            doomed = [key for key, entry in _entries.items() if entry.token.tenant_id == int(value)]
+        elif kind == "token":
+            doomed = [key for key, entry in _entries.items() if entry.token.pk == int(value)]
+        elif kind == "jti":
+            doomed = [key for key, entry in _entries.items() if entry.claims and entry.claims.get("jti") == value]
+        else:
             _entries.clear()
             return
-        for key in [key for key, entry in _entries.items() if entry.token.tenant_id == tenant_id]:
+        for key in doomed:
             del _entries[key]
 
 
@@ -140,22 +154,22 @@ def wait_until_listening(timeout: float = 5.0) -> bool:
 # ---------------------------------------------------------------- invalidation
 
 
-def invalidate(tenant_id: int | None) -> None:
-    """Drop cached entries in every process, now and again after commit: those
-    of one tenant, or (``None``) all of them."""
+def invalidate(scope: str) -> None:
+    """Drop the cached entries ``scope`` names (see ``cache_clear``) in every
+    process, now and again after commit."""
     if not settings.REDIS_URL:
         return
-    _broadcast(tenant_id)
+    _broadcast(scope)
     # Again after commit: a process may have reloaded the old rows meanwhile.
-    transaction.on_commit(lambda: _broadcast(tenant_id))
+    transaction.on_commit(lambda: _broadcast(scope))
 
 
-def _broadcast(tenant_id: int | None) -> None:
-    cache_clear(tenant_id)
+def _broadcast(scope: str) -> None:
+    cache_clear(scope)
     nonce = secrets.token_hex(8)
     client = usage.redis_client()
     try:
-        listeners = client.publish(CHANNEL, f"{nonce} {tenant_id if tenant_id is not None else ALL}")
+        listeners = client.publish(CHANNEL, f"{nonce} {scope}")
         deadline = time.monotonic() + ACK_TIMEOUT
         while listeners > 0 and time.monotonic() < deadline:
             wait = max(0.01, min(0.4, deadline - time.monotonic()))
@@ -206,8 +220,8 @@ class _Listener(threading.Thread):
             while self.url == settings.REDIS_URL:
                 message = pubsub.get_message(timeout=1.0)
                 if message is not None and message["type"] == "message":
-                    nonce, _, tenant = message["data"].decode().partition(" ")
-                    cache_clear(None if tenant == ALL else int(tenant))
+                    nonce, _, scope = message["data"].decode().partition(" ")
+                    cache_clear(scope)
                     connection.rpush(f"{CHANNEL}:ack:{nonce}", 1)
                     connection.expire(f"{CHANNEL}:ack:{nonce}", 10)
                 usage.usage_push(max_age=1.0)
@@ -254,17 +268,22 @@ def _listener() -> _Listener:
 # ---------------------------------------------------------------- what triggers an invalidation
 
 
-def _tenant_affected(instance) -> int | None:
-    """The one tenant whose tokens a changed row can affect, or None for any tenant."""
-    if isinstance(instance, PersonalAccessToken | TenantApplication):
-        return instance.tenant_id
+def _scope(instance) -> str:
+    """The cached entries a changed row can affect (see ``cache_clear``)."""
+    if isinstance(instance, PersonalAccessToken):
+        return f"token:{instance.pk}"
+    if isinstance(instance, RevokedAccessToken):
+        return f"jti:{instance.jti}"
+    if isinstance(instance, TenantApplication):
+        return f"tenant:{instance.tenant_id}"
     if isinstance(instance, Tenant):
-        return instance.pk
+        return f"tenant:{instance.pk}"
     if isinstance(instance, RoleGrant):
         # A grant matters only to tokens in its holder's current tenant: those
         # left in a former tenant are inactive whatever the user holds.
-        return User.objects.filter(pk=instance.user_id).values_list("tenant_id", flat=True).first()
-    return None  # users (who may change tenant), roles, applications, revoked access tokens
+        tenant_id = User.objects.filter(pk=instance.user_id).values_list("tenant_id", flat=True).first()
+        return ALL if tenant_id is None else f"tenant:{tenant_id}"
+    return ALL  # users (who may change tenant), roles, applications
 
 
 def _changed(sender, instance, created: bool = False, update_fields=None, **kwargs) -> None:
@@ -274,7 +293,7 @@ def _changed(sender, instance, created: bool = False, update_fields=None, **kwar
         return  # nothing can be cached for a row that did not exist
     if update_fields is not None and set(update_fields) <= BOOKKEEPING_FIELDS:
         return
-    invalidate(_tenant_affected(instance))
+    invalidate(_scope(instance))
 
 
 def _roles_changed(sender, instance, action: str, **kwargs) -> None:

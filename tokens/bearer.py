@@ -64,7 +64,9 @@ def bearer_authenticate(value: str, *, ip: str | None, now: datetime | None = No
     (any failure, alike) or RateLimited (the address or the token is over its limit)."""
     now = now or timezone.now()
     credential = _parse(value)
-    if credential is not None and usage.redis_client() is not None:
+    # Without a subscribed listener (Redis down, or not yet connected) the
+    # cache cannot be used: go straight to the path that needs no Redis.
+    if credential is not None and usage.redis_client() is not None and authcache.cache_trusted():
         try:
             return _authenticate_with_redis(credential, ip=ip, now=now)
         except redis.RedisError:

@@ -126,6 +126,20 @@ def test_another_tenants_changes_leave_the_cache_alone(api, world, other_world, 
         assert client.get(ME).status_code == 200
 
 
+def test_a_change_to_one_token_leaves_its_neighbours_cached(api, world, with_redis, django_assert_num_queries):
+    issued = world.issue("kept")
+    client = bearer(api, issued.plaintext)
+    warm(client, django_assert_num_queries)
+    neighbour = world.issue("neighbour")  # same owner, same tenant
+    neighbour_client = bearer(APIClient(), neighbour.plaintext)
+    warm(neighbour_client, django_assert_num_queries)
+    token_edit(token=neighbour.token, actor=world.user, name="renamed")
+    token_revoke(token=neighbour.token, actor=None, actor_label="test")
+    with django_assert_num_queries(0):
+        assert client.get(ME).status_code == 200
+    assert neighbour_client.get(ME).status_code == 401
+
+
 def test_exchanged_access_tokens_are_cached_and_stop_with_their_pat_or_their_revocation(
     api, world, with_redis, django_assert_num_queries
 ):
