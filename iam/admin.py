@@ -3,6 +3,7 @@ import csv
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm
+from django.db.models import Q
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils.html import format_html
 
@@ -121,6 +122,19 @@ class RoleGrantInline(admin.TabularInline):
                 roles = roles.filter(application__isnull=False)  # administrator roles: main administrators only
             kwargs["queryset"] = roles
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        if not user_is_main_administrator(request.user):
+            # A user administrator grants roles of the applications available in
+            # their tenant, and never learns the roles of another tenant's
+            # applications; grants the user already holds stay shown.
+            held = RoleGrant.objects.filter(user=obj).values("role") if obj else RoleGrant.objects.none()
+            field = formset.form.base_fields["role"]
+            field.queryset = field.queryset.filter(
+                Q(application__tenant_links__tenant_id=request.user.tenant_id) | Q(pk__in=held)
+            ).distinct()
+        return formset
 
     def has_view_permission(self, request, obj=None):
         return user_admin_kind(request.user) in USER_ADMIN_KINDS

@@ -9,8 +9,10 @@ Every API error body is::
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
@@ -63,6 +65,16 @@ class RateLimited(DomainError):
         self.retry_after = retry_after
 
 
+class RequestTooLarge(drf_exceptions.APIException):
+    """The body is over DATA_UPLOAD_MAX_MEMORY_SIZE (Django refuses to read it)."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "request_too_large"
+
+    def __init__(self):
+        super().__init__(f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
+
+
 class InvalidToken(drf_exceptions.AuthenticationFailed):
     """One error for every bad bearer credential, whatever the reason."""
 
@@ -89,6 +101,23 @@ def _flatten_detail(detail: Any) -> Any:
     return str(detail)
 
 
+def _field_messages(detail: Any, path: str = "") -> dict[str, list[str]]:
+    """DRF's validation errors as ``{"field": [messages]}``, one level deep:
+    an item of a list field is named by its index (``"roles.0"``)."""
+    if isinstance(detail, dict):
+        items = detail.items()
+    elif isinstance(detail, list) and any(isinstance(item, dict | list) for item in detail):
+        items = enumerate(detail)  # per-item errors of a list of objects
+    else:
+        messages = detail if isinstance(detail, list) else [detail]
+        return {path or "non_field_errors": [str(message) for message in messages]}
+    fields: dict[str, list[str]] = {}
+    for key, value in items:
+        if value:
+            fields.update(_field_messages(value, f"{path}.{key}" if path else str(key)))
+    return fields
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF exception handler: domain and framework errors in one shape."""
     # Imported here: rest_framework.views imports the authentication classes,
@@ -100,7 +129,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         if isinstance(exc, RateLimited):
             response["Retry-After"] = str(exc.retry_after)
         return response
-    if isinstance(exc, Http404):
+    if isinstance(exc, RequestDataTooBig):
+        exc = RequestTooLarge()
+    elif isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = drf_exceptions.PermissionDenied()
@@ -110,9 +141,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return None
 
     if isinstance(exc, drf_exceptions.ValidationError):
-        detail = _flatten_detail(exc.detail)
-        fields = detail if isinstance(detail, dict) else {"non_field_errors": detail}
-        response.data = error_body("validation_failed", "Some fields are invalid.", fields)
+        response.data = error_body("validation_failed", "Some fields are invalid.", _field_messages(exc.detail))
     else:
         detail = exc.detail if isinstance(exc, drf_exceptions.APIException) else str(exc)
         codes = exc.get_codes() if isinstance(exc, drf_exceptions.APIException) else "error"
@@ -130,6 +159,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     return response
 
 
+# Exempt: CSRF would otherwise answer an unknown API path's POST with its HTML 403 page.
+@csrf_exempt
 def json_not_found(request, exception=None) -> JsonResponse:
     return JsonResponse(error_body("not_found", "Not found."), status=404)
 

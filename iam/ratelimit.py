@@ -52,6 +52,20 @@ def rate_limit_hit(key: str, *, limit: int, window: int) -> Verdict:
     return Verdict(count <= limit, count, window - now % window)
 
 
+def rate_limit_refund(key: str, *, window: int) -> None:
+    """Take back one event counted by rate_limit_hit, for an attempt that turned
+    out not to count (a successful sign-in). Counting first and refunding after
+    keeps the limit exact under concurrent attempts. If the window has rolled
+    over meanwhile, the new window's count drops by one: one attempt more, never
+    a limit lifted."""
+    try:
+        cache.decr(_bucket(key, window, int(time.time())))
+    except ValueError:  # no count in this window: nothing to take back
+        pass
+    except Exception:  # noqa: BLE001 - any cache failure: fail open, never 500
+        logger.warning("rate limit cache unavailable; not refunding %s", key.split(":")[0])
+
+
 def rate_limit_count(key: str, *, window: int) -> int:
     """Return how many events ``key`` has in the current window (0 if the cache is down)."""
     now = int(time.time())

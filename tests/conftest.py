@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 from iam.models import Role, ServiceRole, User
 from tenants.models import Application, Tenant
 from tests.factories import (
+    PASSWORD,
     RoleFactory,
     TenantApplicationFactory,
     TenantFactory,
@@ -16,6 +17,7 @@ from tests.factories import (
     grant,
     service_role,
 )
+from tests.log_secrets import LEDGER, SecretLogGuard, watch_secret_sources
 from tokens.services import IssuedToken, token_create
 
 
@@ -137,3 +139,23 @@ def _fresh_cache():
 
     usage._pending.clear()  # counts held in memory belong to the test that made them
     yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _watch_secret_sources():
+    """Record every secret the code issues (see tests/log_secrets.py)."""
+    watch_secret_sources()
+    LEDGER.add(PASSWORD)  # hashed once per session (tests.factories), so record it here
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs(_watch_secret_sources):
+    """Fail any test during which a log line, at any level and from any logger,
+    holds a secret issued in the run or a well-formed token of ours."""
+    guard = SecretLogGuard()
+    guard.start()
+    try:
+        yield guard
+    finally:
+        guard.stop()
+    guard.verify()

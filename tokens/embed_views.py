@@ -8,6 +8,8 @@ only in URL fragments (never sent to a server) and in memory.
 """
 
 import uuid
+from collections.abc import Callable
+from functools import wraps
 from urllib.parse import urlsplit
 
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -35,8 +37,20 @@ def _embed_headers(response: HttpResponse, application: Application | None) -> H
     ancestors = " ".join(parse_origins(application.embed_parent_origins)) if application else ""
     frame_src = _origin(application.embed_url) if application and application.embed_url else "'none'"
     response["Content-Security-Policy"] = EMBED_CSP.format(frame_src=frame_src, ancestors=ancestors or "'none'")
-    response["Referrer-Policy"] = "no-referrer"
     return response
+
+
+def _no_referrer(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Every answer of these URLs, a 405 included, sends no Referer: the URL
+    may carry an embedding token in its query string."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        response["Referrer-Policy"] = "no-referrer"
+        return response
+
+    return wrapper
 
 
 def _application(app_id: str) -> Application | None:
@@ -51,6 +65,7 @@ def _error(request: HttpRequest, application: Application | None, message: str, 
     return _embed_headers(response, application)
 
 
+@_no_referrer
 @never_cache
 @xframe_options_exempt
 @require_GET
@@ -69,6 +84,7 @@ def embed_app_open(request: HttpRequest, app_id: str) -> HttpResponse:
     return _embed_headers(response, application)
 
 
+@_no_referrer
 @never_cache
 @xframe_options_exempt
 @require_GET
@@ -84,6 +100,7 @@ def embed_app_frame(request: HttpRequest, app_id: str) -> HttpResponse:
 # ---------------------------------------------------------------- demo application
 
 
+@_no_referrer
 @never_cache
 @xframe_options_exempt
 @require_GET
@@ -103,7 +120,6 @@ def demo_app(request: HttpRequest) -> HttpResponse:
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
         f"base-uri 'none'; frame-ancestors 'self' {' '.join(sorted(portals))}"
     )
-    response["Referrer-Policy"] = "no-referrer"
     return response
 
 

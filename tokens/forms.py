@@ -4,8 +4,10 @@
 from datetime import date, datetime, timedelta
 
 from django import forms
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from iam.api.filters import MAX_DATABASE_INTEGER
 from iam.exceptions import DomainError
 from iam.models import Role, User
 from tenants.models import Application
@@ -25,6 +27,18 @@ def expiry_from_date(day: date, now: datetime) -> datetime:
 
 class RoleChoiceField(forms.ModelMultipleChoiceField):
     widget = forms.CheckboxSelectMultiple
+
+    def clean(self, value):
+        # An id past the database's integer range would fail the query (a 500): no role has it.
+        for pk in value if isinstance(value, list | tuple) else ():
+            try:
+                out_of_range = abs(int(pk)) > MAX_DATABASE_INTEGER
+            except (TypeError, ValueError):
+                continue  # not a number: Django refuses it
+            if out_of_range:
+                message = self.error_messages["invalid_choice"]
+                raise ValidationError(message, code="invalid_choice", params={"value": pk})
+        return super().clean(value)
 
     def label_from_instance(self, role: Role) -> str:
         return f"{role.name}: {role.description}" if role.description else role.name

@@ -28,6 +28,8 @@ class HasTokenPermissions(BasePermission):
     def has_permission(self, request: Request, view: APIView) -> bool:
         required = set(getattr(view, "required_permissions", ()))
         context = request.auth
+        if not isinstance(context, TokenContext):
+            return False  # no bearer token: DRF answers 401 not_authenticated, as for any API
         granted = effective_permissions(context)
         missing = sorted(required - granted)
         if missing:

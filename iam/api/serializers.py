@@ -5,12 +5,27 @@ from rest_framework import serializers
 
 
 class StrictSerializer(serializers.Serializer):
+    """Refuses unknown fields. ``exactly_one_of`` names groups of alternatives
+    of which a request gives exactly one (``("email", "userId")``); the OpenAPI
+    schema states both rules (``tokens.api.schema.StrictSerializerScheme``)."""
+
+    exactly_one_of: tuple[tuple[str, ...], ...] = ()
+
     def to_internal_value(self, data):
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
+        value = super().to_internal_value(data)
+        errors = {
+            name: [f"Give exactly one of {' and '.join(group)}."]
+            for group in self.exactly_one_of
+            if sum(name in value for name in group) != 1
+            for name in group
+        }
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -23,8 +38,20 @@ class StrictIntegerField(serializers.IntegerField):
 
 
 class StrictCharField(serializers.CharField):
-    """A JSON string, never a number."""
+    """A JSON string, never a number, taken as sent: DRF would strip spaces
+    before checking the length, so what the schema refuses could pass."""
 
+    def __init__(self, **kwargs):
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictSlugField(serializers.SlugField):
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("invalid")

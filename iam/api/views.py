@@ -7,9 +7,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from iam.api.filters import DateTimeFilter, IdFilter, StrictFilterSet, TextFilter
 from iam.models import AdminPermission, AuditAction, AuditEvent
 from iam.selectors import audit_events_visible_to
-from tokens.api.schema import ERROR_RESPONSES, example
+from tokens.api.schema import errors, example
 from tokens.permissions import HasTokenPermissions
 
 
@@ -29,8 +30,7 @@ class HealthView(APIView):
             503: inline_serializer(
                 name="HealthDegraded", fields={"status": serializers.CharField(), "checks": serializers.DictField()}
             ),
-            401: ERROR_RESPONSES[401],
-            403: ERROR_RESPONSES[403],
+            **errors(400, 401, 403, 429),
         },
         tags=["admin"],
     )
@@ -57,24 +57,36 @@ def _check(probe) -> dict:
     return {"ok": True}
 
 
-class AuditEventFilter(django_filters.FilterSet):
-    tenant = django_filters.CharFilter(field_name="tenant__slug")
-    actor = django_filters.CharFilter(field_name="actor_label")
-    token = django_filters.NumberFilter(field_name="token_id")
+class AuditEventFilter(StrictFilterSet):
+    tenant = TextFilter(field_name="tenant__slug")
+    actor = TextFilter(field_name="actor_label")
+    token = IdFilter(field_name="token_id")
     action = django_filters.ChoiceFilter(choices=AuditAction.choices)
-    since = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
+    since = DateTimeFilter(field_name="occurred_at", lookup_expr="gte")
+    until = DateTimeFilter(field_name="occurred_at", lookup_expr="lt")
 
     class Meta:
         model = AuditEvent
         fields = ["tenant", "actor", "token", "action", "since", "until"]
 
 
+class AuditEventSerializer(serializers.ModelSerializer):
+    tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    actor = serializers.CharField(source="actor_label")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "occurred_at", "tenant", "actor", "action", "token", "ip", "changes", "reason"]
+
+
 @extend_schema_view(
     get=extend_schema(
         operation_id="admin_audit_events",
         summary="The audit trail (administrative PAT with iam.audit.read), scoped to the owner's tenants",
-        responses={401: ERROR_RESPONSES[401], 403: ERROR_RESPONSES[403]},
+        responses={
+            200: AuditEventSerializer(many=True),
+            **errors(400, 401, 403, 429),
+        },
         examples=[
             example(
                 "A page",
@@ -107,15 +119,6 @@ class AuditEventListView(generics.ListAPIView):
     permission_classes = [HasTokenPermissions]
     required_permissions = (AdminPermission.AUDIT_READ,)
     filterset_class = AuditEventFilter
-
-    class AuditEventSerializer(serializers.ModelSerializer):
-        tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-        actor = serializers.CharField(source="actor_label")
-
-        class Meta:
-            model = AuditEvent
-            fields = ["id", "occurred_at", "tenant", "actor", "action", "token", "ip", "changes", "reason"]
-
     serializer_class = AuditEventSerializer
 
     def get_queryset(self):

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db.models import Q
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import permissions, serializers, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,13 +15,14 @@ from iam.api.serializers import (
     StrictEmailField,
     StrictIntegerField,
     StrictSerializer,
+    StrictSlugField,
     StrictUUIDField,
 )
 from iam.exceptions import NotPermitted
 from iam.http import client_ip
 from iam.models import User
 from tenants.models import Application
-from tokens.api.schema import ERROR_RESPONSES
+from tokens.api.schema import ERROR_RESPONSES, errors
 from tokens.authentication import CredentialContext, IntegrationCredentialAuthentication
 from tokens.integrations import MAX_PAT_SECONDS, MAX_SESSION_MINUTES, embed_token_issue
 from tokens.models import IntegrationCredential
@@ -48,24 +49,16 @@ class EmbedTokenView(APIView):
     required_scope = IntegrationCredential.Scope.EMBED
 
     class EmbedTokenRequestSerializer(StrictSerializer):
-        email = StrictEmailField(required=False, help_text="The user's email (or give userId).")
+        email = StrictEmailField(required=False, max_length=254, help_text="The user's email (or give userId).")
         userId = StrictIntegerField(required=False, min_value=1, help_text="The user's id (or give email).")
         appId = StrictUUIDField(required=False, help_text="The application's UUID (or give appSlug).")
-        appSlug = serializers.SlugField(required=False)
+        appSlug = StrictSlugField(required=False, max_length=50, help_text="The application's slug (or give appId).")
         sessionExpiry = StrictIntegerField(
             min_value=1, max_value=MAX_SESSION_MINUTES, help_text="Embed session duration in minutes."
         )
         patExpiry = StrictIntegerField(min_value=1, max_value=MAX_PAT_SECONDS, help_text="Token validity in seconds.")
 
-        def validate(self, data):
-            errors = {}
-            if ("email" in data) == ("userId" in data):
-                errors["email"] = ["Give exactly one of email and userId."]
-            if ("appId" in data) == ("appSlug" in data):
-                errors["appId"] = ["Give exactly one of appId and appSlug."]
-            if errors:
-                raise ValidationError(errors)
-            return data
+        exactly_one_of = (("email", "userId"), ("appId", "appSlug"))
 
     class EmbedTokenResponseSerializer(serializers.Serializer):
         personalAccessToken = serializers.CharField()
@@ -81,11 +74,9 @@ class EmbedTokenView(APIView):
         request=EmbedTokenRequestSerializer,
         responses={
             201: EmbedTokenResponseSerializer,
-            400: ERROR_RESPONSES[400],
-            401: ERROR_RESPONSES[401],
+            **errors(400, 401, 413, 415, 429),
             403: OpenApiResponse(ERROR_RESPONSES[403].response, description="The user has no access to the app."),
             404: OpenApiResponse(ERROR_RESPONSES[404].response, description="No such user in the tenant."),
-            429: ERROR_RESPONSES[429],
         },
         examples=[
             OpenApiExample(

@@ -5,6 +5,7 @@ whose owner administers the user's tenant, or an integration credential of
 the tenant with the ``tokens.manage`` scope.
 """
 
+from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import permissions, serializers, status
@@ -18,14 +19,15 @@ from iam.api.serializers import (
     StrictDateTimeField,
     StrictListField,
     StrictSerializer,
+    StrictSlugField,
     StrictUUIDField,
 )
-from iam.exceptions import NotPermitted
+from iam.exceptions import NotPermitted, ValidationFailed
 from iam.http import client_ip
 from iam.models import AdminPermission, User
 from iam.selectors import user_administers_tenant_users
 from tenants.models import Application
-from tokens.api.schema import ERROR_RESPONSES
+from tokens.api.schema import errors
 from tokens.authentication import BearerTokenAuthentication, CredentialContext, IntegrationCredentialAuthentication
 from tokens.integrations import credential_label, token_issue_for_user
 from tokens.models import IntegrationCredential, PersonalAccessToken, TokenKind, TokenStatus
@@ -92,8 +94,8 @@ class TokenSerializer(serializers.Serializer):
     status = serializers.SerializerMethodField()
     createdAt = serializers.DateTimeField(source="created_at")
     expiresAt = serializers.DateTimeField(source="expires_at")
-    lastUsedAt = serializers.DateTimeField(source="last_used_at")
-    lastUsedIp = serializers.CharField(source="last_used_ip")
+    lastUsedAt = serializers.DateTimeField(source="last_used_at", allow_null=True)
+    lastUsedIp = serializers.CharField(source="last_used_ip", allow_null=True)
 
     def get_application(self, token) -> str | None:
         return token.application.slug if token.application else None
@@ -105,6 +107,10 @@ class TokenSerializer(serializers.Serializer):
         return self.context["states"][token.pk].status
 
 
+class CreatedTokenSerializer(TokenSerializer):
+    token = serializers.CharField(help_text="The token's secret, shown this once.")
+
+
 def serialize_tokens(tokens: list[PersonalAccessToken]) -> list[dict]:
     return TokenSerializer(tokens, many=True, context={"states": token_states(tokens)}).data
 
@@ -113,18 +119,18 @@ class UserTokenListView(ManagementView):
     class TokenCreateRequestSerializer(StrictSerializer):
         name = StrictCharField(max_length=100)
         expiresAt = StrictDateTimeField()
-        applicationId = StrictUUIDField(required=False, allow_null=True)
-        applicationSlug = serializers.SlugField(required=False)
-        roles = StrictListField(child=StrictCharField(max_length=100), max_length=50)
+        applicationId = StrictUUIDField(required=False)
+        applicationSlug = StrictSlugField(required=False, max_length=50)
+        roles = StrictListField(child=StrictCharField(max_length=100), min_length=1, max_length=50)
+
+        exactly_one_of = (("applicationId", "applicationSlug"),)
 
     @extend_schema(
         operation_id="user_tokens_list",
         summary="List a user's personal access tokens (never their secrets)",
         responses={
             200: TokenSerializer(many=True),
-            401: ERROR_RESPONSES[401],
-            403: ERROR_RESPONSES[403],
-            404: ERROR_RESPONSES[404],
+            **errors(400, 401, 403, 404, 429),
         },
         tags=["management"],
     )
@@ -144,11 +150,8 @@ class UserTokenListView(ManagementView):
         summary="Create a token for a user (off unless the tenant allows administrators to)",
         request=TokenCreateRequestSerializer,
         responses={
-            201: OpenApiResponse(TokenSerializer, description="The token, with `token` (its secret) shown once."),
-            400: ERROR_RESPONSES[400],
-            401: ERROR_RESPONSES[401],
-            403: ERROR_RESPONSES[403],
-            404: ERROR_RESPONSES[404],
+            201: OpenApiResponse(CreatedTokenSerializer, description="The token, with its secret `token` shown once."),
+            **errors(400, 401, 403, 404, 413, 415, 429),
         },
         examples=[
             OpenApiExample(
@@ -170,26 +173,32 @@ class UserTokenListView(ManagementView):
         data = self.TokenCreateRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = data.validated_data
-        application = None
-        if fields.get("applicationId") or fields.get("applicationSlug"):
-            lookup = (
-                {"pk": fields["applicationId"]} if fields.get("applicationId") else {"slug": fields["applicationSlug"]}
-            )
-            application = Application.objects.filter(**lookup).first()
-            if application is None:
-                raise ValidationError({"applicationId": ["No such application."]})
+        application_field = "applicationId" if "applicationId" in fields else "applicationSlug"
+        lookup = "pk" if application_field == "applicationId" else "slug"
+        application = Application.objects.filter(**{lookup: fields[application_field]}).first()
+        if application is None:
+            raise ValidationError({application_field: ["No such application."]})
         actor, label = self.actor(request)
-        issued = token_issue_for_user(
-            owner=user,
-            actor=actor,
-            actor_label=label,
-            application=application,
-            name=fields["name"],
-            expires_at=fields["expiresAt"],
-            role_codes=fields["roles"],
-            ip=client_ip(request),
-        )
-        body = serialize_tokens([issued.token])[0]
+        try:
+            # The answer is built in the write's transaction: a database failure
+            # after the insert undoes it, so a 503 means nothing was issued
+            # (rather than a token whose secret the client never saw).
+            with transaction.atomic():
+                issued = token_issue_for_user(
+                    owner=user,
+                    actor=actor,
+                    actor_label=label,
+                    application=application,
+                    name=fields["name"],
+                    expires_at=fields["expiresAt"],
+                    role_codes=fields["roles"],
+                    ip=client_ip(request),
+                )
+                body = serialize_tokens([issued.token])[0]
+        except ValidationFailed as error:
+            # The service names its arguments; the client should see the fields it sent.
+            names = {"expires_at": "expiresAt", "application": application_field}
+            raise ValidationFailed({names.get(name, name): texts for name, texts in error.fields.items()}) from None
         body["token"] = issued.plaintext
         return Response(body, status=status.HTTP_201_CREATED)
 
@@ -204,11 +213,7 @@ class UserTokenDetailView(ManagementView):
         request=TokenRenameRequestSerializer,
         responses={
             200: TokenSerializer,
-            400: ERROR_RESPONSES[400],
-            401: ERROR_RESPONSES[401],
-            403: ERROR_RESPONSES[403],
-            404: ERROR_RESPONSES[404],
-            409: ERROR_RESPONSES[409],
+            **errors(400, 401, 403, 404, 409, 413, 415, 429),
         },
         tags=["management"],
     )
@@ -218,19 +223,19 @@ class UserTokenDetailView(ManagementView):
         data = self.TokenRenameRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         actor, label = self.actor(request)
-        token = token_rename(
-            token=token, name=data.validated_data["name"], actor=actor, actor_label=label, ip=client_ip(request)
-        )
-        return Response(serialize_tokens([token])[0])
+        with transaction.atomic():  # as in post: a 503 means the rename did not happen
+            token = token_rename(
+                token=token, name=data.validated_data["name"], actor=actor, actor_label=label, ip=client_ip(request)
+            )
+            body = serialize_tokens([token])[0]
+        return Response(body)
 
     @extend_schema(
         operation_id="user_tokens_delete",
         summary="End a user's token (an administrator's delete is a revocation: irreversible)",
         responses={
             204: OpenApiResponse(description="Revoked."),
-            401: ERROR_RESPONSES[401],
-            403: ERROR_RESPONSES[403],
-            404: ERROR_RESPONSES[404],
+            **errors(400, 401, 403, 404, 429),
         },
         tags=["management"],
     )

@@ -10,16 +10,24 @@ import binascii
 from urllib.parse import unquote_plus
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
+from django.core.exceptions import RequestDataTooBig
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import exceptions, serializers
-from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from iam.api.parsers import FormParser
+from iam.exceptions import RequestTooLarge
 from iam.http import client_ip
-from tokens.api.schema import example, request_example
+from tokens.api.schema import ErrorSerializer, errors, example, request_example
 from tokens.models import OAuthClient
 from tokens.oauth import (
     ACCESS_TOKEN_TYPE,
@@ -35,10 +43,52 @@ from tokens.oauth import (
 )
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# Longer than any token, scope or URI this service issues or accepts.
+MAX_PARAMETER_LENGTH = 8192
 
 OAuthErrorSerializer = inline_serializer(
     name="OAuthError", fields={"error": serializers.CharField(), "error_description": serializers.CharField()}
 )
+# The NUL check in iam.middleware answers before the view, in the API's error shape.
+OAuthBadRequest = OpenApiResponse(
+    PolymorphicProxySerializer(
+        component_name="OAuthBadRequest",
+        serializers=[OAuthErrorSerializer, ErrorSerializer],
+        resource_type_field_name=None,
+    ),
+    description="An RFC 6749 error; a request carrying a NUL character gets the API's error shape.",
+)
+
+
+def _parameter(**kwargs) -> serializers.CharField:
+    return serializers.CharField(max_length=MAX_PARAMETER_LENGTH, **kwargs)
+
+
+class FormParameters(serializers.Serializer):
+    """An OAuth request's form parameters, for the schema (the views read them
+    themselves): each a string given once; unknown ones are ignored (RFC 6749 §3.2)."""
+
+    max_length = MAX_PARAMETER_LENGTH
+
+
+class TokenExchangeRequest(FormParameters):
+    grant_type = serializers.ChoiceField(choices=[GRANT_TOKEN_EXCHANGE])
+    subject_token = _parameter()
+    subject_token_type = serializers.ChoiceField(choices=list(PAT_TOKEN_TYPES))
+    scope = _parameter(required=False, allow_blank=True)
+    resource = _parameter(required=False, allow_blank=True)
+    audience = _parameter(required=False, allow_blank=True)
+    client_id = _parameter(required=False, allow_blank=True)
+    client_secret = _parameter(required=False, allow_blank=True)
+
+
+class TokenRequest(FormParameters):
+    """A token to introspect or revoke (RFC 7662, RFC 7009)."""
+
+    token = _parameter()
+    token_type_hint = _parameter(required=False, allow_blank=True)
+    client_id = _parameter(required=False, allow_blank=True)
+    client_secret = _parameter(required=False, allow_blank=True)
 
 
 def oauth_error(error: OAuthError) -> Response:
@@ -58,14 +108,20 @@ class OAuthView(APIView):
     def handle_exception(self, exc):
         if isinstance(exc, OAuthError):
             return oauth_error(exc)
-        if isinstance(exc, exceptions.UnsupportedMediaType | exceptions.ParseError):
+        if isinstance(exc, RequestDataTooBig):
+            too_large = RequestTooLarge()
+            return oauth_error(OAuthError("invalid_request", str(too_large.detail), status=too_large.status_code))
+        if isinstance(exc, exceptions.UnsupportedMediaType):
             return oauth_error(OAuthError("invalid_request", "Send parameters as application/x-www-form-urlencoded."))
+        if isinstance(exc, exceptions.ParseError):
+            return oauth_error(OAuthError("invalid_request", str(exc.detail)))
         if isinstance(exc, exceptions.MethodNotAllowed):
             return oauth_error(OAuthError("invalid_request", "Use POST.", status=405))
         return super().handle_exception(exc)
 
     def params(self, request: Request) -> dict[str, str]:
-        """The body's parameters; each may appear once (RFC 6749 §3.1)."""
+        """The body's parameters; each may appear once, and one without a value
+        counts as omitted (RFC 6749 §3.1)."""
         data = request.data
         if not hasattr(data, "lists"):
             raise OAuthError("invalid_request", "Send parameters as application/x-www-form-urlencoded.")
@@ -73,7 +129,10 @@ class OAuthView(APIView):
         for key, values in data.lists():
             if len(values) > 1:
                 raise OAuthError("invalid_request", f"The parameter {key} is repeated.")
-            params[key] = values[0]
+            if len(values[0]) > MAX_PARAMETER_LENGTH:
+                raise OAuthError("invalid_request", f"The parameter {key} is longer than {MAX_PARAMETER_LENGTH}.")
+            if values[0]:
+                params[key] = values[0]
         return params
 
     def client_and_token(self, request: Request) -> tuple[OAuthClient, str]:
@@ -115,21 +174,7 @@ class TokenView(OAuthView):
             "Client authentication: `client_secret_basic` or `client_secret_post`. `subject_token_type` is "
             f"`{PAT_TOKEN_TYPES[0]}` or Logto's `{PAT_TOKEN_TYPES[1]}`. Optional `scope`, `resource`/`audience`."
         ),
-        request={
-            "application/x-www-form-urlencoded": inline_serializer(
-                name="TokenExchangeRequest",
-                fields={
-                    "grant_type": serializers.CharField(),
-                    "subject_token": serializers.CharField(),
-                    "subject_token_type": serializers.CharField(),
-                    "scope": serializers.CharField(required=False),
-                    "resource": serializers.CharField(required=False),
-                    "audience": serializers.CharField(required=False),
-                    "client_id": serializers.CharField(required=False),
-                    "client_secret": serializers.CharField(required=False),
-                },
-            )
-        },
+        request={"application/x-www-form-urlencoded": TokenExchangeRequest},
         responses={
             200: inline_serializer(
                 name="TokenExchangeResponse",
@@ -141,8 +186,9 @@ class TokenView(OAuthView):
                     "scope": serializers.CharField(),
                 },
             ),
-            400: OAuthErrorSerializer,
+            400: OAuthBadRequest,
             401: OAuthErrorSerializer,
+            413: OAuthErrorSerializer,
         },
         examples=[
             OpenApiExample(
@@ -186,12 +232,7 @@ class IntrospectView(OAuthView):
     @extend_schema(
         operation_id="oauth_introspect",
         summary="Introspect a PAT, access token or embed session (RFC 7662)",
-        request={
-            "application/x-www-form-urlencoded": inline_serializer(
-                name="IntrospectionRequest",
-                fields={"token": serializers.CharField(), "token_type_hint": serializers.CharField(required=False)},
-            )
-        },
+        request={"application/x-www-form-urlencoded": TokenRequest},
         responses={
             200: inline_serializer(
                 name="IntrospectionResponse",
@@ -204,12 +245,14 @@ class IntrospectView(OAuthView):
                     "exp": serializers.IntegerField(required=False),
                     "iat": serializers.IntegerField(required=False),
                     "token_type": serializers.CharField(required=False),
+                    "iss": serializers.CharField(required=False),
                     "tenant": serializers.CharField(required=False),
                     "application": serializers.CharField(required=False),
                 },
             ),
-            400: OAuthErrorSerializer,
+            400: OAuthBadRequest,
             401: OAuthErrorSerializer,
+            413: OAuthErrorSerializer,
         },
         examples=[
             request_example("Introspect", {"token": "eyJhbGciOiJSUzI1NiIs…"}),
@@ -242,16 +285,12 @@ class RevokeView(OAuthView):
     @extend_schema(
         operation_id="oauth_revoke",
         summary="Revoke an access token this client obtained (RFC 7009)",
-        request={
-            "application/x-www-form-urlencoded": inline_serializer(
-                name="RevocationRequest",
-                fields={"token": serializers.CharField(), "token_type_hint": serializers.CharField(required=False)},
-            )
-        },
+        request={"application/x-www-form-urlencoded": TokenRequest},
         responses={
             200: OpenApiResponse(description="Revoked, or not a token of this client (RFC 7009 §2.2)."),
-            400: OAuthErrorSerializer,
+            400: OAuthBadRequest,
             401: OAuthErrorSerializer,
+            413: OAuthErrorSerializer,
         },
         examples=[
             request_example("Revoke", {"token": "eyJhbGciOiJSUzI1NiIs…"}),
@@ -276,7 +315,7 @@ class JWKSView(APIView):
     @extend_schema(
         operation_id="jwks",
         summary="The public keys that sign access tokens (RFC 7517)",
-        responses={200: inline_serializer(name="JWKS", fields={"keys": serializers.ListField()})},
+        responses={200: inline_serializer(name="JWKS", fields={"keys": serializers.ListField()}), **errors(400)},
         examples=[
             example(
                 "Keys",
@@ -300,7 +339,8 @@ class MetadataView(APIView):
             200: inline_serializer(
                 name="ServerMetadata",
                 fields={"issuer": serializers.CharField(), "token_endpoint": serializers.CharField()},
-            )
+            ),
+            **errors(400),
         },
         examples=[
             example(

@@ -1,6 +1,7 @@
 """Shared pieces of the OpenAPI description."""
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
+from drf_spectacular.plumbing import get_class
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
@@ -56,7 +57,7 @@ TOKEN_EXAMPLE = {
 ERROR_RESPONSES = {
     400: _error(
         400,
-        "Invalid input, with per-field messages.",
+        "Invalid input, with per-field messages; or a malformed request (a NUL character, a body that is not JSON).",
         "validation_failed",
         "Some fields are invalid.",
         {"name": ["Enter a token name."]},
@@ -80,10 +81,30 @@ ERROR_RESPONSES = {
         "token_revoked",
         "This token was revoked by an administrator and cannot be renamed. You can only delete it.",
     ),
+    413: _error(
+        413,
+        "The body is larger than the service takes (DATA_UPLOAD_MAX_MEMORY_SIZE).",
+        "request_too_large",
+        "The request body is larger than 2621440 bytes.",
+    ),
+    415: _error(
+        415, "The body is not JSON.", "unsupported_media_type", 'Unsupported media type "text/plain" in request.'
+    ),
     429: _error(
         429, "Rate limited; see Retry-After.", "rate_limited", "Too many token creations: at most 10 per 60 seconds."
     ),
 }
+
+
+def errors(*codes: int) -> dict[int, OpenApiResponse]:
+    """The API's error answers with these status codes, for ``extend_schema(responses=...)``.
+
+    Every operation can answer 400: the NUL check (``iam.middleware``) refuses
+    any request carrying one. Every authenticated one can answer 401 and 429
+    (too many failed authentications from the address, or requests with the
+    token); every one with a JSON body 413 and 415.
+    """
+    return {code: ERROR_RESPONSES[code] for code in codes}
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):
@@ -109,3 +130,40 @@ class IntegrationCredentialScheme(OpenApiAuthenticationExtension):
             "name": "Authorization",
             "description": "`Basic <integration credential>` (itc_…), as ToolJet's embedding API expects.",
         }
+
+
+def _map_without_base_docstring(extension: OpenApiSerializerExtension, auto_schema, direction) -> dict:
+    """The serializer's schema, described by its own docstring only: the base
+    class's explains the code, not the request."""
+    schema = auto_schema._map_serializer(extension.target, direction, bypass_extensions=True)
+    if not get_class(extension.target).__dict__.get("__doc__"):
+        schema.pop("description", None)
+    return schema
+
+
+class StrictSerializerScheme(OpenApiSerializerExtension):
+    """What ``StrictSerializer`` enforces, stated in the schema: no unknown
+    fields, and exactly one field of each ``exactly_one_of`` group."""
+
+    target_class = "iam.api.serializers.StrictSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = _map_without_base_docstring(self, auto_schema, direction)
+        schema["additionalProperties"] = False
+        groups = [{"oneOf": [{"required": [name]} for name in group]} for group in self.target.exactly_one_of]
+        if groups:
+            schema["allOf"] = groups
+        return schema
+
+
+class FormParametersScheme(OpenApiSerializerExtension):
+    """OAuth form parameters: unknown ones are allowed (and ignored), each a single string."""
+
+    target_class = "tokens.api.oauth.FormParameters"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = _map_without_base_docstring(self, auto_schema, direction)
+        schema["additionalProperties"] = {"type": "string", "maxLength": get_class(self.target).max_length}
+        return schema

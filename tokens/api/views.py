@@ -1,3 +1,4 @@
+from django.conf import settings
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
@@ -8,10 +9,8 @@ from rest_framework.views import APIView
 from iam.api.serializers import StrictCharField, StrictSerializer
 from iam.http import client_ip
 from iam.ratelimit import rate_limit_enforce
-from tokens.api.schema import ERROR_RESPONSES
+from tokens.api.schema import errors
 from tokens.services import TokenContext, token_report_leaked
-
-LEAK_REPORTS_PER_MINUTE = 10
 
 
 class MeView(APIView):
@@ -70,7 +69,7 @@ class MeView(APIView):
         operation_id="me",
         summary="Describe the credential of this request",
         description="Works with a PAT or an access token from the token exchange (`Authorization: Bearer …`).",
-        responses={200: MeResponseSerializer, 401: ERROR_RESPONSES[401]},
+        responses={200: MeResponseSerializer, **errors(400, 401, 429)},
         examples=[
             OpenApiExample(
                 "Alice's CRM token",
@@ -116,15 +115,15 @@ class LeakReportView(APIView):
         request=LeakReportRequestSerializer,
         responses={
             202: inline_serializer(name="LeakReportReceived", fields={"status": serializers.CharField()}),
-            400: ERROR_RESPONSES[400],
-            429: ERROR_RESPONSES[429],
+            **errors(400, 413, 415, 429),
         },
         tags=["tokens"],
     )
     def post(self, request: Request) -> Response:
         ip = client_ip(request)
-        rate_limit_enforce(f"leak-report:{ip}", limit=LEAK_REPORTS_PER_MINUTE, window=60, what="leak reports")
+        rate_limit_enforce(f"leak-report:{ip}", limit=settings.LEAK_REPORTS_PER_MINUTE, window=60, what="leak reports")
         data = self.LeakReportRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        token_report_leaked(data.validated_data["token"], ip=ip)
+        # A pasted token often brings a newline along; the answer is the same either way.
+        token_report_leaked(data.validated_data["token"].strip(), ip=ip)
         return Response({"status": "received"}, status=status.HTTP_202_ACCEPTED)

@@ -72,6 +72,36 @@ def test_bad_filter_values_get_400_not_500(api, world, main_admin):
     assert set(response.json()["error"]["fields"]) == {"since", "action"}
 
 
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        # Each of these was a 500: a date that overflows in UTC, an id past the database's integers.
+        ({"since": "0001-01-01T00:00:00+15:00"}, "since"),
+        ({"until": "9999-12-31T23:59:59-15:00"}, "until"),
+        ({"token": "99999999999999999999999"}, "token"),
+        ({"token": "1e60"}, "token"),
+        # These were ignored: a typo in a filter silently returned everything.
+        ({"since": ""}, "since"),
+        ({"tenant": ""}, "tenant"),
+        ({"limit": "lots"}, "limit"),
+        ({"limit": "0"}, "limit"),
+        ({"offset": "-1"}, "offset"),
+        ({"offset": "99999999999999999999999"}, "offset"),
+    ],
+)
+def test_out_of_range_or_empty_filters_and_pages_are_400_naming_the_parameter(api, world, main_admin, query, field):
+    client = bearer(api, admin_token(main_admin, ServiceRole.MAIN_ADMINISTRATOR))
+    response = client.get("/api/v1/admin/audit-events", query)
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == [field]
+
+
+def test_a_page_holds_at_most_500_events(api, world, main_admin):
+    client = bearer(api, admin_token(main_admin, ServiceRole.MAIN_ADMINISTRATOR))
+    assert client.get("/api/v1/admin/audit-events", {"limit": "500"}).status_code == 200
+    assert client.get("/api/v1/admin/audit-events", {"limit": "501"}).status_code == 400
+
+
 def test_administrative_permissions_follow_the_role_held_now(api, world, main_admin):
     from iam.services import role_grant_remove
 

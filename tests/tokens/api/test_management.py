@@ -84,7 +84,7 @@ def test_created_tokens_follow_every_rule(api, world, user_admin):
         url(world.user), create_body(world, roles=["admin"], expiresAt="2000-01-01T00:00:00Z"), format="json"
     )
     assert response.status_code == 400
-    assert set(response.json()["error"]["fields"]) == {"roles", "expires_at"}
+    assert set(response.json()["error"]["fields"]) == {"roles", "expiresAt"}
 
 
 @pytest.mark.parametrize(
@@ -95,6 +95,18 @@ def test_bad_bodies_are_400(api, world, user_admin, body):
     tenant_set_api_issuance(tenant=world.tenant, allowed=True, actor=None)
     response = bearer(api, admin_pat(user_admin)).post(url(world.user), create_body(world, **body), format="json")
     assert response.status_code == 400 and response.json()["error"]["code"] == "validation_failed"
+    assert not PersonalAccessToken.objects.filter(owner=world.user).exists()
+
+
+def test_errors_name_the_fields_the_client_sent(api, world, user_admin):
+    tenant_set_api_issuance(tenant=world.tenant, allowed=True, actor=None)
+    client = bearer(api, admin_pat(user_admin))
+    unknown = client.post(url(world.user), create_body(world, applicationSlug="nope"), format="json")
+    assert unknown.json()["error"]["fields"] == {"applicationSlug": ["No such application."]}
+    both = client.post(url(world.user), create_body(world, applicationId=str(world.application.pk)), format="json")
+    assert set(both.json()["error"]["fields"]) == {"applicationId", "applicationSlug"}
+    item = client.post(url(world.user), create_body(world, roles=["reader", ""]), format="json")
+    assert item.json()["error"]["fields"] == {"roles.1": ["This field may not be blank."]}
     assert not PersonalAccessToken.objects.filter(owner=world.user).exists()
 
 
@@ -125,3 +137,36 @@ def test_integration_credential_without_the_scope_is_403(api, world, credential)
     api.credentials(HTTP_AUTHORIZATION=f"Basic {credential.plaintext}")
     response = api.get(url(world.user))
     assert response.status_code == 403 and response.json()["error"]["code"] == "missing_scope"
+
+
+def test_a_database_failure_after_the_write_leaves_nothing_issued_or_renamed(api, world, user_admin, monkeypatch):
+    """A 503 must mean "not done": a token whose secret the client never saw
+    would otherwise exist, and a retry with its name would be refused."""
+    from django.db import OperationalError
+
+    from tokens.api import management
+
+    tenant_set_api_issuance(tenant=world.tenant, allowed=True, actor=None)
+    client = bearer(api, admin_pat(user_admin))
+    kept = token_create(
+        owner=world.user,
+        application=world.application,
+        name="kept",
+        role_codes=["reader"],
+        expires_at=timezone.now() + timedelta(days=7),
+    ).token
+    events = AuditEvent.objects.count()
+
+    def connection_lost(tokens):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(management, "serialize_tokens", connection_lost)
+    created = client.post(url(world.user), create_body(world), format="json")
+    renamed = client.patch(url(world.user, "kept"), {"name": "renamed"}, format="json")
+    assert created.status_code == renamed.status_code == 503
+    assert created.json()["error"]["code"] == "service_unavailable"
+    assert not PersonalAccessToken.objects.filter(owner=world.user, name="Nightly import").exists()
+    kept.refresh_from_db()
+    assert kept.name == "kept" and AuditEvent.objects.count() == events
+    monkeypatch.undo()
+    assert client.post(url(world.user), create_body(world), format="json").status_code == 201

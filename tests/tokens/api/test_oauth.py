@@ -304,3 +304,29 @@ def test_every_operation_documents_examples_and_errors(api):
                 for content in part.get("content", {}).values()
             )
             assert has_example, f"{name} has no example"
+
+
+def test_an_empty_parameter_counts_as_omitted(api, world, oauth_client):
+    # RFC 6749 §3.1. An empty client_secret beside a Basic header was refused as two authentications.
+    response = exchange(api, oauth_client, world.issue().plaintext, client_secret="", scope="")
+    assert response.status_code == 200, response.json()
+    response = exchange(api, oauth_client, "")
+    assert response.status_code == 400 and response.json()["error_description"] == "subject_token is required."
+
+
+def test_oversized_crowded_or_huge_forms_get_rfc_6749_errors(api, world, oauth_client):
+    # Too many parameters and a body past DATA_UPLOAD_MAX_MEMORY_SIZE were Django's HTML 400 page.
+    response = exchange(api, oauth_client, "x" * 8193)
+    assert response.status_code == 400 and "longer than 8192" in response.json()["error_description"]
+    crowded = exchange(api, oauth_client, world.issue().plaintext, **{f"p{i}": "1" for i in range(1001)})
+    assert crowded.status_code == 400 and crowded.json()["error"] == "invalid_request"
+    huge = exchange(api, oauth_client, world.issue("huge").plaintext, padding="x" * 3_000_000)
+    assert huge.status_code == 413 and huge.json()["error"] == "invalid_request"
+
+
+def test_a_leak_report_pasted_with_a_newline_still_revokes(api, world):
+    issued = world.issue("pasted")
+    response = api.post("/api/v1/leaked-tokens", {"token": f"{issued.plaintext}\n"}, format="json")
+    assert response.status_code == 202
+    issued.token.refresh_from_db()
+    assert issued.token.status == TokenStatus.REVOKED
