@@ -271,8 +271,10 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
     search_fields = ["actor_label", "=token__id", "token__name", "token__display_prefix", "reason"]
     list_select_related = ["tenant", "token"]
-    date_hierarchy = "occurred_at"
+    # No date_hierarchy: its year links come from a DISTINCT over every event
+    # (0.2 s at a million); the occurred-at filter covers the same ground.
     paginator = CappedCountPaginator
+    list_per_page = 50
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # facet counts are a COUNT per filter choice over the whole table
     actions = None

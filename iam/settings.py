@@ -25,6 +25,13 @@ def _env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def _env_positive_int(name: str, default: int) -> int:
+    value = os.environ.get(name) or str(default)
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ImproperlyConfigured(f"{name} must be a whole number of at least 1.")
+    return int(value)
+
+
 DEBUG = _env_bool("DEBUG")
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
@@ -123,7 +130,12 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Outermost with the other headers, so the answers of the middleware
+    # below (a bad Host's 400, a NUL byte's 400, static files) carry them too.
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "iam.middleware.SecurityHeadersMiddleware",
+    # A database outage in a view answers 503 with Retry-After, not 500.
+    "iam.middleware.DatabaseUnavailableMiddleware",
     "iam.middleware.RejectNullBytesMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -131,7 +143,6 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "iam.urls"
@@ -163,6 +174,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several threads (the dev server, concurrent tests) share one file: wait
     # for the write lock instead of failing at once.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and not _env_bool("DATABASE_JIT"):
+    # PostgreSQL's JIT compiles the plan of any query it thinks costly: close to
+    # a second for the console's counts, a loss for every query this service runs.
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "iam.User"
@@ -206,7 +221,10 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# A task a killed worker had taken is delivered again after this many seconds:
+# longer than any task runs (the sweeps take seconds at a million tokens) and
+# than the longest retry delay (300 s).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
 # Publishing must not hang a web request when Redis is down.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
@@ -215,10 +233,19 @@ CELERY_BEAT_SCHEDULE = {
     "flush-usage": {"task": "tokens.tasks.flush_usage", "schedule": 30.0},
     "expiry-reminders": {"task": "tokens.tasks.sweep_expiry_reminders", "schedule": 15 * 60.0},
     "housekeeping": {"task": "tokens.tasks.housekeeping", "schedule": 60 * 60.0},
+    "inactive-marks": {"task": "tokens.tasks.reconcile_inactive_marks", "schedule": 60 * 60.0},
     "admin-digests": {
         "task": "tokens.tasks.send_admin_digests",
         "schedule": crontab(hour=7, minute=0, day_of_week="mon"),
     },
+}
+# The dashboard computes its figures per request below this many tokens; above,
+# it reads per-tenant figures that beat refreshes every DASHBOARD_REFRESH_SECONDS.
+DASHBOARD_LIVE_LIMIT = int(os.environ.get("DASHBOARD_LIVE_LIMIT", "20000"))
+DASHBOARD_REFRESH_SECONDS = int(os.environ.get("DASHBOARD_REFRESH_SECONDS", "300"))
+CELERY_BEAT_SCHEDULE["dashboard-figures"] = {
+    "task": "tokens.tasks.refresh_dashboard_figures",
+    "schedule": float(DASHBOARD_REFRESH_SECONDS),
 }
 AUDIT_RETENTION_DAYS = int(os.environ.get("AUDIT_RETENTION_DAYS", "730"))
 
@@ -234,9 +261,9 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["tokens.authentication.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["iam.api.parsers.JSONParser"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "iam.api.pagination.StrictLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "iam.exceptions.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -253,6 +280,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # PATCH bodies are validated in full (a rename needs its name): no "Patched" all-optional variants.
+    "COMPONENT_SPLIT_PATCH": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
 }
@@ -261,6 +290,13 @@ SPECTACULAR_SETTINGS = {
 TOKEN_LAST_USED_WRITE_INTERVAL_SECONDS = 60
 AUTH_FAILURES_PER_MINUTE_PER_IP = int(os.environ.get("AUTH_FAILURES_PER_MINUTE_PER_IP", "30"))
 TOKEN_CREATIONS_PER_MINUTE = 10
+# Failed sign-ins (iam.signin): per client address and per username tried,
+# in fixed windows; past either the sign-in page answers 429 without checking
+# the password.
+SIGN_IN_FAILURES_PER_IP = _env_positive_int("SIGN_IN_FAILURES_PER_IP", 50)
+SIGN_IN_FAILURES_PER_USERNAME = _env_positive_int("SIGN_IN_FAILURES_PER_USERNAME", 10)
+SIGN_IN_WINDOW_SECONDS = _env_positive_int("SIGN_IN_WINDOW_SECONDS", 900)
+LEAK_REPORTS_PER_MINUTE = 10  # per client address
 # Authenticated tokens are cached in each process (only with Redis, which
 # carries the invalidations): at most this long, and this many per process.
 # 0 seconds turns the cache off.

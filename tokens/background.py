@@ -1,11 +1,13 @@
 """The background work's services: expiry reminders, administrators' weekly
-digests, "used from a new address" notices and housekeeping.
+digests, "used from a new address" notices, the dashboard's stored figures,
+the reconciliation of ``marked_inactive`` and housekeeping.
 
 Each is idempotent: a unique row is written in the same transaction as the
 email is sent, so retries, overlapping beats and several workers send once.
 The Celery tasks in ``tokens.tasks`` only wrap these.
 """
 
+import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
@@ -21,12 +23,18 @@ from tokens.models import (
     EmbedSession,
     ExpiryReminder,
     PersonalAccessToken,
+    TenantTokenFigures,
     TokenAddress,
     TokenKind,
     TokenStatus,
 )
+from tokens.selectors import inactive_condition, tenant_figures
+
+logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 5000
+TENANTS_PER_FIGURES_BATCH = 10
+RECONCILE_ID_RANGE = 100_000
 
 
 def expiry_reminders_due(now: datetime | None = None) -> Iterator[tuple[int, int]]:
@@ -206,3 +214,44 @@ def _delete_in_batches(queryset) -> int:
             return deleted
         count, _ = queryset.model.objects.filter(pk__in=ids).delete()
         deleted += count
+
+
+def dashboard_figures_refresh(now: datetime | None = None) -> int:
+    """Recompute and store every tenant's dashboard figures, a few tenants at
+    a time (beat: every ``DASHBOARD_REFRESH_SECONDS``). Returns the tenants."""
+    now = now or timezone.now()
+    tenant_ids = list(Tenant.objects.order_by("pk").values_list("pk", flat=True))
+    for start in range(0, len(tenant_ids), TENANTS_PER_FIGURES_BATCH):
+        chunk = tenant_ids[start : start + TENANTS_PER_FIGURES_BATCH]
+        figures = tenant_figures(PersonalAccessToken.objects.filter(tenant_id__in=chunk), now, chunk)
+        TenantTokenFigures.objects.bulk_create(
+            [
+                TenantTokenFigures(
+                    tenant_id=tenant_id, computed_at=now, tokens=sum(row["by_status"].values()), figures=row
+                )
+                for tenant_id, row in figures.items()
+            ],
+            update_conflicts=True,
+            unique_fields=["tenant"],
+            update_fields=["computed_at", "tokens", "figures"],
+        )
+    return len(tenant_ids)
+
+
+def inactive_marks_reconcile(now: datetime | None = None) -> int:
+    """Make ``marked_inactive`` agree with the rules for every token that is
+    neither ended nor expired, in id ranges (beat: hourly). The services keep
+    the mark as they change things; a correction here means something changed
+    the IAM around them (a shell, a raw query), so it is logged. Returns the
+    number of tokens corrected."""
+    now = now or timezone.now()
+    live = PersonalAccessToken.objects.filter(status=TokenStatus.ACTIVE, expires_at__gt=now)
+    last_id = live.order_by("-pk").values_list("pk", flat=True).first() or 0
+    corrected = 0
+    for start in range(0, last_id + 1, RECONCILE_ID_RANGE):
+        batch = live.filter(pk__gte=start, pk__lt=start + RECONCILE_ID_RANGE)
+        corrected += batch.filter(inactive_condition(), marked_inactive=False).update(marked_inactive=True)
+        corrected += batch.filter(marked_inactive=True).exclude(inactive_condition()).update(marked_inactive=False)
+    if corrected:
+        logger.warning("Corrected the inactive mark of %d token(s): a change bypassed the services.", corrected)
+    return corrected

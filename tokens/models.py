@@ -56,13 +56,21 @@ class PersonalAccessToken(models.Model):
     )
     deleted_at = models.DateTimeField(null=True, blank=True)
     display_prefix = models.CharField(max_length=16, help_text="The token's non-secret start, e.g. pat_AbC123.")
-    digest = models.CharField(max_length=64, unique=True, help_text="HMAC-SHA256 of the token under a pepper.")
+    digest = models.CharField(max_length=64, help_text="HMAC-SHA256 of the token under a pepper.")
     pepper_id = models.CharField(max_length=16)
+    marked_inactive = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Kept by the services (and reconciled hourly) so the console can find inactive tokens "
+        "through an index; the token's state itself is always computed from the rules.",
+    )
 
     class Meta:
         verbose_name = "personal access token"
         ordering = ["-created_at", "-id"]
         constraints = [
+            # A constraint rather than unique=True: no second (LIKE) index on PostgreSQL.
+            models.UniqueConstraint(fields=["digest"], name="token_digest_unique"),
             # One name per owner among tokens the owner still sees.
             models.UniqueConstraint(
                 fields=["owner", "name"],
@@ -94,11 +102,27 @@ class PersonalAccessToken(models.Model):
             models.Index(fields=["owner", "status", "-created_at"], name="token_owner_status_created"),
             models.Index(fields=["tenant", "status", "expires_at"], name="token_tenant_status_expires"),
             models.Index(fields=["status", "expires_at"], name="token_status_expires"),
-            models.Index(fields=["display_prefix"], name="token_display_prefix"),
+            # Pattern operator classes (PostgreSQL; ignored elsewhere): the console's
+            # prefix search uses them whatever the database's collation.
+            models.Index(fields=["display_prefix"], opclasses=["varchar_pattern_ops"], name="token_prefix_search"),
+            models.Index(fields=["name"], opclasses=["varchar_pattern_ops"], name="token_name_search"),
             models.Index(fields=["-created_at", "-id"], name="token_created"),
             models.Index(fields=["tenant", "-created_at", "-id"], name="token_tenant_created"),
-            models.Index(fields=["last_used_at"], name="token_last_used"),
-            models.Index(fields=["expires_at"], name="token_expires"),
+            models.Index(fields=["last_used_at", "id"], name="token_last_used"),
+            models.Index(fields=["expires_at", "id"], name="token_expires"),
+            # The console's overview: each status filter and ordering walks an index, newest first.
+            models.Index(fields=["status", "-created_at", "-id"], name="token_status_created"),
+            models.Index(fields=["tenant", "status", "-created_at", "-id"], name="token_tenant_status_created"),
+            models.Index(
+                fields=["-created_at", "-id"], condition=Q(marked_inactive=True), name="token_inactive_created"
+            ),
+            models.Index(
+                fields=["tenant", "-created_at", "-id"],
+                condition=Q(marked_inactive=True),
+                name="token_tenant_inactive_created",
+            ),
+            models.Index(fields=["name", "id"], name="token_name"),
+            models.Index(fields=["tenant", "name", "id"], name="token_tenant_name"),
         ]
 
     def __str__(self) -> str:
@@ -263,3 +287,17 @@ class UsageBatch(models.Model):
 
     def __str__(self) -> str:
         return self.batch_id
+
+
+class TenantTokenFigures(models.Model):
+    """The dashboard's figures for one tenant, computed by a periodic task so
+    the dashboard of a large installation reads a row per tenant instead of
+    aggregating every token (``tokens.selectors.dashboard_figures``)."""
+
+    tenant = models.OneToOneField("tenants.Tenant", on_delete=models.CASCADE, primary_key=True, related_name="+")
+    computed_at = models.DateTimeField()
+    tokens = models.PositiveIntegerField(help_text="Every token of the tenant, whatever its state.")
+    figures = models.JSONField()
+
+    def __str__(self) -> str:
+        return f"figures of tenant {self.tenant_id} at {self.computed_at:%Y-%m-%d %H:%M}"

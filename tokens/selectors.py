@@ -1,21 +1,25 @@
 """Reads of tokens that apply the rules: what a user or administrator may see."""
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from django.conf import settings
+from django.core.paginator import Page, Paginator
 from django.db.models import Case, CharField, Count, Exists, F, OuterRef, Q, QuerySet, Sum, Value, When
 from django.utils import timezone
 
 from iam.models import Role, RoleGrant, ServiceRole, User
 from iam.selectors import user_is_main_administrator, user_service_roles
-from tenants.models import Application, TenantApplication
-from tokens.models import PersonalAccessToken, TokenStatus, TokenUsageDay
+from tenants.models import Application, Tenant, TenantApplication
+from tokens.models import PersonalAccessToken, TenantTokenFigures, TokenStatus, TokenUsageDay
 from tokens.rules import EffectiveStatus, TokenState, token_states
 
 
 def inactive_condition() -> Q:
-    """The SQL twin of ``tokens.rules.evaluate``'s INACTIVE reasons, for filters
-    and counts over many tokens (tests check the two agree)."""
+    """The SQL twin of ``tokens.rules.evaluate``'s INACTIVE reasons, with which
+    the hourly reconciliation checks ``marked_inactive`` (tests check the two agree)."""
     links = PersonalAccessToken.roles.through.objects.filter(personalaccesstoken_id=OuterRef("pk"))
     held = RoleGrant.objects.filter(user_id=OuterRef(OuterRef("owner_id")), role_id=OuterRef("role_id"))
     switch_on = TenantApplication.objects.filter(
@@ -32,18 +36,45 @@ def inactive_condition() -> Q:
 
 
 def with_effective_status(tokens: QuerySet[PersonalAccessToken], now: datetime | None = None) -> QuerySet:
-    """Annotate ``effective_status`` (active, expired, inactive, revoked, deleted) in SQL."""
+    """Annotate ``effective_status`` (active, expired, inactive, revoked, deleted)
+    in SQL, for counts over many tokens. INACTIVE comes from ``marked_inactive``
+    (see ``with_status``); a token's own state is ``tokens.rules.token_state``."""
     now = now or timezone.now()
     return tokens.annotate(
         effective_status=Case(
             When(status=TokenStatus.DELETED, then=Value(EffectiveStatus.DELETED)),
             When(status=TokenStatus.REVOKED, then=Value(EffectiveStatus.REVOKED)),
             When(expires_at__lte=now, then=Value(EffectiveStatus.EXPIRED)),
-            When(inactive_condition(), then=Value(EffectiveStatus.INACTIVE)),
+            When(marked_inactive=True, then=Value(EffectiveStatus.INACTIVE)),
             default=Value(EffectiveStatus.ACTIVE),
             output_field=CharField(),
         )
     )
+
+
+def with_status(tokens: QuerySet[PersonalAccessToken], status: str, now: datetime | None = None) -> QuerySet:
+    """Narrow ``tokens`` to one effective status with conditions an index serves.
+
+    Whether a live token is INACTIVE is read from ``marked_inactive``, which
+    every service that changes a token's validity sets in the same
+    transaction, and which ``tokens.background.inactive_marks_reconcile``
+    checks against the rules every hour (a change that bypassed the services
+    shows in these lists after it; each row's own status is always computed
+    from the rules). Evaluating the rules' SQL twin here instead costs a
+    correlated lookup per row, which the planner misjudges at a million tokens.
+    """
+    now = now or timezone.now()
+    if status in (EffectiveStatus.DELETED, EffectiveStatus.REVOKED):
+        return tokens.filter(status=status)
+    live = tokens.filter(status=TokenStatus.ACTIVE)
+    if status == EffectiveStatus.EXPIRED:
+        return live.filter(expires_at__lte=now)
+    live = live.filter(expires_at__gt=now)
+    if status == EffectiveStatus.INACTIVE:
+        return live.filter(marked_inactive=True)
+    if status == EffectiveStatus.ACTIVE:
+        return live.filter(marked_inactive=False)
+    return tokens.none()
 
 
 def tokens_visible_to_admin(user: User) -> QuerySet[PersonalAccessToken]:
@@ -63,18 +94,25 @@ class TokenRow:
     state: TokenState
 
 
-def token_list_for_owner(owner: User) -> list[TokenRow]:
-    """Return the owner's tokens that are not deleted, newest first, with their
-    effective state. Revoked tokens stay listed (read-only) until deleted."""
-    tokens = list(
+TOKENS_PER_PAGE = 25
+
+
+def token_page_for_owner(owner: User, page_number: object = 1) -> tuple[Page, list[TokenRow]]:
+    """Return one page of the owner's tokens that are not deleted, newest
+    first, with their effective state (computed for that page only). Revoked
+    tokens stay listed (read-only) until deleted. A page number out of range
+    gives the nearest page."""
+    tokens = (
         PersonalAccessToken.objects.filter(owner=owner)
         .exclude(status=TokenStatus.DELETED)
         .select_related("application", "revoked_by")
         .prefetch_related("roles")
         .order_by("-created_at", "-id")
     )
-    states = token_states(tokens)
-    return [TokenRow(token, states[token.pk]) for token in tokens]
+    page = Paginator(tokens, TOKENS_PER_PAGE).get_page(page_number)
+    page_tokens = list(page.object_list)
+    states = token_states(page_tokens)
+    return page, [TokenRow(token, states[token.pk]) for token in page_tokens]
 
 
 def token_get_for_owner(owner: User, token_id: int) -> PersonalAccessToken | None:
@@ -129,50 +167,108 @@ def user_administrators_of(user: User) -> list[User]:
     )
 
 
+DASHBOARD_STATUSES = [
+    EffectiveStatus.ACTIVE,
+    EffectiveStatus.EXPIRED,
+    EffectiveStatus.INACTIVE,
+    EffectiveStatus.REVOKED,
+    EffectiveStatus.DELETED,
+]
+EXPIRING_DAYS = (7, 30)
+USE_DAYS = 30
+
+
 @dataclass(frozen=True)
 class DashboardFigures:
     by_status: list[tuple[str, int]]
     expiring: list[tuple[str, int]]
     use_per_day: list[tuple[date, int]]
     top_applications: list[tuple[str, int]]
+    computed_at: datetime | None = None  # None: computed for this request
+
+
+def _empty_tenant_figures() -> dict:
+    return {"by_status": {}, "expiring": {str(days): 0 for days in EXPIRING_DAYS}, "use": {}, "applications": {}}
+
+
+def tenant_figures(
+    tokens: QuerySet[PersonalAccessToken], now: datetime, tenant_ids: Iterable[int] = ()
+) -> dict[int, dict]:
+    """The dashboard's figures of ``tokens``, per tenant (and for each of
+    ``tenant_ids`` even without tokens), as JSON-ready dicts: what
+    ``TenantTokenFigures`` stores. A handful of GROUP BY queries."""
+    figures: dict[int, dict] = {tenant_id: _empty_tenant_figures() for tenant_id in tenant_ids}
+
+    def of(tenant_id: int) -> dict:
+        return figures.setdefault(tenant_id, _empty_tenant_figures())
+
+    by_status = with_effective_status(tokens, now).order_by().values_list("tenant_id", "effective_status")
+    for tenant_id, status, count in by_status.annotate(n=Count("id")):
+        of(tenant_id)["by_status"][status] = count
+    live = tokens.filter(status=TokenStatus.ACTIVE, expires_at__gt=now)
+    horizon = {str(days): Count("id", filter=Q(expires_at__lte=now + timedelta(days=days))) for days in EXPIRING_DAYS}
+    expiring = live.filter(expires_at__lte=now + timedelta(days=max(EXPIRING_DAYS))).order_by().values("tenant_id")
+    for row in expiring.annotate(**horizon):
+        of(row["tenant_id"])["expiring"] = {str(days): row[str(days)] for days in EXPIRING_DAYS}
+    used = (
+        TokenUsageDay.objects.filter(token__in=tokens, day__gt=now.date() - timedelta(days=USE_DAYS))
+        .order_by()
+        .values_list("token__tenant_id", "day")
+        .annotate(total=Sum("count"))
+    )
+    for tenant_id, day, total in used:
+        of(tenant_id)["use"][day.isoformat()] = total
+    per_application = (
+        live.filter(application__isnull=False).order_by().values_list("tenant_id", "application__name")
+    )
+    for tenant_id, name, count in per_application.annotate(n=Count("id")):
+        of(tenant_id)["applications"][name] = count
+    return figures
+
+
+def _merged(per_tenant: list[dict], now: datetime, computed_at: datetime | None) -> DashboardFigures:
+    status_counts: Counter[str] = Counter()
+    expiring: Counter[str] = Counter()
+    use: Counter[str] = Counter()
+    applications: Counter[str] = Counter()
+    for figures in per_tenant:
+        status_counts.update(figures["by_status"])
+        expiring.update(figures["expiring"])
+        use.update(figures["use"])
+        applications.update(figures["applications"])
+    first_day = now.date() - timedelta(days=USE_DAYS - 1)
+    days = [first_day + timedelta(days=i) for i in range(USE_DAYS)]
+    return DashboardFigures(
+        by_status=[(status, status_counts[status]) for status in DASHBOARD_STATUSES],
+        expiring=[(f"next {days} days", expiring[str(days)]) for days in EXPIRING_DAYS],
+        use_per_day=[(day, use[day.isoformat()]) for day in days],
+        top_applications=sorted(applications.items(), key=lambda item: (-item[1], item[0]))[:5],
+        computed_at=computed_at,
+    )
 
 
 def dashboard_figures(user: User, now: datetime | None = None) -> DashboardFigures:
-    """Return the dashboard's figures over the tokens ``user`` may see."""
+    """Return the dashboard's figures over the tokens ``user`` may see.
+
+    Computed for the request while those tokens are fewer than
+    ``DASHBOARD_LIVE_LIMIT``; above, read from the per-tenant figures that
+    ``dashboard_figures_refresh`` stores, so the page costs a row per tenant
+    however many tokens there are (tenants not stored yet are computed).
+    """
     now = now or timezone.now()
     tokens = tokens_visible_to_admin(user)
-    counted = dict(
-        with_effective_status(tokens, now).order_by().values_list("effective_status").annotate(n=Count("id"))
-    )
-    statuses = [
-        EffectiveStatus.ACTIVE,
-        EffectiveStatus.EXPIRED,
-        EffectiveStatus.INACTIVE,
-        EffectiveStatus.REVOKED,
-        EffectiveStatus.DELETED,
-    ]
-    live = tokens.filter(status=TokenStatus.ACTIVE, expires_at__gt=now)
-    expiring = [
-        (f"next {days} days", live.filter(expires_at__lte=now + timedelta(days=days)).count()) for days in (7, 30)
-    ]
-    first_day = now.date() - timedelta(days=29)
-    used = dict(
-        TokenUsageDay.objects.filter(token__in=tokens, day__gte=first_day)
-        .order_by()
-        .values_list("day")
-        .annotate(total=Sum("count"))
-    )
-    use_per_day = [(first_day + timedelta(days=i), used.get(first_day + timedelta(days=i), 0)) for i in range(30)]
-    top = list(
-        live.filter(application__isnull=False)
-        .order_by()
-        .values_list("application__name")
-        .annotate(n=Count("id"))
-        .order_by("-n", "application__name")[:5]
-    )
-    return DashboardFigures(
-        by_status=[(status, counted.get(status, 0)) for status in statuses],
-        expiring=expiring,
-        use_per_day=use_per_day,
-        top_applications=top,
-    )
+    if user_is_main_administrator(user):
+        stored = TenantTokenFigures.objects.all()
+        tenant_ids = set(Tenant.objects.values_list("pk", flat=True))
+    elif tokens.query.is_empty():
+        return _merged([], now, None)
+    else:
+        stored = TenantTokenFigures.objects.filter(tenant_id=user.tenant_id)
+        tenant_ids = {user.tenant_id}
+    stored = list(stored)
+    if sum(row.tokens for row in stored) < settings.DASHBOARD_LIVE_LIMIT:
+        return _merged(list(tenant_figures(tokens, now).values()), now, None)
+    missing = tenant_ids - {row.tenant_id for row in stored}
+    fresh = tenant_figures(tokens.filter(tenant_id__in=missing), now) if missing else {}
+    computed_at = min(row.computed_at for row in stored)
+    return _merged([row.figures for row in stored] + list(fresh.values()), now, computed_at)

@@ -322,6 +322,7 @@ def token_edit(
     after = token_state(token, now)
     if before.status != after.status:
         changes["state"] = [before.status, after.status]
+    _set_inactive_mark([token.pk], marked=bool(after.inactive_reasons))
     audit_record(
         action=AuditAction.TOKEN_EDITED,
         tenant_id=token.tenant_id,
@@ -550,6 +551,18 @@ def recording_validity_changes(
             changes={"cause": cause},
             reason=new.reason_text,
         )
+    _set_inactive_mark([c.token_id for c in changed if c.after.inactive_reasons], marked=True)
+    _set_inactive_mark([c.token_id for c in changed if not c.after.inactive_reasons], marked=False)
     collector = _change_collector.get()
     if collector is not None:
         collector.extend(changed)
+
+
+def _set_inactive_mark(token_ids: list[int], *, marked: bool) -> None:
+    """Keep ``marked_inactive`` (the console's index of inactive tokens) in
+    step with a change, in its transaction. ``update`` sends no signal: the
+    change itself has already told the caches."""
+    if token_ids:
+        PersonalAccessToken.objects.filter(pk__in=token_ids).exclude(marked_inactive=marked).update(
+            marked_inactive=marked
+        )

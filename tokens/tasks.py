@@ -48,6 +48,16 @@ def flush_usage() -> int:
 
 
 @shared_task(**RETRY)
+def refresh_dashboard_figures() -> int:
+    return background.dashboard_figures_refresh()
+
+
+@shared_task(**RETRY)
+def reconcile_inactive_marks() -> int:
+    return background.inactive_marks_reconcile()
+
+
+@shared_task(**RETRY)
 def housekeeping() -> dict:
     return {
         "embed_sessions": background.embed_sessions_prune(),

@@ -18,7 +18,7 @@ from iam.exceptions import DomainError
 from iam.http import client_ip
 from tokens.forms import TokenCreateForm, TokenEditForm
 from tokens.models import PersonalAccessToken, TokenStatus
-from tokens.selectors import token_get_for_owner, token_list_for_owner, user_administrators_of
+from tokens.selectors import token_get_for_owner, token_page_for_owner, user_administrators_of
 from tokens.services import token_create, token_creation_limit, token_delete, token_edit
 
 # One-time ids of create forms handed out, so a reload or resubmission of a
@@ -48,7 +48,8 @@ def _consume_form_id(request: HttpRequest, form_id: str) -> None:
 @never_cache
 @login_required
 def token_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "tokens/list.html", {"rows": token_list_for_owner(request.user), "now": timezone.now()})
+    page, rows = token_page_for_owner(request.user, request.GET.get("page", 1))
+    return render(request, "tokens/list.html", {"page": page, "rows": rows, "now": timezone.now()})
 
 
 @never_cache
@@ -61,11 +62,15 @@ def token_create_view(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     if request.method == "POST":
         form_id = request.POST.get("form_id", "")
-        if form_id not in request.session.get(FORM_IDS_SESSION_KEY, []):
+        if form_id and form_id not in request.session.get(FORM_IDS_SESSION_KEY, []):
             messages.info(request, "That form was already submitted. A token's secret is shown only once.")
             return redirect("tokens:list")
         form = TokenCreateForm(request.POST, user=user, now=now)
-        if form.is_valid():
+        if not form_id:
+            # The page always sends one: this is not a submission of it.
+            form.is_valid()
+            form.add_error(None, "This form is incomplete. Reload the page and try again.")
+        elif form.is_valid():
             try:
                 token_creation_limit(f"user:{user.pk}")
                 issued = token_create(

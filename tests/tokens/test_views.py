@@ -289,3 +289,25 @@ def test_service_role_users_get_admin_roles_in_nothing_here(client_for, world):
     developer = UserFactory(tenant=world.tenant)
     grant(developer, service_role("developer"))
     assert client_for(developer).get("/tokens/new/").status_code == 200
+
+
+def test_the_list_is_paged_and_its_queries_do_not_grow_with_the_tokens(
+    client_for, world, django_assert_max_num_queries
+):
+    from tokens.selectors import TOKENS_PER_PAGE
+
+    client = client_for(world.user)
+    for i in range(3):
+        world.issue(f"few {i}")
+    with django_assert_max_num_queries(20) as few:
+        client.get("/tokens/")
+    for i in range(TOKENS_PER_PAGE + 5):
+        world.issue(f"many {i}")
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        first = client.get("/tokens/").content.decode()
+    newest, oldest = f"many {TOKENS_PER_PAGE + 4}", "few 0"
+    assert newest in first and oldest not in first and "Page 1 of 2" in first
+    second = client.get("/tokens/", {"page": 2}).content.decode()
+    assert oldest in second and newest not in second
+    assert "Page 2 of 2" in client.get("/tokens/", {"page": "99"}).content.decode()
+    assert "Page 1 of 2" in client.get("/tokens/", {"page": "x"}).content.decode()

@@ -1,0 +1,231 @@
+"""What keeps the console fast at a million tokens, and still right: status
+filters narrowed by indexable conditions and the services' inactive mark,
+capped counts, prefix search, index-friendly orderings and the dashboard's
+stored figures above DASHBOARD_LIVE_LIMIT."""
+
+import logging
+import re
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from iam.admin_base import CappedCountPaginator
+from iam.models import Role, RoleGrant, User
+from iam.services import role_grant_add, role_grant_remove, user_set_active
+from tenants.models import TenantApplication
+from tests.factories import TenantFactory
+from tokens.background import dashboard_figures_refresh, inactive_marks_reconcile
+from tokens.models import PersonalAccessToken, TenantTokenFigures
+from tokens.rules import EffectiveStatus, token_states
+from tokens.selectors import dashboard_figures, tenant_figures, with_status
+from tokens.services import token_delete, token_edit, token_revoke
+
+pytestmark = pytest.mark.django_db
+
+OVERVIEW = "/admin/tokens/personalaccesstoken/"
+STATUSES = [
+    EffectiveStatus.ACTIVE,
+    EffectiveStatus.EXPIRED,
+    EffectiveStatus.INACTIVE,
+    EffectiveStatus.REVOKED,
+    EffectiveStatus.DELETED,
+]
+
+
+def signed_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def names(queryset) -> set[str]:
+    return set(queryset.values_list("name", flat=True))
+
+
+def by_rules() -> dict[str, set[str]]:
+    tokens = list(PersonalAccessToken.objects.all())
+    states = token_states(tokens)
+    return {status: {t.name for t in tokens if states[t.pk].status == status} for status in STATUSES}
+
+
+@pytest.fixture
+def every_status(world, user_admin):
+    """One token in each effective status, each reached through the services."""
+    world.issue("active", roles=("reader",))
+    world.issue("inactive", roles=("writer",))
+    revoked = world.issue("revoked").token
+    deleted = world.issue("deleted").token
+    PersonalAccessToken.objects.filter(pk=world.issue("expired").token.pk).update(
+        created_at="2020-01-01T00:00Z", expires_at="2020-02-01T00:00Z"
+    )
+    role_grant_remove(user=world.user, role=world.writer, actor=user_admin)
+    token_revoke(token=revoked, actor=user_admin)
+    token_delete(token=deleted, actor=world.user)
+    return world
+
+
+def test_each_status_filter_selects_exactly_what_the_rules_say(every_status):
+    expected = by_rules()
+    assert all(expected[status] for status in STATUSES)  # the fixture covers every status
+    for status in STATUSES:
+        assert names(with_status(PersonalAccessToken.objects.all(), status)) == expected[status], status
+
+
+def test_the_services_keep_the_inactive_mark(world, user_admin):
+    token = world.issue("t", roles=("writer",)).token
+
+    def marked() -> bool:
+        return PersonalAccessToken.objects.get(pk=token.pk).marked_inactive
+
+    assert not marked()
+    role_grant_remove(user=world.user, role=world.writer, actor=user_admin)
+    assert marked()
+    role_grant_add(user=world.user, role=world.writer, actor=user_admin)
+    assert not marked()
+    user_set_active(user=world.user, active=False, actor=user_admin)
+    assert marked()
+    user_set_active(user=world.user, active=True, actor=user_admin)
+    role_grant_remove(user=world.user, role=world.writer, actor=user_admin)
+    assert marked()
+    # The owner repairs the token by choosing roles they still hold.
+    token_edit(token=token, actor=world.user, role_codes=[world.reader.code])
+    assert not marked()
+    assert names(with_status(PersonalAccessToken.objects.all(), EffectiveStatus.ACTIVE)) == {"t"}
+
+
+def test_a_change_that_bypasses_the_services_is_reconciled_and_logged(world, main_admin, caplog):
+    world.issue("t")
+    User.objects.filter(pk=world.user.pk).update(is_active=False)  # e.g. a raw query in a shell
+    tokens = PersonalAccessToken.objects.all()
+    # The lists trust the mark until the reconciliation, but the row tells the truth.
+    assert names(with_status(tokens, EffectiveStatus.ACTIVE)) == {"t"}
+    page = signed_in(main_admin).get(OVERVIEW, {"status": "active"}).content.decode()
+    assert "token-status-inactive" in page and "token-status-active" not in page
+    with caplog.at_level(logging.WARNING, logger="tokens.background"):
+        assert inactive_marks_reconcile() == 1
+    assert "bypassed the services" in caplog.text
+    assert names(with_status(tokens, EffectiveStatus.INACTIVE)) == {"t"}
+    assert names(with_status(tokens, EffectiveStatus.ACTIVE)) == set()
+    User.objects.filter(pk=world.user.pk).update(is_active=True)
+    assert inactive_marks_reconcile() == 1
+    assert names(with_status(tokens, EffectiveStatus.ACTIVE)) == {"t"}
+    assert inactive_marks_reconcile() == 0
+
+
+def test_the_overview_says_more_than_the_cap_instead_of_counting_everything(world, main_admin, monkeypatch):
+    monkeypatch.setattr(CappedCountPaginator, "cap", 3)
+    for i in range(3):
+        world.issue(f"t{i}")
+    client = signed_in(main_admin)
+    assert re.search(r"\b3 personal access tokens", client.get(OVERVIEW).content.decode())
+    world.issue("t3")
+    page = client.get(OVERVIEW).content.decode()
+    assert "More than 3 personal access tokens" in page
+
+
+def test_search_matches_the_start_of_a_name_a_prefix_or_an_owner(world, main_admin):
+    other = User.objects.create(
+        username="Zoe.Example", email="zoe@corp.example", tenant=world.tenant, can_create_pats=True
+    )
+    role_grant_add(user=other, role=world.reader, actor=None)
+    world.issue("calendar sync", roles=("reader",))
+    world.issue("zoe's job", roles=("reader",), owner=other)
+    issued = world.issue("deploy", roles=("reader",))
+    client = signed_in(main_admin)
+
+    def found(term: str) -> set[str]:
+        return {row.name for row in client.get(OVERVIEW, {"q": term}).context["cl"].result_list}
+
+    assert found("calendar") == {"calendar sync"}
+    assert found("sync") == set()  # a prefix search: the middle of a name does not match
+    assert found("zoe.ex") == {"zoe's job"}  # usernames and emails ignore case
+    assert found("ZOE@CORP") == {"zoe's job"}
+    assert found(issued.token.display_prefix) == {"deploy"}
+
+
+def test_sorting_breaks_ties_by_id_in_the_same_direction(world, main_admin):
+    for owner_name in ("a", "b"):
+        owner = User.objects.create(username=owner_name, email=f"{owner_name}@x.example", tenant=world.tenant)
+        owner.can_create_pats = True
+        owner.save()
+        role_grant_add(user=owner, role=world.reader, actor=None)
+        world.issue("same", roles=("reader",), owner=owner)
+    client = signed_in(main_admin)
+    changelist = client.get(OVERVIEW).context["cl"]
+    name_column = changelist.list_display.index("name")
+    ascending = client.get(OVERVIEW, {"o": f"{name_column}"}).context["cl"]
+    descending = client.get(OVERVIEW, {"o": f"-{name_column}"}).context["cl"]
+    ids = [token.pk for token in ascending.result_list]
+    assert ids == sorted(ids)
+    assert [token.pk for token in descending.result_list] == sorted(ids, reverse=True)
+
+
+def test_bulk_revoke_refuses_more_than_it_can_show(world, user_admin, monkeypatch):
+    from tokens import admin as token_admin
+
+    monkeypatch.setattr(token_admin, "BULK_REVOKE_MAX", 2)
+    ids = [world.issue(f"t{i}").token.pk for i in range(3)]
+    client = signed_in(user_admin)
+    page = client.post(
+        OVERVIEW, {"action": "revoke_selected", "_selected_action": ids, "post": "yes"}, follow=True
+    ).content.decode()
+    assert "Select at most 2 tokens" in page
+    assert not PersonalAccessToken.objects.filter(status="revoked").exists()
+
+
+def test_the_dashboard_reads_stored_figures_above_the_live_limit(world, other_world, main_admin, user_admin, settings):
+    world.issue("a")
+    other_world.issue("b")
+    assert dashboard_figures_refresh() == 2
+    settings.DASHBOARD_LIVE_LIMIT = 1
+    world.issue("c")  # after the figures were stored
+    stored = dashboard_figures(main_admin)
+    assert stored.computed_at is not None
+    assert dict(stored.by_status)["active"] == 2
+    page = signed_in(main_admin).get("/admin/dashboard/").content.decode()
+    assert "Figures as of" in page and "<title>active: 2</title>" in page
+    # A tenant without stored figures yet is computed for the request.
+    TenantTokenFigures.objects.filter(tenant=other_world.tenant).delete()
+    assert dict(dashboard_figures(main_admin).by_status)["active"] == 2
+    # A user administrator's figures come from their own tenant only.
+    assert dict(dashboard_figures(user_admin).by_status)["active"] == 1
+    settings.DASHBOARD_LIVE_LIMIT = 1000
+    live = dashboard_figures(main_admin)
+    assert live.computed_at is None and dict(live.by_status)["active"] == 3
+
+
+def test_stored_figures_are_the_live_figures(every_status, other_world, main_admin):
+    from tokens.models import TokenUsageDay
+
+    other_world.issue("elsewhere")
+    token = PersonalAccessToken.objects.get(name="active")
+    TokenUsageDay.objects.create(token=token, day=timezone.now().date() - timedelta(days=1), count=7)
+    now = timezone.now()
+    live = tenant_figures(PersonalAccessToken.objects.all(), now)
+    dashboard_figures_refresh(now)
+    assert {row.tenant_id: row.figures for row in TenantTokenFigures.objects.all()} == live
+    assert live[every_status.tenant.pk]["by_status"] == dict.fromkeys(STATUSES, 1)
+    assert sum(live[every_status.tenant.pk]["use"].values()) == 7
+
+
+INACTIVATING_UPDATES = {
+    "owner deactivated": lambda w: User.objects.filter(pk=w.user.pk).update(is_active=False),
+    "owner's right removed": lambda w: User.objects.filter(pk=w.user.pk).update(can_create_pats=False),
+    "owner moved": lambda w: User.objects.filter(pk=w.user.pk).update(tenant=TenantFactory()),
+    "application switched off": lambda w: TenantApplication.objects.filter(tenant=w.tenant).update(allows_pats=False),
+    "role withdrawn": lambda w: Role.objects.filter(pk=w.writer.pk).update(pat_eligible=False),
+    "role no longer held": lambda w: RoleGrant.objects.filter(user=w.user, role=w.writer).delete(),
+    "no role left": lambda w: PersonalAccessToken.roles.through.objects.all().delete(),
+}
+
+
+@pytest.mark.parametrize("cause", INACTIVATING_UPDATES)
+def test_the_reconciliation_agrees_with_the_rules_on_every_reason(world, cause):
+    """Raw updates, so only the reconciliation (the rules' SQL twin) can see them."""
+    world.issue("hit")
+    INACTIVATING_UPDATES[cause](world)
+    assert by_rules()[EffectiveStatus.INACTIVE] == {"hit"}
+    assert inactive_marks_reconcile() == 1
+    assert names(with_status(PersonalAccessToken.objects.all(), EffectiveStatus.INACTIVE)) == {"hit"}
