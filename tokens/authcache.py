@@ -38,7 +38,7 @@ from tokens.rules import TokenFacts, TokenState, evaluate
 
 logger = logging.getLogger(__name__)
 
-CHANNEL = "auth:invalidations"
+CHANNEL_PREFIX = "auth:invalidations"
 ACK_TIMEOUT = 1.0  # seconds a change waits for every process to drop its entries
 ALL = "*"
 
@@ -79,6 +79,13 @@ _invalidations = 0
 
 def cache_enabled() -> bool:
     return bool(settings.REDIS_URL) and settings.TOKEN_CACHE_SECONDS > 0
+
+
+def channel_of(client: redis.Redis) -> str:
+    """The invalidation channel of the client's Redis database. Pub/Sub channels
+    are shared by every database of a server, so two deployments (or a test run
+    and a benchmark) on one server must not hear each other."""
+    return f"{CHANNEL_PREFIX}:{client.connection_pool.connection_kwargs.get('db', 0)}"
 
 
 def cache_trusted() -> bool:
@@ -169,13 +176,14 @@ def _broadcast(scope: str) -> None:
     nonce = secrets.token_hex(8)
     client = usage.redis_client()
     try:
-        listeners = client.publish(CHANNEL, f"{nonce} {scope}")
+        channel = channel_of(client)
+        listeners = client.publish(channel, f"{nonce} {scope}")
         deadline = time.monotonic() + ACK_TIMEOUT
         while listeners > 0 and time.monotonic() < deadline:
             wait = max(0.01, min(0.4, deadline - time.monotonic()))
-            if client.blpop([f"{CHANNEL}:ack:{nonce}"], timeout=wait) is not None:
+            if client.blpop([f"{channel}:ack:{nonce}"], timeout=wait) is not None:
                 listeners -= 1
-        client.delete(f"{CHANNEL}:ack:{nonce}")
+        client.delete(f"{channel}:ack:{nonce}")
     except redis.RedisError:
         # Listeners that cannot hear us lost their connection too, and so their cache.
         logger.error("Redis unavailable: could not broadcast a token invalidation")
@@ -212,7 +220,8 @@ class _Listener(threading.Thread):
         )
         pubsub = connection.pubsub(ignore_subscribe_messages=True)
         try:
-            pubsub.subscribe(CHANNEL)
+            channel = channel_of(connection)
+            pubsub.subscribe(channel)
             while pubsub.get_message(timeout=1.0) is None and not pubsub.subscribed:
                 pass
             cache_clear()  # whatever changed while we were not listening
@@ -222,8 +231,8 @@ class _Listener(threading.Thread):
                 if message is not None and message["type"] == "message":
                     nonce, _, scope = message["data"].decode().partition(" ")
                     cache_clear(scope)
-                    connection.rpush(f"{CHANNEL}:ack:{nonce}", 1)
-                    connection.expire(f"{CHANNEL}:ack:{nonce}", 10)
+                    connection.rpush(f"{channel}:ack:{nonce}", 1)
+                    connection.expire(f"{channel}:ack:{nonce}", 10)
                 usage.usage_push(max_age=1.0)
         finally:
             pubsub.close()

@@ -140,6 +140,21 @@ def test_a_change_to_one_token_leaves_its_neighbours_cached(api, world, with_red
     assert neighbour_client.get(ME).status_code == 401
 
 
+def test_another_redis_databases_invalidations_are_not_heard(api, world, with_redis, django_assert_num_queries):
+    """Pub/Sub channels span a server's databases: a deployment (or a benchmark)
+    on another database must not empty this one's cache."""
+    import time
+
+    issued = world.issue()
+    client = bearer(api, issued.plaintext)
+    warm(client, django_assert_num_queries)
+    other_database = authcache.channel_of(with_redis).rpartition(":")[0] + ":12"
+    with_redis.publish(other_database, "nonce *")
+    time.sleep(0.3)
+    with django_assert_num_queries(0):
+        assert client.get(ME).status_code == 200
+
+
 def test_exchanged_access_tokens_are_cached_and_stop_with_their_pat_or_their_revocation(
     api, world, with_redis, django_assert_num_queries
 ):
@@ -197,10 +212,10 @@ def test_a_change_waits_until_every_listening_process_has_dropped_its_entries(wo
     for _ in range(2):
         bearer_authenticate(issued.plaintext, ip="10.0.0.1")
     assert authcache.cache_size() == 1
-    assert with_redis.pubsub_numsub(authcache.CHANNEL)[0][1] == 1  # this process's listener
+    assert with_redis.pubsub_numsub(authcache.channel_of(with_redis))[0][1] == 1  # this process's listener
     token_revoke(token=issued.token, actor=None, actor_label="test")
     assert authcache.cache_size() == 0
-    assert not with_redis.keys(f"{authcache.CHANNEL}:ack:*")  # every acknowledgement was collected
+    assert not with_redis.keys(f"{authcache.channel_of(with_redis)}:ack:*")  # every acknowledgement was collected
 
 
 def test_without_a_listener_nothing_is_served_from_the_cache(api, world, with_redis, django_assert_num_queries):

@@ -139,7 +139,7 @@ def test_a_revoke_made_while_redis_is_down_is_refused_by_an_idle_process_once_re
         back = redis.Redis.from_url(own_persistent_redis.url)
         assert back.exists("before the outage")  # Redis kept its data across the restart
         deadline = time.monotonic() + 10
-        while back.pubsub_numsub(authcache.CHANNEL)[0][1] < 1:  # the server's listener is back
+        while back.pubsub_numsub(authcache.channel_of(back))[0][1] < 1:  # the server's listener is back
             assert time.monotonic() < deadline, "the server never subscribed again"
             time.sleep(0.05)
         assert _call(port, victim.plaintext) == 401
