@@ -229,3 +229,13 @@ def test_the_reconciliation_agrees_with_the_rules_on_every_reason(world, cause):
     assert by_rules()[EffectiveStatus.INACTIVE] == {"hit"}
     assert inactive_marks_reconcile() == 1
     assert names(with_status(PersonalAccessToken.objects.all(), EffectiveStatus.INACTIVE)) == {"hit"}
+
+
+def test_a_search_lists_the_newest_matches_of_each_kind(world, main_admin, monkeypatch):
+    from tokens import admin as token_admin
+
+    monkeypatch.setattr(token_admin, "SEARCH_MATCHES_MAX", 2)
+    for i in range(3):
+        world.issue(f"calendar {i}", roles=("reader",))
+    found = signed_in(main_admin).get(OVERVIEW, {"q": "calendar"}).context["cl"].result_list
+    assert [token.name for token in found] == ["calendar 2", "calendar 1"]
