@@ -11,10 +11,8 @@ from django.test import Client
 from iam.models import AuditAction, AuditEvent
 from tests.conftest import bearer
 from tests.console.forms import form_data
-from tests.factories import UserFactory
 from tokens.models import PersonalAccessToken, TokenStatus
-from tokens.rules import token_state, token_states
-from tokens.selectors import with_effective_status
+from tokens.rules import token_state
 
 pytestmark = pytest.mark.django_db
 
@@ -247,31 +245,6 @@ def test_dashboard_counts_only_what_the_administrator_may_see(world, other_world
     assert "<svg" in page and "Tokens by status" in page and "Token use per day" in page
     assert "<title>active: 1</title>" in page
     assert "<title>next 30 days: 1</title>" in page
-
-
-def test_status_filter_and_sql_status_agree_with_the_rules(world, user_admin, main_admin):
-    from iam.services import role_grant_remove, user_set_pat_creation_right
-    from tokens.services import token_delete, token_revoke
-
-    other = UserFactory(tenant=world.tenant)
-    world.issue("active", roles=("reader",))
-    world.issue("inactive", roles=("writer",))
-    revoked = world.issue("revoked").token
-    deleted = world.issue("deleted").token
-    PersonalAccessToken.objects.filter(pk=world.issue("expired").token.pk).update(
-        created_at="2020-01-01T00:00Z", expires_at="2020-02-01T00:00Z"
-    )
-    role_grant_remove(user=world.user, role=world.writer, actor=user_admin)
-    token_revoke(token=revoked, actor=user_admin)
-    token_delete(token=deleted, actor=world.user)
-    user_set_pat_creation_right(user=other, allowed=False, actor=user_admin)
-    tokens = list(with_effective_status(PersonalAccessToken.objects.all()))
-    rules = token_states(tokens)
-    assert {t.name: t.effective_status for t in tokens} == {t.name: rules[t.pk].status for t in tokens}
-    assert {t.effective_status for t in tokens} == {"active", "inactive", "revoked", "deleted", "expired"}
-    page = signed_in(main_admin).get(LISTS["tokens"], {"status": "inactive"}).content.decode()
-    assert ">inactive<" in page and ">active<" not in page
-    assert ">inactive</a>" in page and ">active</a>" not in page
 
 
 def test_overview_query_count_does_not_grow_with_the_page(world, main_admin, django_assert_max_num_queries):

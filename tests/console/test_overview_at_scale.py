@@ -19,7 +19,7 @@ from tests.factories import TenantFactory
 from tokens.background import dashboard_figures_refresh, inactive_marks_reconcile
 from tokens.models import PersonalAccessToken, TenantTokenFigures
 from tokens.rules import EffectiveStatus, token_states
-from tokens.selectors import dashboard_figures, tenant_figures, with_status
+from tokens.selectors import dashboard_figures, tenant_figures, with_effective_status, with_status
 from tokens.services import token_delete, token_edit, token_revoke
 
 pytestmark = pytest.mark.django_db
@@ -71,6 +71,14 @@ def test_each_status_filter_selects_exactly_what_the_rules_say(every_status):
     assert all(expected[status] for status in STATUSES)  # the fixture covers every status
     for status in STATUSES:
         assert names(with_status(PersonalAccessToken.objects.all(), status)) == expected[status], status
+
+
+def test_the_sql_status_and_the_filtered_page_agree_with_the_rules(every_status, main_admin):
+    tokens = list(with_effective_status(PersonalAccessToken.objects.all()))
+    rules = token_states(tokens)
+    assert {t.name: t.effective_status for t in tokens} == {t.name: rules[t.pk].status for t in tokens}
+    page = signed_in(main_admin).get(OVERVIEW, {"status": "inactive"}).content.decode()
+    assert ">inactive<" in page and ">active<" not in page
 
 
 def test_the_services_keep_the_inactive_mark(world, user_admin):
