@@ -77,3 +77,22 @@ def service_role(code: str) -> Role:
         importlib.import_module("iam.migrations.0003_service_roles").create_service_roles(django_apps, None)
         importlib.import_module("iam.migrations.0005_token_management_permission").add_permission(django_apps, None)
     return Role.objects.get(application=None, code=code)
+
+
+def administrative_pat(user: User, *roles: str):
+    """Issue ``user`` an administrative token (this service's API) with the
+    given service roles, valid for a week; returns the IssuedToken."""
+    import uuid
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tokens.services import token_create
+
+    return token_create(
+        owner=user,
+        application=None,
+        name=f"admin {uuid.uuid4().hex[:8]}",
+        role_codes=list(roles),
+        expires_at=timezone.now() + timedelta(days=7),
+    )

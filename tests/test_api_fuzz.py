@@ -14,14 +14,12 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import timedelta
 
 import pytest
 import schemathesis
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, transaction
-from django.utils import timezone
 from hypothesis import HealthCheck, Phase, Verbosity, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import Unsatisfiable
@@ -29,12 +27,11 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from iam.models import ServiceRole
-from tests.factories import UserFactory, grant, service_role
+from tests.factories import UserFactory, administrative_pat, grant, service_role
 from tokens import keys
 from tokens.integrations import integration_credential_create, tenant_set_api_issuance
 from tokens.models import IntegrationCredential
 from tokens.oauth import oauth_client_create
-from tokens.services import token_create
 
 pytestmark = pytest.mark.django_db
 
@@ -67,13 +64,7 @@ def credentials(world) -> Credentials:
     world.tenant.token_requests_per_minute = 1_000_000
     world.tenant.save(update_fields=["token_requests_per_minute"])
     pat = world.issue("fuzzed")
-    admin_pat = token_create(
-        owner=admin,
-        application=None,
-        name="fuzz admin",
-        role_codes=[ServiceRole.MAIN_ADMINISTRATOR, ServiceRole.DEVELOPER],
-        expires_at=timezone.now() + timedelta(days=7),
-    )
+    admin_pat = administrative_pat(admin, ServiceRole.MAIN_ADMINISTRATOR, ServiceRole.DEVELOPER)
     integration = integration_credential_create(
         tenant=world.tenant,
         name="fuzz portal",

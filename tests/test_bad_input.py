@@ -25,11 +25,10 @@ from django.utils.html import escape
 from rest_framework.test import APIClient
 
 from iam.models import AuditEvent, ServiceRole
-from tests.factories import UserFactory, grant, service_role
+from tests.factories import UserFactory, administrative_pat, grant, service_role
 from tokens.integrations import integration_credential_create, tenant_set_api_issuance
 from tokens.models import EmbedSession, IntegrationCredential, PersonalAccessToken, RevokedAccessToken
 from tokens.oauth import GRANT_TOKEN_EXCHANGE, PAT_TOKEN_TYPE, oauth_client_create
-from tokens.services import token_create
 
 pytestmark = pytest.mark.django_db
 
@@ -66,13 +65,7 @@ def setup(world, settings) -> Setup:
     admin = UserFactory(username="bad-input-admin", tenant=world.tenant)
     grant(admin, service_role(ServiceRole.MAIN_ADMINISTRATOR))
     tenant_set_api_issuance(tenant=world.tenant, allowed=True, actor=None)
-    admin_pat = token_create(
-        owner=admin,
-        application=None,
-        name="admin",
-        role_codes=[ServiceRole.MAIN_ADMINISTRATOR],
-        expires_at=timezone.now() + timedelta(days=7),
-    )
+    admin_pat = administrative_pat(admin, ServiceRole.MAIN_ADMINISTRATOR)
     credential = integration_credential_create(
         tenant=world.tenant,
         name="portal",

@@ -8,19 +8,16 @@ from django.utils import timezone
 
 from iam.models import Role, ServiceRole
 from tests.conftest import bearer
-from tests.factories import RoleFactory, grant
+from tests.factories import RoleFactory, administrative_pat, grant
 from tokens.integrations import integration_credential_create, tenant_set_api_issuance
 from tokens.models import PersonalAccessToken
 from tokens.oauth import oauth_client_create
-from tokens.services import token_create
 
 pytestmark = pytest.mark.django_db
 
 
-def admin_pat(user, role=ServiceRole.USER_ADMINISTRATOR, name="manage") -> str:
-    return token_create(
-        owner=user, application=None, name=name, role_codes=[role], expires_at=timezone.now() + timedelta(days=7)
-    ).plaintext
+def admin_pat(user, role=ServiceRole.USER_ADMINISTRATOR) -> str:
+    return administrative_pat(user, role).plaintext
 
 
 def test_a_user_administrator_cannot_issue_tokens_for_an_administrator_or_administrative_ones(

@@ -50,7 +50,7 @@ from iam.models import AuditAction, AuditEvent, Role, RoleGrant, ServiceRole, Us
 from tenants.models import Application, Tenant, TenantApplication
 from tests.conftest import World, make_world
 from tests.console.forms import form_data
-from tests.factories import UserFactory, grant, service_role
+from tests.factories import UserFactory, administrative_pat, grant, service_role
 from tokens.integrations import embed_token_issue, integration_credential_create, tenant_set_api_issuance
 from tokens.models import (
     EmbedSession,
@@ -60,7 +60,6 @@ from tokens.models import (
     RevokedAccessToken,
 )
 from tokens.oauth import PAT_TOKEN_TYPE, access_token_claims, oauth_client_create, token_exchange
-from tokens.services import token_create
 
 pytestmark = pytest.mark.django_db
 
@@ -427,14 +426,8 @@ class Scene:
         return self._clients[actor]
 
 
-def administrative_pat(user: User, role: str) -> str:
-    return token_create(
-        owner=user,
-        application=None,
-        name=f"{role} pat",
-        role_codes=[role],
-        expires_at=timezone.now() + timedelta(days=7),
-    ).plaintext
+def admin_pat(user: User, role: str) -> str:
+    return administrative_pat(user, role).plaintext
 
 
 def basic(client_id: str, secret: str) -> str:
@@ -515,9 +508,9 @@ def build_scene() -> Scene:
         users=users,
         sessions={actor: signed_in_session(user) for actor, user in users.items()},
         headers={
-            "main_pat": f"Bearer {administrative_pat(main_admin, ServiceRole.MAIN_ADMINISTRATOR)}",
-            "user_admin_a_pat": f"Bearer {administrative_pat(user_admin, ServiceRole.USER_ADMINISTRATOR)}",
-            "user_admin_b_pat": f"Bearer {administrative_pat(other_user_admin, ServiceRole.USER_ADMINISTRATOR)}",
+            "main_pat": f"Bearer {admin_pat(main_admin, ServiceRole.MAIN_ADMINISTRATOR)}",
+            "user_admin_a_pat": f"Bearer {admin_pat(user_admin, ServiceRole.USER_ADMINISTRATOR)}",
+            "user_admin_b_pat": f"Bearer {admin_pat(other_user_admin, ServiceRole.USER_ADMINISTRATOR)}",
             "end_user_a_pat": f"Bearer {a_token.plaintext}",
             "credential_a_embed": f"Basic {embed.plaintext}",
             "credential_a_manage": f"Basic {manage.plaintext}",
@@ -769,7 +762,7 @@ def test_application_administrators_hold_no_administrative_token(scene):
     from iam.exceptions import DomainError
 
     with pytest.raises(DomainError):
-        administrative_pat(scene.users["app_admin"], ServiceRole.APPLICATION_ADMINISTRATOR)
+        admin_pat(scene.users["app_admin"], ServiceRole.APPLICATION_ADMINISTRATOR)
 
 
 # ---------------------------------------------------------------- every endpoint has rows

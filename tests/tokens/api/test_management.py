@@ -1,6 +1,5 @@
 """The management API for users' tokens (seed 004), scoped to a tenant."""
 
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -8,6 +7,7 @@ from django.utils import timezone
 
 from iam.models import AuditAction, AuditEvent, ServiceRole
 from tests.conftest import bearer
+from tests.factories import administrative_pat
 from tokens.integrations import integration_credential_create, tenant_set_api_issuance
 from tokens.models import IntegrationCredential, PersonalAccessToken, TokenStatus
 from tokens.services import token_create
@@ -16,13 +16,7 @@ pytestmark = pytest.mark.django_db
 
 
 def admin_pat(user, role=ServiceRole.USER_ADMINISTRATOR) -> str:
-    return token_create(
-        owner=user,
-        application=None,
-        name=f"manage {uuid.uuid4().hex[:8]}",
-        role_codes=[role],
-        expires_at=timezone.now() + timedelta(days=7),
-    ).plaintext
+    return administrative_pat(user, role).plaintext
 
 
 def url(user, name=None) -> str:
