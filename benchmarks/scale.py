@@ -9,7 +9,7 @@ two role grants per user, one or two roles per token, one audit event per
 token, statuses and expiries spread as in real life. Then, through the real
 views (Django's test client, logged in), it times and EXPLAINs: the token
 lookup of authentication, a user's self-service list, the console's token
-overview (first page, each filter and each ordering), the dashboard, the
+overview (first page, each filter, each ordering and a search), the dashboard, the
 audit trail, and the expiry-reminder sweep. A query that reads the token or
 audit table with a sequential scan is reported. The two background sweeps
 the console relies on (the inactive-mark reconciliation and the dashboard's
@@ -352,11 +352,13 @@ def main() -> None:
             for name, index in sortable_columns(console)
             for direction in ("", " desc")
         ]
-        urls += [("search", "?q=user42")]
+        urls += [("search: 1,111 owners match", "?q=user42"), ("search: every name matches", "?q=token")]
         for label, query in urls:
             results.append(measure(f"overview, {who}: {label}", page(console, overview + query), args.repeats))
         results.append(measure(f"dashboard, {who}", page(console, "/admin/dashboard/"), args.repeats))
-        results.append(measure(f"audit trail, {who}", page(console, "/admin/iam/auditevent/"), args.repeats))
+        audit = "/admin/iam/auditevent/"
+        for label, query in (("", ""), (": oldest first", "?o=0"), (": search", "?q=user42")):
+            results.append(measure(f"audit trail{label}, {who}", page(console, audit + query), args.repeats))
         results.append(
             measure(
                 f"audit trail of one token, {who}",

@@ -3,11 +3,20 @@ import csv
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm
+from django.contrib.auth.models import Group
 from django.db.models import Q
 from django.http import HttpRequest, StreamingHttpResponse
+from django.utils import timezone
 from django.utils.html import format_html
 
-from iam.admin_base import AdminKindMixin, CappedCountPaginator, ConfirmInactivationMixin, ReadOnlyAdmin
+from iam.admin_base import (
+    AdminKindMixin,
+    CappedCountPaginator,
+    ConfirmInactivationMixin,
+    IndexedSearchMixin,
+    IndexOrderedChangeList,
+    ReadOnlyAdmin,
+)
 from iam.exceptions import DomainError
 from iam.http import client_ip
 from iam.models import AuditEvent, Role, RoleGrant, User
@@ -24,9 +33,15 @@ from iam.services import (
     user_set_active,
     user_set_pat_creation_right,
 )
+from tokens.selectors import tokens_visible_to_admin
 
 USER_ADMIN_KINDS = frozenset({"main", "user"})
 APPLICATION_ADMIN_KINDS = frozenset({"main", "application"})
+
+
+# Rights come from roles (iam.Role), never from Django's groups: their page
+# would be a dead end that every administrator is refused.
+admin.site.unregister(Group)
 
 
 def _report(request: HttpRequest, error: DomainError) -> None:
@@ -257,19 +272,21 @@ class AuditExport:
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdmin):
+class AuditEventAdmin(IndexedSearchMixin, ReadOnlyAdmin):
     """Analysis > Audit trail: read-only, scoped like the token overview."""
 
     view_kinds = USER_ADMIN_KINDS
-    list_display = ["occurred_at", "tenant", "actor_label", "action", "token_link", "ip", "reason", "change_summary"]
+    list_display = ["occurred", "tenant", "actor_label", "action", "token_link", "ip", "reason", "change_summary"]
     list_filter = ["action", "tenant", ("occurred_at", admin.DateFieldListFilter)]
+    sortable_by = ["occurred"]  # the only column an index orders; the rest are filters
 
     def get_list_filter(self, request):
         if user_is_main_administrator(request.user):
             return self.list_filter
         return [f for f in self.list_filter if f != "tenant"]
 
-    search_fields = ["actor_label", "=token__id", "token__name", "token__display_prefix", "reason"]
+    search_fields = ["actor", "token"]  # see search_kinds
+    search_time_field = "occurred_at"
     list_select_related = ["tenant", "token"]
     # No date_hierarchy: its year links come from a DISTINCT over every event
     # (0.2 s at a million); the occurred-at filter covers the same ground.
@@ -281,6 +298,26 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request):
         return audit_events_visible_to(request.user)
+
+    def get_changelist(self, request, **kwargs):
+        return IndexOrderedChangeList
+
+    def search_kinds(self, request, term):
+        """Events of the tokens whose name or display prefix starts with the
+        term (or whose id it is), and of the actors whose username or email
+        does."""
+        tokens = tokens_visible_to_admin(request.user).filter(
+            Q(name__startswith=term) | Q(display_prefix__startswith=term)
+        )
+        token_ids = list(tokens.order_by().values_list("pk", flat=True)[: self.search_list_cap + 1])
+        if term.isdecimal() and len(term) < 19:  # an id, within bigint
+            token_ids.append(int(term))
+        return [Q(token_id__in=token_ids), Q(actor_id__in=self.users_starting_with(request, term))]
+
+    @admin.display(description="occurred at", ordering="occurred_at")
+    def occurred(self, event: AuditEvent) -> str:
+        # Django's localized date format costs a tenth of a millisecond a row.
+        return f"{timezone.localtime(event.occurred_at):%Y-%m-%d %H:%M:%S}"
 
     @admin.display(description="token")
     def token_link(self, event: AuditEvent):

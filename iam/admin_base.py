@@ -3,15 +3,21 @@
 from collections.abc import Callable
 
 from django.contrib import admin, messages
-from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.views.main import ORDER_VAR, SEARCH_VAR, ChangeList
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
+from django.db.models import Q
+from django.db.models.functions import Lower
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.functional import cached_property
+from django.utils.html import format_html
+from django.utils.translation import gettext as _
 
-from iam.selectors import user_admin_kind
+from iam.models import User
+from iam.selectors import user_admin_kind, user_is_main_administrator
 from tokens.models import PersonalAccessToken
 from tokens.services import collecting_validity_changes
 
@@ -43,6 +49,17 @@ class AdminKindMixin:
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False  # nothing here is deleted: it would erase the audit trail's subjects
+
+    def action_checkbox(self, obj):
+        # Django's renders a form widget through the template engine, once per
+        # row: a quarter of a token list's rendering. Same markup, no template.
+        label = format_html(_("Select this object for an action - {}"), str(obj))
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            ACTION_CHECKBOX_NAME,
+            obj.pk,
+            label,
+        )
 
     def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
         raise Http404("No such object.")
@@ -117,11 +134,28 @@ class IndexOrderedChangeList(ChangeList):
     index on (name, -id) and "-name" another on (name, id); this way one index
     on (column, id) serves both."""
 
+    def get_ordering(self, request, queryset):
+        # Django sorts by any column named in ?o=, sortable or not; a column left
+        # out of sortable_by has no index to sort by (seconds at 1M rows).
+        if self.sortable_by is not None and self.params.get(ORDER_VAR):
+            kept = [part for part in self.params[ORDER_VAR].split(".") if self._names_sortable_column(part)]
+            self.params[ORDER_VAR] = ".".join(kept)
+            if not kept:
+                del self.params[ORDER_VAR]
+        return super().get_ordering(request, queryset)
+
+    def _names_sortable_column(self, part: str) -> bool:
+        try:
+            return self.list_display[int(part.rpartition("-")[2])] in self.sortable_by
+        except (IndexError, ValueError):
+            return False
+
     def _get_deterministic_ordering(self, ordering):
         ordering = list(ordering)
         named = [part for part in ordering if isinstance(part, str)]
         if named and named[0] == ordering[0] and not {"pk", "-pk", "id", "-id"} & set(named):
-            ordering.append("-pk" if named[0].startswith("-") else "pk")
+            pk = self.lookup_opts.pk.attname  # "pk" itself Django would not recognise, and add "-pk"
+            ordering.append(f"-{pk}" if named[0].startswith("-") else pk)
         return super()._get_deterministic_ordering(ordering)
 
 
@@ -142,6 +176,60 @@ class CappedCountPaginator(Paginator):
     @property
     def is_capped(self) -> bool:
         return self.count > self.cap
+
+
+class IndexedSearchMixin:
+    """Search through indexes only, at any size: each kind of match
+    (``search_kinds``) is looked up on its own, its newest matches first, and
+    the list shows the newest ``search_list_cap`` of their union ("More than
+    200" beyond; a broad term is refined rather than paged through). Django's
+    default, a contains over every search field at once, reads the table."""
+
+    search_list_cap = 200
+    search_time_field = "created_at"  # the list's default order: newest first
+
+    def search_kinds(self, request: HttpRequest, term: str) -> list[Q]:
+        raise NotImplementedError
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        limit = self.search_list_cap + 1
+        # Each kind through its own index (an OR of them would read the table);
+        # the newest ``limit`` of the union are among each kind's newest ``limit``.
+        candidates: set[tuple] = set()
+        for kind in self.search_kinds(request, term):
+            newest = queryset.filter(kind).order_by(f"-{self.search_time_field}", "-pk")
+            candidates.update(newest.values_list(self.search_time_field, "pk")[:limit])
+        matches = [pk for _, pk in sorted(candidates, reverse=True)[:limit]]
+        # Behind a LIMIT, so PostgreSQL fetches these rows and sorts them: as a
+        # plain IN list it walks the list's order index from the newest row,
+        # expecting the matches spread evenly (0.9 s at 1M tokens when they are old).
+        fenced = self.model.objects.filter(pk__in=matches).order_by().values("pk")[: len(matches)]
+        return queryset.filter(pk__in=fenced), False
+
+    def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
+        paginator = super().get_paginator(request, queryset, per_page, orphans, allow_empty_first_page)
+        if request.GET.get(SEARCH_VAR, "").strip():
+            paginator.cap = self.search_list_cap
+        return paginator
+
+    def users_starting_with(self, request: HttpRequest, term: str) -> list[int]:
+        """Ids of the users whose username or email starts with ``term`` (any
+        case; the unique indexes are on their lower()), within a user
+        administrator's tenant; as many as the list can show, so that their
+        rows are few enough to fetch through their index and sort."""
+        users = User.objects.all()
+        if not user_is_main_administrator(request.user):
+            users = users.filter(tenant_id=request.user.tenant_id)
+        lowered = term.lower()
+        return list(
+            users.annotate(username_ci=Lower("username"), email_ci=Lower("email"))
+            .filter(Q(username_ci__startswith=lowered) | Q(email_ci__startswith=lowered))
+            .order_by()  # any ordering would walk a whole index of users
+            .values_list("pk", flat=True)[: self.search_list_cap + 1]
+        )
 
 
 class ReadOnlyAdmin(AdminKindMixin, admin.ModelAdmin):

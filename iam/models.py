@@ -165,12 +165,14 @@ class AuditEvent(models.Model):
         verbose_name = "audit event"
         verbose_name_plural = "audit trail"
         ordering = ["-occurred_at", "-id"]
+        # Each ends with the list's tie-break (-id), so a page of the newest
+        # events is read off the index with no sort, however many share a time.
         indexes = [
-            models.Index(fields=["tenant", "-occurred_at"], name="audit_tenant_time"),
-            models.Index(fields=["token", "-occurred_at"], name="audit_token_time"),
-            models.Index(fields=["actor", "-occurred_at"], name="audit_actor_time"),
-            models.Index(fields=["action", "-occurred_at"], name="audit_action_time"),
-            models.Index(fields=["-occurred_at"], name="audit_time"),
+            models.Index(fields=["tenant", "-occurred_at", "-id"], name="audit_tenant_newest"),
+            models.Index(fields=["token", "-occurred_at", "-id"], name="audit_token_newest"),
+            models.Index(fields=["actor", "-occurred_at", "-id"], name="audit_actor_newest"),
+            models.Index(fields=["action", "-occurred_at", "-id"], name="audit_action_newest"),
+            models.Index(fields=["-occurred_at", "-id"], name="audit_newest"),
         ]
 
     def __str__(self) -> str:

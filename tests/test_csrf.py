@@ -337,7 +337,6 @@ def test_the_session_cookie_opens_nothing_in_the_api(objects):
     assert client.get("/api/v1/me").status_code == 401
 
 
-
 def test_the_embed_pages_take_no_posts(objects):
     """They never read or write the user's session, and only answer GET: a
     post is refused by the CSRF check, and with a token by the view."""

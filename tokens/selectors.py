@@ -218,9 +218,7 @@ def tenant_figures(
     )
     for tenant_id, day, total in used:
         of(tenant_id)["use"][day.isoformat()] = total
-    per_application = (
-        live.filter(application__isnull=False).order_by().values_list("tenant_id", "application__name")
-    )
+    per_application = live.filter(application__isnull=False).order_by().values_list("tenant_id", "application__name")
     for tenant_id, name, count in per_application.annotate(n=Count("id")):
         of(tenant_id)["applications"][name] = count
     return figures

@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from iam.admin_base import CappedCountPaginator
+from iam.admin_base import CappedCountPaginator, IndexedSearchMixin
 from iam.models import Role, RoleGrant, User
 from iam.services import role_grant_add, role_grant_remove, user_set_active
 from tenants.models import TenantApplication
@@ -25,6 +25,7 @@ from tokens.services import token_delete, token_edit, token_revoke
 pytestmark = pytest.mark.django_db
 
 OVERVIEW = "/admin/tokens/personalaccesstoken/"
+EVENTS = "/admin/iam/auditevent/"
 STATUSES = [
     EffectiveStatus.ACTIVE,
     EffectiveStatus.EXPIRED,
@@ -239,11 +240,62 @@ def test_the_reconciliation_agrees_with_the_rules_on_every_reason(world, cause):
     assert names(with_status(PersonalAccessToken.objects.all(), EffectiveStatus.INACTIVE)) == {"hit"}
 
 
-def test_a_search_lists_the_newest_matches_of_each_kind(world, main_admin, monkeypatch):
-    from tokens import admin as token_admin
+def test_a_search_lists_its_newest_matches_up_to_its_own_cap(world, main_admin, monkeypatch):
+    monkeypatch.setattr(IndexedSearchMixin, "search_list_cap", 2)
+    cal = User.objects.create(username="cal", email="cal@corp.example", tenant=world.tenant, can_create_pats=True)
+    role_grant_add(user=cal, role=world.reader, actor=None)
+    world.issue("calendar 0", roles=("reader",))  # the oldest match: beyond the search's cap
+    world.issue("nightly", roles=("reader",), owner=cal)  # matches "cal" through its owner
+    world.issue("calendar 1", roles=("reader",))
+    world.issue("calendar 2", roles=("reader",))
+    client = signed_in(main_admin)
 
-    monkeypatch.setattr(token_admin, "SEARCH_MATCHES_MAX", 2)
-    for i in range(3):
-        world.issue(f"calendar {i}", roles=("reader",))
-    found = signed_in(main_admin).get(OVERVIEW, {"q": "calendar"}).context["cl"].result_list
-    assert [token.name for token in found] == ["calendar 2", "calendar 1"]
+    response = client.get(OVERVIEW, {"q": "cal"})
+    assert [token.name for token in response.context["cl"].result_list] == ["calendar 2", "calendar 1", "nightly"]
+    assert "More than 2 personal access tokens" in response.content.decode()
+    # Without a search, the list's own cap applies.
+    assert re.search(r"\b4 personal access tokens", client.get(OVERVIEW).content.decode())
+
+
+def test_a_column_that_is_not_sortable_cannot_be_sorted_through_the_url(world, main_admin):
+    """Django sorts by any column named in ?o=; one left out of sortable_by has
+    no index to sort a million tokens by."""
+    client = signed_in(main_admin)
+    changelist = client.get(OVERVIEW).context["cl"]
+    tenant_column = changelist.list_display.index("tenant")
+    assert "tenant" not in changelist.sortable_by
+    sorted_by_url = client.get(OVERVIEW, {"o": f"{tenant_column}"}).context["cl"]
+    assert sorted_by_url.queryset.query.order_by == changelist.queryset.query.order_by
+
+
+def test_the_audit_trail_is_searched_by_token_and_by_actor_within_the_tenant(world, other_world, user_admin):
+    """By the start of a token's name or display prefix, a token's id, or the
+    start of the actor's username or email: each through an index."""
+    deploy = world.issue("deploy job").token
+    world.issue("calendar sync")
+    other_world.issue("deploy elsewhere")  # another tenant's: never found by this administrator
+    client = signed_in(user_admin)
+
+    def found(term: str) -> set[tuple[str, str]]:
+        events = client.get(EVENTS, {"q": term}).context["cl"].result_list
+        return {(event.token.name, event.actor_label) for event in events}
+
+    assert found("deploy") == {("deploy job", "acme-user")}
+    assert found(deploy.display_prefix) == {("deploy job", "acme-user")}
+    assert found(str(deploy.pk)) == {("deploy job", "acme-user")}
+    assert found("ACME-US") == {("deploy job", "acme-user"), ("calendar sync", "acme-user")}
+    assert found("globex-user") == set()  # other tenants' users are not looked up
+    assert found("sync") == set()  # a prefix search: the middle of a name does not match
+
+
+def test_the_audit_trail_is_sorted_only_by_time(world, main_admin):
+    client = signed_in(main_admin)
+    changelist = client.get(EVENTS).context["cl"]
+    assert changelist.sortable_by == ["occurred"]
+    action_column = changelist.list_display.index("action")
+    assert client.get(EVENTS, {"o": str(action_column)}).context["cl"].queryset.query.order_by == (
+        changelist.queryset.query.order_by
+    )
+    time_column = changelist.list_display.index("occurred")
+    oldest_first = client.get(EVENTS, {"o": str(time_column)}).context["cl"].queryset.query.order_by
+    assert list(oldest_first) == ["occurred_at", "id"]
