@@ -16,6 +16,7 @@ from iam.admin_base import (
     IndexedSearchMixin,
     IndexOrderedChangeList,
     ReadOnlyAdmin,
+    TenantListFilter,
 )
 from iam.exceptions import DomainError
 from iam.http import client_ip
@@ -277,13 +278,13 @@ class AuditEventAdmin(IndexedSearchMixin, ReadOnlyAdmin):
 
     view_kinds = USER_ADMIN_KINDS
     list_display = ["occurred", "tenant", "actor_label", "action", "token_link", "ip", "reason", "change_summary"]
-    list_filter = ["action", "tenant", ("occurred_at", admin.DateFieldListFilter)]
+    list_filter = ["action", ("tenant", TenantListFilter), ("occurred_at", admin.DateFieldListFilter)]
     sortable_by = ["occurred"]  # the only column an index orders; the rest are filters
 
     def get_list_filter(self, request):
         if user_is_main_administrator(request.user):
             return self.list_filter
-        return [f for f in self.list_filter if f != "tenant"]
+        return [f for f in self.list_filter if f != ("tenant", TenantListFilter)]
 
     search_fields = ["actor", "token"]  # see search_kinds
     search_time_field = "occurred_at"

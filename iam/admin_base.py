@@ -178,6 +178,14 @@ class CappedCountPaginator(Paginator):
         return self.count > self.cap
 
 
+class TenantListFilter(admin.RelatedFieldListFilter):
+    """Django's tenant filter, reading only the names it lists (for a main
+    administrator; the others see their own tenant only)."""
+
+    def field_choices(self, field, request, model_admin):
+        return list(field.related_model.objects.order_by("name").values_list("pk", "name"))
+
+
 class IndexedSearchMixin:
     """Search through indexes only, at any size: each kind of match
     (``search_kinds``) is looked up on its own, its newest matches first, and

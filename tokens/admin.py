@@ -22,6 +22,7 @@ from iam.admin_base import (
     IndexedSearchMixin,
     IndexOrderedChangeList,
     ReadOnlyAdmin,
+    TenantListFilter,
 )
 from iam.exceptions import DomainError
 from iam.http import client_ip
@@ -142,7 +143,7 @@ class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
         "expires",
         "last_used",
     ]
-    list_filter = [StatusFilter, "tenant", ApplicationFilter, ExpiringFilter, UseFilter]
+    list_filter = [StatusFilter, ("tenant", TenantListFilter), ApplicationFilter, ExpiringFilter, UseFilter]
     search_fields = ["owner", "name", "display_prefix"]  # prefixes of each; see search_kinds
     list_select_related = ["owner", "tenant", "application"]
     ordering = ["-created_at", "-id"]
@@ -187,7 +188,7 @@ class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
     def get_list_filter(self, request):
         if user_is_main_administrator(request.user):
             return self.list_filter
-        return [f for f in self.list_filter if f != "tenant"]
+        return [f for f in self.list_filter if f != ("tenant", TenantListFilter)]
 
     def get_actions(self, request):
         actions = super().get_actions(request)
