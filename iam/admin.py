@@ -14,7 +14,7 @@ from iam.admin_base import (
     CappedCountPaginator,
     ConfirmInactivationMixin,
     IndexedSearchMixin,
-    IndexOrderedChangeList,
+    LargeTableChangeList,
     ReadOnlyAdmin,
     TenantListFilter,
 )
@@ -301,7 +301,7 @@ class AuditEventAdmin(IndexedSearchMixin, ReadOnlyAdmin):
         return audit_events_visible_to(request.user)
 
     def get_changelist(self, request, **kwargs):
-        return IndexOrderedChangeList
+        return LargeTableChangeList
 
     def search_kinds(self, request, term):
         """Events of the tokens whose name or display prefix starts with the

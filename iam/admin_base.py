@@ -4,6 +4,8 @@ from collections.abc import Callable
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
+from django.contrib.admin.utils import quote
 from django.contrib.admin.views.main import ORDER_VAR, SEARCH_VAR, ChangeList
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -12,6 +14,7 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
@@ -128,11 +131,33 @@ class ConfirmInactivationMixin:
         return TemplateResponse(request, "admin/confirm_inactivation.html", context)
 
 
-class IndexOrderedChangeList(ChangeList):
-    """Break ties by id in the direction of the first sort column: Django
-    appends a descending id whatever that direction, so "name" would need an
-    index on (name, -id) and "-name" another on (name, id); this way one index
-    on (column, id) serves both."""
+ROW_LINK_ID = "0"  # no row has id 0: marks the place of the id in a row's link
+
+
+class LargeTableChangeList(ChangeList):
+    """Django's changelist for a table of millions: sorted only by what an
+    index orders, ties broken by id in the direction of the first sort column
+    (Django appends a descending id whatever that direction, so "name" would
+    need an index on (name, -id) and "-name" another on (name, id); this way
+    one index on (column, id) serves both), and each row's link built once."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Django reverses each row's link and resolves it again to add the
+        # list's filters (a tenth of a millisecond a row): build it once, with
+        # the filters, and change only the id.
+        self._row_link = add_preserved_filters(
+            {"preserved_filters": self.preserved_filters, "opts": self.opts},
+            reverse(
+                f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
+                args=(ROW_LINK_ID,),
+                current_app=self.model_admin.admin_site.name,
+            ),
+        )
+        self.preserved_filters = ""  # already in the link
+
+    def url_for_result(self, result) -> str:
+        return self._row_link.replace(f"/{ROW_LINK_ID}/change/", f"/{quote(result.pk)}/change/", 1)
 
     def get_ordering(self, request, queryset):
         # Django sorts by any column named in ?o=, sortable or not; a column left

@@ -20,7 +20,7 @@ from iam.admin_base import (
     AdminKindMixin,
     CappedCountPaginator,
     IndexedSearchMixin,
-    IndexOrderedChangeList,
+    LargeTableChangeList,
     ReadOnlyAdmin,
     TenantListFilter,
 )
@@ -114,7 +114,7 @@ class UseFilter(admin.SimpleListFilter):
         return queryset
 
 
-class TokenChangeList(IndexOrderedChangeList):
+class TokenChangeList(LargeTableChangeList):
     def get_results(self, request):
         """Give the page's tokens their effective status from the rules, in a
         fixed number of queries (``load_facts``), rather than an SQL twin of

@@ -299,3 +299,11 @@ def test_the_audit_trail_is_sorted_only_by_time(world, main_admin):
     time_column = changelist.list_display.index("occurred")
     oldest_first = client.get(EVENTS, {"o": str(time_column)}).context["cl"].queryset.query.order_by
     assert list(oldest_first) == ["occurred_at", "id"]
+
+
+def test_each_rows_link_opens_its_token_and_keeps_the_lists_filters(world, main_admin):
+    first, second = world.issue("calendar 1").token, world.issue("calendar 2").token
+    page = signed_in(main_admin).get(OVERVIEW, {"q": "calendar", "status": "active"}).content.decode()
+    links = re.findall(r'<th class="field-name"><a href="([^"]+)"', page)
+    filters = "_changelist_filters=q%3Dcalendar%26status%3Dactive"
+    assert links == [f"{OVERVIEW}{second.pk}/change/?{filters}", f"{OVERVIEW}{first.pk}/change/?{filters}"]
