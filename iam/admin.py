@@ -141,15 +141,20 @@ class RoleGrantInline(admin.TabularInline):
 
     def get_formset(self, request, obj=None, **kwargs):
         formset = super().get_formset(request, obj, **kwargs)
-        if not user_is_main_administrator(request.user):
-            # A user administrator grants roles of the applications available in
-            # their tenant, and never learns the roles of another tenant's
-            # applications; grants the user already holds stay shown.
-            held = RoleGrant.objects.filter(user=obj).values("role") if obj else RoleGrant.objects.none()
-            field = formset.form.base_fields["role"]
-            field.queryset = field.queryset.filter(
-                Q(application__tenant_links__tenant_id=request.user.tenant_id) | Q(pk__in=held)
-            ).distinct()
+        main = user_is_main_administrator(request.user)
+        if obj is None and main:
+            return formset  # a new user's tenant is chosen in the same form: the service checks each grant
+        # The roles of the applications available in the user's tenant (only
+        # those can be granted there, and a user administrator never learns
+        # another tenant's), administrator roles for a main administrator, and
+        # the grants the user already holds, which stay shown.
+        tenant_id = obj.tenant_id if obj is not None else request.user.tenant_id
+        held = RoleGrant.objects.filter(user=obj).values("role") if obj else RoleGrant.objects.none()
+        offered = Q(application__tenant_links__tenant_id=tenant_id) | Q(pk__in=held)
+        if main:
+            offered |= Q(application__isnull=True)
+        field = formset.form.base_fields["role"]
+        field.queryset = field.queryset.filter(offered).distinct()
         return formset
 
     def has_view_permission(self, request, obj=None):

@@ -8,9 +8,10 @@ affected and why. ``actor`` None means an operator command (seed data, CLI).
 from django.db import transaction
 
 from iam.audit import audit_record
-from iam.exceptions import NotPermitted
+from iam.exceptions import NotPermitted, ValidationFailed
 from iam.models import AuditAction, Role, RoleGrant, User
 from iam.selectors import user_administers_applications, user_administers_tenant_users, user_is_main_administrator
+from tenants.models import TenantApplication
 from tokens.models import PersonalAccessToken
 from tokens.services import ValidityChange, recording_validity_changes
 
@@ -64,6 +65,14 @@ def role_grant_add(*, user: User, role: Role, actor: User | None, ip: str | None
     _require_user_admin(actor, user.tenant_id)
     if role.is_service_role and actor is not None and not user_is_main_administrator(actor):
         raise NotPermitted("Only a main administrator can grant administrator roles.", code="not_main_admin")
+    if (
+        not role.is_service_role
+        and not TenantApplication.objects.filter(tenant_id=user.tenant_id, application_id=role.application_id).exists()
+    ):
+        raise ValidationFailed(
+            {"role": [f"{role.application} is not available in the user's tenant: its roles are not granted there."]},
+            message="The role's application is not available in the user's tenant.",
+        )
     with recording_validity_changes(
         PersonalAccessToken.objects.filter(owner=user, roles=role), actor=actor, ip=ip, cause=f"granted {role}"
     ) as changed:

@@ -44,10 +44,13 @@ WHITENOISE_AUTOREFRESH = True
 
 PASSWORD_HASHERS = ["tests.hashers.FastArgon2PasswordHasher", *PASSWORD_HASHERS]
 
-# A file, not memory, so a subprocess (the README test) can share the test database.
+# A file, not memory, so a subprocess (the README test) can share the test
+# database: it inherits the name through the environment. One file per run,
+# so two runs at once do not write into each other's database.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     (BASE_DIR / "var").mkdir(exist_ok=True)
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test.sqlite3")}
+    os.environ.setdefault("IAM_TEST_SQLITE", str(BASE_DIR / "var" / f"test-{os.getpid()}.sqlite3"))
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["IAM_TEST_SQLITE"]}
 
 # Live-server threads must not keep connections open past a test (PostgreSQL
 # cannot drop the test database while one is open).

@@ -259,7 +259,9 @@ ROWS = [
     console("GET",  "B's user",               U + "{b_user}/change/",     SEES,  E404,  E403,  LOGIN, LOGIN, SEES),
     console("POST", "B's user: change",       U + "{b_user}/change/",     B302,  E404,  E403,  LOGIN, LOGIN, B302,
             body=main_form(U + "{b_user}/change/", "user_form", email="hijacked@evil.example")),
-    console("POST", "A's user: grant B's role", U + "{a_user}/change/",   A302,  HIDES, E403,  LOGIN, LOGIN, E404,
+    # Refused for everyone: B's application is not available in A's tenant, so its
+    # roles are not among the form's choices (the form answers with the error).
+    console("POST", "A's user: grant B's role", U + "{a_user}/change/",   OK,    HIDES, E403,  LOGIN, LOGIN, E404,
             body=granting_b_role_to_a_user),
     console("GET",  "B's user: history",      U + "{b_user}/history/",    SEES,  E404,  E403,  LOGIN, LOGIN, SEES),
     console("GET",  "B's user: password",     U + "{b_user}/password/",   SEES,  E404,  E403,  LOGIN, LOGIN, SEES),

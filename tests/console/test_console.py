@@ -206,6 +206,22 @@ def test_removing_a_grant_in_the_user_form_warns_first(world, user_admin):
     assert token_state(token).inactive_reasons[0].code == "role_not_held"
 
 
+def test_the_user_form_offers_only_roles_of_applications_in_the_users_tenant(world, other_world, main_admin):
+    from iam.models import RoleGrant
+
+    client = signed_in(main_admin)
+    url = f"/admin/iam/user/{world.user.pk}/change/"
+    page = client.get(url).content.decode()
+    assert f'value="{world.reader.pk}"' in page and f'value="{other_world.reader.pk}"' not in page
+    data = form_data(page, "user_form")
+    total = int(data["role_grants-TOTAL_FORMS"][0])
+    data["role_grants-TOTAL_FORMS"] = [str(total + 1)]
+    data[f"role_grants-{total}-role"] = [str(other_world.reader.pk)]
+    refused = client.post(url, data)
+    assert refused.status_code == 200 and "Select a valid choice" in refused.content.decode()
+    assert not RoleGrant.objects.filter(user=world.user, role=other_world.reader).exists()
+
+
 def test_switching_an_application_off_for_a_tenant_warns_first(world, app_admin):
     token = world.issue().token
     client = signed_in(app_admin)

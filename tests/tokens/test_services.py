@@ -472,3 +472,17 @@ def test_only_main_administrators_grant_administrator_roles(world, user_admin):
 
     with pytest.raises(NotPermitted):
         role_grant_add(user=world.user, role=service_role(ServiceRole.MAIN_ADMINISTRATOR), actor=user_admin)
+
+
+def test_a_role_is_granted_only_in_a_tenant_where_its_application_is_available(world, other_world, user_admin):
+    """The console offers only these roles; the service refuses the others too."""
+    from iam.models import RoleGrant
+    from iam.services import role_grant_add
+
+    events = AuditEvent.objects.count()
+    with pytest.raises(ValidationFailed) as refused:
+        role_grant_add(user=world.user, role=other_world.reader, actor=user_admin)
+    assert "is not available in the user's tenant" in refused.value.fields["role"][0]
+    assert not RoleGrant.objects.filter(user=world.user, role=other_world.reader).exists()
+    assert AuditEvent.objects.count() == events
+    role_grant_add(user=world.user, role=RoleFactory(application=world.application), actor=user_admin)
