@@ -363,7 +363,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--http", action="store_true", help="also measure over HTTP with gunicorn and wrk")
     parser.add_argument("--seconds", type=int, default=5, help="wrk duration per variant and round")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4, help="HTTP rounds (fewer let one slow phase skew a ratio)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--no-redis", action="store_true", help="run without Redis (no token cache)")
     args = parser.parse_args()
