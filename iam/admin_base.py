@@ -54,7 +54,7 @@ class AdminKindMixin:
         return False  # nothing here is deleted: it would erase the audit trail's subjects
 
     def action_checkbox(self, obj):
-        # Django's renders a form widget through the template engine, once per
+        # Django renders a form widget through the template engine, once per
         # row: a quarter of a token list's rendering. Same markup, no template.
         label = format_html(_("Select this object for an action - {}"), str(obj))
         return format_html(
