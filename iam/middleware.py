@@ -20,8 +20,11 @@ class RejectNullBytesMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if self._has_null(request):
-            body = {"error": {"code": "invalid_request", "message": "The request contains a NUL character."}}
-            return JsonResponse(body, status=400)
+            message = "The request contains a NUL character."
+            if request.path.startswith("/oauth/"):  # RFC 6749 §5.2's shape there, as the views answer
+                body = {"error": "invalid_request", "error_description": message}
+                return JsonResponse(body, status=400, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+            return JsonResponse({"error": {"code": "invalid_request", "message": message}}, status=400)
         return self.get_response(request)
 
     @staticmethod

@@ -319,6 +319,8 @@ def oauth_cases():
     yield pytest.param("token", {"subject_token": "pat_unknown"}, id="token-invalid-subject-token")
     yield pytest.param("token", {"scope": "x" * 9000}, id="token-oversized-scope")
     yield pytest.param("token", {"audience": "https://elsewhere.example"}, id="token-foreign-audience")
+    for name in OAUTH_ENDPOINTS:
+        yield pytest.param(name, {"client_id": "a\x00b"}, id=f"{name}-nul-character")  # iam.middleware's answer
 
 
 @pytest.mark.parametrize(("name", "change"), list(oauth_cases()))
