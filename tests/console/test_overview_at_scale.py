@@ -307,3 +307,17 @@ def test_each_rows_link_opens_its_token_and_keeps_the_lists_filters(world, main_
     links = re.findall(r'<th class="field-name"><a href="([^"]+)"', page)
     filters = "_changelist_filters=q%3Dcalendar%26status%3Dactive"
     assert links == [f"{OVERVIEW}{second.pk}/change/?{filters}", f"{OVERVIEW}{first.pk}/change/?{filters}"]
+
+
+@pytest.mark.parametrize("page", [OVERVIEW, EVENTS])
+def test_a_searchs_query_count_does_not_grow_with_its_matches(world, main_admin, page, django_assert_max_num_queries):
+    client = signed_in(main_admin)
+    for i in range(2):
+        world.issue(f"sync {i}")
+    with django_assert_max_num_queries(25) as few:
+        client.get(page, {"q": "sync"})
+    for i in range(2, 30):
+        world.issue(f"sync {i}")
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        response = client.get(page, {"q": "sync"})
+    assert "sync 29" in response.content.decode()
