@@ -1,6 +1,7 @@
 import csv
 
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import SEARCH_VAR
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm
 from django.contrib.auth.models import Group
@@ -20,7 +21,7 @@ from iam.admin_base import (
 )
 from iam.exceptions import DomainError
 from iam.http import client_ip
-from iam.models import AuditEvent, Role, RoleGrant, User
+from iam.models import AuditEvent, Role, RoleGrant, ServiceRole, User
 from iam.selectors import (
     audit_events_visible_to,
     user_admin_kind,
@@ -308,17 +309,27 @@ class AuditEventAdmin(IndexedSearchMixin, ReadOnlyAdmin):
     def get_changelist(self, request, **kwargs):
         return LargeTableChangeList
 
-    def search_kinds(self, request, term):
+    def search_kinds(self, request, term, limit):
         """Events of the tokens whose name or display prefix starts with the
         term (or whose id it is), and of the actors whose username or email
-        does."""
+        does: for a user administrator, the users of their tenant and the main
+        administrators (whose changes reach every tenant's trail)."""
         tokens = tokens_visible_to_admin(request.user).filter(
             Q(name__startswith=term) | Q(display_prefix__startswith=term)
         )
-        token_ids = list(tokens.order_by().values_list("pk", flat=True)[: self.search_list_cap + 1])
-        if term.isdecimal() and len(term) < 19:  # an id, within bigint
-            token_ids.append(int(term))
-        return [Q(token_id__in=token_ids), Q(actor_id__in=self.users_starting_with(request, term))]
+        kinds = [Q(token_id__in=self.matching_ids(request, tokens, limit, "tokens"))]
+        if term.isascii() and term.isdigit() and len(term) < 19:  # a token's id, within bigint
+            kinds.append(Q(token_id=int(term)))
+        actors = User.objects.all()
+        if not user_is_main_administrator(request.user):
+            main_administrators = RoleGrant.objects.filter(
+                role__application=None, role__code=ServiceRole.MAIN_ADMINISTRATOR
+            ).values("user_id")
+            actors = actors.filter(Q(tenant_id=request.user.tenant_id) | Q(pk__in=main_administrators))
+        kinds.append(
+            Q(actor_id__in=self.matching_ids(request, self.users_starting_with(term, actors), limit, "actors"))
+        )
+        return kinds
 
     @admin.display(description="occurred at", ordering="occurred_at")
     def occurred(self, event: AuditEvent) -> str:
@@ -344,13 +355,17 @@ class AuditEventAdmin(IndexedSearchMixin, ReadOnlyAdmin):
         ]
 
     def export_csv(self, request):
-        """The audit trail as CSV, with the filters of the list applied."""
+        """The audit trail as CSV, with the filters of the list applied, and its
+        search without the list's cap: every matching event."""
         if not self.has_view_permission(request):
             from django.core.exceptions import PermissionDenied
 
             raise PermissionDenied
-        changelist = self.get_changelist_instance(request)
-        events = changelist.get_queryset(request).select_related("tenant", "token").iterator(chunk_size=2000)
+        term = request.GET.get(SEARCH_VAR, "")
+        request.GET = request.GET.copy()
+        request.GET.pop(SEARCH_VAR, None)  # the changelist filters; the search is applied below, uncapped
+        events = self.search_everything(request, self.get_changelist_instance(request).get_queryset(request), term)
+        events = events.select_related("tenant", "token").iterator(chunk_size=2000)
         writer = csv.writer(AuditExport())
         header = ["occurred_at", "tenant", "actor", "action", "token_id", "token_name", "ip", "reason", "changes"]
 

@@ -1,6 +1,8 @@
 """Building blocks of the console's ModelAdmins."""
 
+import operator
 from collections.abc import Callable
+from functools import reduce
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -10,7 +12,7 @@ from django.contrib.admin.views.main import ORDER_VAR, SEARCH_VAR, ChangeList
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.db.models.functions import Lower
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -19,8 +21,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 
-from iam.models import User
-from iam.selectors import user_admin_kind, user_is_main_administrator
+from iam.selectors import user_admin_kind
 from tokens.models import PersonalAccessToken
 from tokens.services import collecting_validity_changes
 
@@ -202,6 +203,11 @@ class CappedCountPaginator(Paginator):
     def is_capped(self) -> bool:
         return self.count > self.cap
 
+    @cached_property
+    def num_pages(self) -> int:
+        # The row past the cap only tells that there are more: no page shows it.
+        return max(1, -(-min(self.count, self.cap) // self.per_page))
+
 
 class TenantListFilter(admin.RelatedFieldListFilter):
     """Django's tenant filter, reading only the names it lists (for a main
@@ -216,12 +222,18 @@ class IndexedSearchMixin:
     (``search_kinds``) is looked up on its own, its newest matches first, and
     the list shows the newest ``search_list_cap`` of their union ("More than
     200" beyond; a broad term is refined rather than paged through). Django's
-    default, a contains over every search field at once, reads the table."""
+    default, a contains over every search field at once, reads the table.
+
+    A kind that goes through other rows first (a token's owners, an event's
+    tokens) looks at ``search_list_cap + 1`` of them at most, and says so on
+    the page when there were more (``matching_ids``). An export searches
+    without any cap (``search_everything``)."""
 
     search_list_cap = 200
     search_time_field = "created_at"  # the list's default order: newest first
 
-    def search_kinds(self, request: HttpRequest, term: str) -> list[Q]:
+    def search_kinds(self, request: HttpRequest, term: str, limit: int | None) -> list[Q]:
+        """The kinds of match for ``term``; ``limit`` None: no cap on their lookups."""
         raise NotImplementedError
 
     def get_search_results(self, request, queryset, search_term):
@@ -232,7 +244,7 @@ class IndexedSearchMixin:
         # Each kind through its own index (an OR of them would read the table);
         # the newest ``limit`` of the union are among each kind's newest ``limit``.
         candidates: set[tuple] = set()
-        for kind in self.search_kinds(request, term):
+        for kind in self.search_kinds(request, term, limit):
             newest = queryset.filter(kind).order_by(f"-{self.search_time_field}", "-pk")
             candidates.update(newest.values_list(self.search_time_field, "pk")[:limit])
         matches = [pk for _, pk in sorted(candidates, reverse=True)[:limit]]
@@ -242,26 +254,44 @@ class IndexedSearchMixin:
         fenced = self.model.objects.filter(pk__in=matches).order_by().values("pk")[: len(matches)]
         return queryset.filter(pk__in=fenced), False
 
+    def search_everything(self, request: HttpRequest, queryset, term: str):
+        """Every match of ``term`` (for an export, which streams them)."""
+        kinds = self.search_kinds(request, term.strip(), None)
+        return queryset.filter(reduce(operator.or_, kinds)) if term.strip() else queryset
+
+    def search_was_capped(self, request: HttpRequest, queryset) -> bool:
+        """Whether the list's search left matches out (so "all" is not all)."""
+        cap = self.search_list_cap
+        return bool(request.GET.get(SEARCH_VAR, "").strip()) and queryset.order_by()[: cap + 1].count() > cap
+
     def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
         paginator = super().get_paginator(request, queryset, per_page, orphans, allow_empty_first_page)
         if request.GET.get(SEARCH_VAR, "").strip():
             paginator.cap = self.search_list_cap
         return paginator
 
-    def users_starting_with(self, request: HttpRequest, term: str) -> list[int]:
-        """Ids of the users whose username or email starts with ``term`` (any
-        case; the unique indexes are on their lower()), within a user
-        administrator's tenant; as many as the list can show, so that their
-        rows are few enough to fetch through their index and sort."""
-        users = User.objects.all()
-        if not user_is_main_administrator(request.user):
-            users = users.filter(tenant_id=request.user.tenant_id)
+    def matching_ids(self, request: HttpRequest, rows: QuerySet, limit: int | None, what: str):
+        """The ids of ``rows`` (the other rows a kind goes through): all of them
+        as a subquery without a limit; else at most ``limit``, with a warning
+        on the page when there were more, since the list is then not complete."""
+        ids = rows.order_by().values("pk")  # any ordering would walk a whole index
+        if limit is None:
+            return ids
+        found = [row["pk"] for row in ids[:limit]]
+        if len(found) == limit:
+            messages.warning(
+                request,
+                f"The search matches more than {limit - 1} {what}; it looks at {limit} of them. "
+                "Refine it to find the others.",
+            )
+        return found
+
+    def users_starting_with(self, term: str, users: QuerySet) -> QuerySet:
+        """The ``users`` whose username or email starts with ``term`` (any case:
+        the unique indexes are on their lower())."""
         lowered = term.lower()
-        return list(
-            users.annotate(username_ci=Lower("username"), email_ci=Lower("email"))
-            .filter(Q(username_ci__startswith=lowered) | Q(email_ci__startswith=lowered))
-            .order_by()  # any ordering would walk a whole index of users
-            .values_list("pk", flat=True)[: self.search_list_cap + 1]
+        return users.annotate(username_ci=Lower("username"), email_ci=Lower("email")).filter(
+            Q(username_ci__startswith=lowered) | Q(email_ci__startswith=lowered)
         )
 
 

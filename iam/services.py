@@ -70,8 +70,8 @@ def role_grant_add(*, user: User, role: Role, actor: User | None, ip: str | None
         and not TenantApplication.objects.filter(tenant_id=user.tenant_id, application_id=role.application_id).exists()
     ):
         raise ValidationFailed(
-            {"role": [f"{role.application} is not available in the user's tenant: its roles are not granted there."]},
-            message="The role's application is not available in the user's tenant.",
+            {"role": ["The role's application is not available in the user's tenant."]},
+            message="The role's application is not available in the user's tenant: its roles are not granted there.",
         )
     with recording_validity_changes(
         PersonalAccessToken.objects.filter(owner=user, roles=role), actor=actor, ip=ip, cause=f"granted {role}"

@@ -26,6 +26,7 @@ from iam.admin_base import (
 )
 from iam.exceptions import DomainError
 from iam.http import client_ip
+from iam.models import User
 from iam.selectors import user_admin_kind, user_is_main_administrator
 from tenants.models import Application
 from tokens.integrations import integration_credential_create, integration_credential_revoke
@@ -179,10 +180,14 @@ class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
     def get_changelist(self, request, **kwargs):
         return TokenChangeList
 
-    def search_kinds(self, request, term):
+    def search_kinds(self, request, term, limit):
         """Tokens whose name or display prefix starts with the term, or whose
-        owner's username or email does."""
-        owners = self.users_starting_with(request, term)
+        owner's username or email does (an owner of the administrator's tenant,
+        for a user administrator)."""
+        users = User.objects.all()
+        if not user_is_main_administrator(request.user):
+            users = users.filter(tenant_id=request.user.tenant_id)
+        owners = self.matching_ids(request, self.users_starting_with(term, users), limit, "owners")
         return [Q(name__startswith=term), Q(display_prefix__startswith=term), Q(owner_id__in=owners)]
 
     def get_list_filter(self, request):
@@ -276,6 +281,13 @@ class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
 
     @admin.action(description="Revoke selected personal access tokens")
     def revoke_selected(self, request: HttpRequest, queryset):
+        if request.POST.get("select_across") == "1" and self.search_was_capped(request, queryset):
+            messages.error(
+                request,
+                f"This search matches more than {self.search_list_cap} tokens and lists only the newest: "
+                "narrow it before revoking all of them.",
+            )
+            return None
         revocable = queryset.exclude(status__in=[TokenStatus.REVOKED, TokenStatus.DELETED])
         if revocable.order_by().values("pk")[: BULK_REVOKE_MAX + 1].count() > BULK_REVOKE_MAX:
             messages.error(

@@ -3,6 +3,8 @@ filters narrowed by indexable conditions and the services' inactive mark,
 capped counts, prefix search, index-friendly orderings and the dashboard's
 stored figures above DASHBOARD_LIVE_LIMIT."""
 
+import csv
+import io
 import logging
 import re
 from datetime import timedelta
@@ -12,10 +14,11 @@ from django.test import Client
 from django.utils import timezone
 
 from iam.admin_base import CappedCountPaginator, IndexedSearchMixin
-from iam.models import Role, RoleGrant, User
+from iam.models import Role, RoleGrant, ServiceRole, User
 from iam.services import role_grant_add, role_grant_remove, user_set_active
 from tenants.models import TenantApplication
-from tests.factories import TenantFactory
+from tests.factories import TenantFactory, UserFactory, grant, service_role
+from tokens.admin import PersonalAccessTokenAdmin
 from tokens.background import dashboard_figures_refresh, inactive_marks_reconcile
 from tokens.models import PersonalAccessToken, TenantTokenFigures
 from tokens.rules import EffectiveStatus, token_states
@@ -321,3 +324,69 @@ def test_a_searchs_query_count_does_not_grow_with_its_matches(world, main_admin,
     with django_assert_max_num_queries(len(few.captured_queries)):
         response = client.get(page, {"q": "sync"})
     assert "sync 29" in response.content.decode()
+
+
+def test_a_capped_list_pages_only_up_to_its_cap(world, main_admin, monkeypatch):
+    """The row past the cap only tells that there are more: no page shows it,
+    and the search bar says "More than" like the paginator."""
+    monkeypatch.setattr(IndexedSearchMixin, "search_list_cap", 4)
+    monkeypatch.setattr(PersonalAccessTokenAdmin, "list_per_page", 2)
+    for i in range(6):
+        world.issue(f"deploy {i}")
+    client = signed_in(main_admin)
+    first = client.get(OVERVIEW, {"q": "deploy"})
+    assert first.context["cl"].paginator.num_pages == 2
+    assert "More than 4 results" in first.content.decode()
+    last = client.get(OVERVIEW, {"q": "deploy", "p": "2"})
+    assert [t.name for t in last.context["cl"].result_list] == ["deploy 3", "deploy 2"]
+    assert client.get(OVERVIEW, {"q": "deploy", "p": "3"}).status_code == 302  # Django's "?e=1": no such page
+
+
+def test_select_all_is_refused_when_the_search_left_matches_out(world, main_admin, monkeypatch):
+    monkeypatch.setattr(IndexedSearchMixin, "search_list_cap", 2)
+    ids = [world.issue(f"deploy {i}").token.pk for i in range(4)]
+    page = (
+        signed_in(main_admin)
+        .post(
+            f"{OVERVIEW}?q=deploy",
+            {"action": "revoke_selected", "_selected_action": ids[-1:], "select_across": "1", "post": "yes"},
+            follow=True,
+        )
+        .content.decode()
+    )
+    assert "matches more than 2 tokens" in page
+    assert not PersonalAccessToken.objects.filter(status="revoked").exists()
+
+
+def test_a_search_that_looks_at_only_some_owners_or_tokens_says_so(world, main_admin, monkeypatch):
+    monkeypatch.setattr(IndexedSearchMixin, "search_list_cap", 2)
+    for i in range(4):
+        world.issue(f"deploy {i}")
+    client = signed_in(main_admin)
+    assert (
+        "The search matches more than 2 tokens; it looks at 3 of them"
+        in client.get(EVENTS, {"q": "deploy"}).content.decode()
+    )
+    assert "looks at" not in client.get(EVENTS, {"q": "deploy 1"}).content.decode()
+
+
+def test_the_audit_export_holds_every_match_of_its_search(world, main_admin, monkeypatch):
+    monkeypatch.setattr(IndexedSearchMixin, "search_list_cap", 2)
+    for i in range(5):
+        world.issue(f"deploy {i}")
+    world.issue("other")
+    export = signed_in(main_admin).get(f"{EVENTS}export.csv", {"q": "deploy"})
+    rows = list(csv.reader(io.StringIO(b"".join(export.streaming_content).decode())))[1:]
+    assert sorted(row[5] for row in rows) == [f"deploy {i}" for i in range(5)]
+
+
+def test_a_user_administrator_finds_a_main_administrators_events_by_actor(world, other_world, user_admin):
+    boss = UserFactory(username="boss", tenant=other_world.tenant)
+    grant(boss, service_role(ServiceRole.MAIN_ADMINISTRATOR))
+    token_revoke(token=world.issue("victim").token, actor=boss)
+    other_world.issue("theirs")  # by globex-user, who is no main administrator: never found from acme
+    client = signed_in(user_admin)
+    found = client.get(EVENTS, {"q": "boss"}).context["cl"].result_list
+    assert [(event.actor_label, event.token.name) for event in found] == [("boss", "victim")]
+    assert not client.get(EVENTS, {"q": "globex"}).context["cl"].result_list
+    assert not client.get(EVENTS, {"q": "١"}).context["cl"].result_list  # not an id: only ASCII digits are
