@@ -27,6 +27,7 @@ from iam.selectors import (
     user_admin_kind,
     user_holds_administrator_role,
     user_is_main_administrator,
+    users_holding_service_role,
 )
 from iam.services import (
     role_grant_add,
@@ -322,9 +323,7 @@ class AuditEventAdmin(IndexedSearchMixin, ReadOnlyAdmin):
             kinds.append(Q(token_id=int(term)))
         actors = User.objects.all()
         if not user_is_main_administrator(request.user):
-            main_administrators = RoleGrant.objects.filter(
-                role__application=None, role__code=ServiceRole.MAIN_ADMINISTRATOR
-            ).values("user_id")
+            main_administrators = users_holding_service_role(ServiceRole.MAIN_ADMINISTRATOR).values("pk")
             actors = actors.filter(Q(tenant_id=request.user.tenant_id) | Q(pk__in=main_administrators))
         kinds.append(
             Q(actor_id__in=self.matching_ids(request, self.users_starting_with(term, actors), limit, "actors"))

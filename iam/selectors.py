@@ -18,6 +18,11 @@ def user_service_roles(user: User) -> set[str]:
     return cached
 
 
+def users_holding_service_role(code: str) -> QuerySet[User]:
+    """Return the users who hold the service role ``code`` (an administrator kind), active or not."""
+    return User.objects.filter(role_grants__role__application__isnull=True, role_grants__role__code=code)
+
+
 def user_holds_administrator_role(user: User) -> bool:
     """Return True if ``user`` holds an administrator role, active or not: a
     deactivated administrator's account is still an administrator's account."""

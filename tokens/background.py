@@ -16,7 +16,8 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from iam.models import AuditEvent, ServiceRole, User
+from iam.models import AuditEvent, ServiceRole
+from iam.selectors import users_holding_service_role
 from tenants.models import Tenant
 from tokens.models import (
     AdminDigest,
@@ -130,11 +131,7 @@ def admin_digests_send(now: datetime | None = None) -> int:
     now = now or timezone.now()
     year, week, _ = now.isocalendar()
     label = f"{year}-W{week:02d}"
-    admins = User.objects.filter(
-        is_active=True,
-        role_grants__role__application__isnull=True,
-        role_grants__role__code=ServiceRole.USER_ADMINISTRATOR,
-    ).exclude(email="")
+    admins = users_holding_service_role(ServiceRole.USER_ADMINISTRATOR).filter(is_active=True).exclude(email="")
     sent = 0
     for admin in admins.select_related("tenant"):
         expiring = list(

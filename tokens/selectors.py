@@ -11,7 +11,7 @@ from django.db.models import Case, CharField, Count, Exists, F, OuterRef, Q, Que
 from django.utils import timezone
 
 from iam.models import Role, RoleGrant, ServiceRole, User
-from iam.selectors import user_is_main_administrator, user_service_roles
+from iam.selectors import user_is_main_administrator, user_service_roles, users_holding_service_role
 from tenants.models import Application, Tenant, TenantApplication
 from tokens.models import PersonalAccessToken, TenantTokenFigures, TokenStatus, TokenUsageDay
 from tokens.rules import EffectiveStatus, TokenState, token_states
@@ -148,22 +148,10 @@ def applications_for_token_creation(user: User) -> QuerySet[Application]:
 def user_administrators_of(user: User) -> list[User]:
     """Return who can give ``user`` the right to create tokens: the user
     administrators of the user's tenant (or, failing those, the main administrators)."""
-    admins = list(
-        User.objects.filter(
-            tenant_id=user.tenant_id,
-            is_active=True,
-            role_grants__role__code=ServiceRole.USER_ADMINISTRATOR,
-            role_grants__role__application__isnull=True,
-        ).order_by("username")
-    )
-    if admins:
-        return admins
-    return list(
-        User.objects.filter(
-            is_active=True,
-            role_grants__role__code=ServiceRole.MAIN_ADMINISTRATOR,
-            role_grants__role__application__isnull=True,
-        ).order_by("username")
+    user_admins = users_holding_service_role(ServiceRole.USER_ADMINISTRATOR).filter(tenant_id=user.tenant_id)
+    main_admins = users_holding_service_role(ServiceRole.MAIN_ADMINISTRATOR)
+    return list(user_admins.filter(is_active=True).order_by("username")) or list(
+        main_admins.filter(is_active=True).order_by("username")
     )
 
 
