@@ -204,8 +204,13 @@ class _Listener(threading.Thread):
     def subscribed(self) -> bool:
         return self._subscribed.is_set()
 
+    def current(self) -> bool:
+        """Whether this is still the process's listener: one left behind by a
+        changed Redis URL winds down and leaves the cache to its successor."""
+        return _current is self and self.url == settings.REDIS_URL
+
     def run(self) -> None:
-        while self.url == settings.REDIS_URL:
+        while self.current():
             try:
                 self._listen()
             except (redis.RedisError, OSError):
@@ -218,15 +223,18 @@ class _Listener(threading.Thread):
         connection = redis.Redis.from_url(
             self.url, socket_timeout=5, socket_connect_timeout=0.5, health_check_interval=2
         )
-        pubsub = connection.pubsub(ignore_subscribe_messages=True)
+        pubsub = connection.pubsub()
         try:
             channel = channel_of(connection)
             pubsub.subscribe(channel)
-            while pubsub.get_message(timeout=1.0) is None and not pubsub.subscribed:
-                pass
+            # Only once Redis confirms the subscription is no change missed
+            # (redis-py reports ``subscribed`` as soon as the command is sent).
+            while (confirmation := pubsub.get_message(timeout=1.0)) is None or confirmation["type"] != "subscribe":
+                if not self.current():
+                    return
             cache_clear()  # whatever changed while we were not listening
             self._subscribed.set()
-            while self.url == settings.REDIS_URL:
+            while self.current():
                 message = pubsub.get_message(timeout=1.0)
                 if message is not None and message["type"] == "message":
                     nonce, _, scope = message["data"].decode().partition(" ")
@@ -240,7 +248,8 @@ class _Listener(threading.Thread):
 
     def _drop_subscription(self) -> None:
         self._subscribed.clear()
-        cache_clear()
+        if self.current():
+            cache_clear()
 
 
 _current: _Listener | None = None

@@ -17,6 +17,7 @@ from django.db import connection
 from django.utils import timezone
 
 from iam.models import ServiceRole
+from tests.background.conftest import REDIS_TEST_URL, _forget_process_state, _require_redis, _use_redis
 from tests.conftest import bearer
 from tests.factories import service_role
 from tokens import authcache, usage
@@ -67,6 +68,28 @@ def test_health_check_reports_a_redis_outage_without_failing(api, world, own_red
     response = bearer(api, token).get("/api/v1/admin/health")
     assert response.status_code == 503
     assert response.json()["checks"]["cache"]["ok"] is False and response.json()["checks"]["database"]["ok"]
+
+
+def test_a_listener_left_behind_by_a_changed_redis_does_not_empty_its_successors_cache(
+    api, world, own_redis, django_assert_num_queries
+):
+    """A process whose Redis URL changes (as between two tests) starts a new
+    listener; the old one, still retrying its dead server, winds down without
+    touching the cache its successor now fills."""
+    client = bearer(api, world.issue().plaintext)
+    assert client.get(ME).status_code == 200
+    left_behind = authcache._current
+    own_redis.stop()  # the old listener now reconnects in a loop
+    _require_redis(REDIS_TEST_URL)
+    _forget_process_state()
+    with _use_redis(REDIS_TEST_URL):
+        assert authcache.wait_until_listening()
+        assert client.get(ME).status_code == 200
+        left_behind._drop_subscription()  # as when it finally gives up on its dead server
+        left_behind.join(timeout=5)
+        assert not left_behind.is_alive()
+        with django_assert_num_queries(0):
+            assert client.get(ME).status_code == 200
 
 
 def _free_port() -> int:
