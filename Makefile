@@ -53,7 +53,9 @@ screenshots:
 	mkdir -p docs/screenshots
 	cp test-artifacts/screenshots/*.png docs/screenshots/
 
-# Authentication throughput against the Django peers (installed into .venv from requirements-bench.txt).
+# Authentication throughput against the Django peers (installed into .venv from requirements-bench.txt;
+# the load generator is Debian's wrk, installed with apt when missing).
 bench: install services
+	command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(PY) -m pip install -q -r requirements-bench.txt
 	$(PY) benchmarks/auth_throughput.py --http
