@@ -22,7 +22,8 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import redis
 from django.conf import settings
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 CHANNEL_PREFIX = "auth:invalidations"
 ACK_TIMEOUT = 1.0  # seconds a change waits for every process to drop its entries
 ALL = "*"
+BEFORE_ANY_EXPIRY = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,15 @@ class Entry:
     facts: TokenFacts
     claims: dict | None  # an access token's verified claims; None for a PAT
     stale_after: float  # time.monotonic() after which the entry is reloaded
+    unexpired_state: TokenState = field(init=False)
+
+    def __post_init__(self):
+        # The rules read the time only to compare it with the expiry: until
+        # then the state is the same at every request, so it is evaluated once.
+        object.__setattr__(self, "unexpired_state", evaluate(self.facts, BEFORE_ANY_EXPIRY))
 
     def state(self, now) -> TokenState:
-        return evaluate(self.facts, now)
+        return self.unexpired_state if now < self.facts.expires_at else evaluate(self.facts, now)
 
     def detached_token(self) -> PersonalAccessToken:
         """A copy of the token and its related rows that a request may change

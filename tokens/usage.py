@@ -50,7 +50,7 @@ def redis_client() -> redis.Redis | None:
 
 _buffer_lock = threading.Lock()
 _buffer: dict[tuple[str, int], int] = defaultdict(int)  # (ISO day, token id) -> uses
-_buffer_last: dict[int, str] = {}  # token id -> "timestamp|address"
+_buffer_last: dict[int, tuple[datetime, str | None]] = {}  # token id -> (time, address) of its last use
 _buffer_addresses: set[tuple[int, str]] = set()
 _buffer_since: float | None = None
 
@@ -61,7 +61,7 @@ def usage_count(token_id: int, *, ip: str | None, now: datetime) -> None:
     global _buffer_since
     with _buffer_lock:
         _buffer[(now.date().isoformat(), token_id)] += 1
-        _buffer_last[token_id] = f"{now.timestamp()}|{ip or ''}"
+        _buffer_last[token_id] = (now, ip)  # formatted when pushed, not on every request
         if ip:
             _buffer_addresses.add((token_id, ip))
         if _buffer_since is None:
@@ -90,8 +90,8 @@ def usage_push(max_age: float = 0.0) -> bool:
         pipe = client.pipeline(transaction=True)  # all or nothing, so a retry cannot count twice
         for (day, token_id), uses in [*counts.items(), *held.items()]:
             pipe.hincrby(f"{COUNTS}{day}", token_id, uses)
-        for token_id, value in last.items():
-            pipe.hset(LAST, token_id, value)
+        for token_id, (used_at, ip) in last.items():
+            pipe.hset(LAST, token_id, f"{used_at.timestamp()}|{ip or ''}")
         for token_id, ip in addresses:
             pipe.sadd(f"{ADDRESSES}{token_id}", ip)
         results = pipe.execute()

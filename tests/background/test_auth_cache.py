@@ -2,9 +2,11 @@
 an authentication is seen by the very next request, and steady state costs
 no query."""
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from iam.exceptions import InvalidToken
@@ -15,7 +17,8 @@ from tests.factories import TenantFactory
 from tokens import authcache, keys
 from tokens.bearer import bearer_authenticate
 from tokens.oauth import oauth_client_create, revoke, token_exchange
-from tokens.services import token_delete, token_edit, token_revoke
+from tokens.rules import evaluate
+from tokens.services import token_delete, token_edit, token_load_by_secret, token_revoke
 
 pytestmark = pytest.mark.django_db
 
@@ -108,9 +111,25 @@ def test_expiry_is_exact_for_a_cached_token(world, with_redis):
     for _ in range(2):
         bearer_authenticate(issued.plaintext, ip="10.0.0.1")
     assert authcache.cache_lookup(keys.digest(issued.plaintext)) is not None
-    just_after = issued.token.expires_at + timedelta(seconds=1)
-    with pytest.raises(InvalidToken):
-        bearer_authenticate(issued.plaintext, ip="10.0.0.1", now=just_after)
+    expires_at = issued.token.expires_at
+    assert bearer_authenticate(issued.plaintext, ip="10.0.0.1", now=expires_at - timedelta(microseconds=1))
+    for at_or_after in (expires_at, expires_at + timedelta(seconds=1)):
+        with pytest.raises(InvalidToken):
+            bearer_authenticate(issued.plaintext, ip="10.0.0.1", now=at_or_after)
+
+
+@pytest.mark.parametrize("status", ["active", "revoked", "deleted"])
+@pytest.mark.parametrize("owner_is_active", [True, False])
+def test_a_cached_state_is_the_rules_state_at_every_instant(world, status, owner_is_active):
+    """An entry evaluates the rules once for the time before expiry; at any
+    instant it must answer what the rules answer then."""
+    issued = world.issue(days=1)
+    token, facts = token_load_by_secret(issued.plaintext)
+    facts = dataclasses.replace(facts, status=status, owner_is_active=owner_is_active)
+    entry = authcache.Entry(token, facts, None, stale_after=0)
+    expires_at = facts.expires_at
+    for now in (timezone.now(), expires_at - timedelta(microseconds=1), expires_at, expires_at + timedelta(days=1)):
+        assert entry.state(now) == evaluate(facts, now)
 
 
 def test_another_tenants_changes_leave_the_cache_alone(api, world, other_world, with_redis, django_assert_num_queries):
