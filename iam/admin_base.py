@@ -1,6 +1,7 @@
 """Building blocks of the console's ModelAdmins."""
 
 import operator
+from collections import Counter
 from collections.abc import Callable
 from functools import reduce
 
@@ -26,6 +27,7 @@ from tokens.models import PersonalAccessToken
 from tokens.services import collecting_validity_changes
 
 CONFIRM_INACTIVATION_FIELD = "_confirm_inactivation"
+TOKEN_VIEWER_KINDS = frozenset({"main", "user"})  # the administrator kinds that may see tokens
 
 
 class AdminKindMixin:
@@ -114,6 +116,11 @@ class ConfirmInactivationMixin:
             }
             rows = [(tokens[change.token_id], change.after.reason_text) for change in inactivated]
             transaction.set_rollback(True)
+        summary: list[tuple[str, str, int]] = []
+        if user_admin_kind(request.user) not in TOKEN_VIEWER_KINDS:
+            # An application administrator sees no tokens: how many, per tenant and reason, only.
+            counts = Counter((token.tenant.name, reason) for token, reason in rows)
+            summary = [(tenant, reason, count) for (tenant, reason), count in sorted(counts.items())]
         if hasattr(queued, "_queued_messages"):
             del queued._queued_messages[already_queued:]
         fields = [
@@ -122,7 +129,8 @@ class ConfirmInactivationMixin:
         context = {
             **self.admin_site.each_context(request),
             "title": "Confirm: tokens will become inactive",
-            "rows": rows,
+            "rows": [] if summary else rows,
+            "summary": summary,
             "count": len(rows),
             "fields": fields,
             "confirm_field": CONFIRM_INACTIVATION_FIELD,

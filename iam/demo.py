@@ -1,7 +1,10 @@
 """Demo data: two tenants, three applications, roles, end users and administrators.
 
-Loaded through the same services as real changes, and idempotent: running it
-again resets the demo passwords and leaves everything else as it is.
+Loaded through the same services as real changes. Loading creates only what
+is missing (a tenant, application, switch, role or user not there yet) and
+never undoes a later change: a role an administrator removed, a switch turned
+off, a password changed all stay as they are, and nobody is signed out.
+Printing (``demo_data_read``) changes nothing.
 """
 
 import uuid
@@ -13,7 +16,7 @@ from django.db import transaction
 from iam.models import Role, ServiceRole, User
 from iam.selectors import user_admin_kind
 from iam.services import role_grant_add
-from tenants.models import Application, Tenant
+from tenants.models import Application, Tenant, TenantApplication
 from tenants.services import tenant_application_set_pats_allowed
 
 TENANTS = [
@@ -94,52 +97,59 @@ class DemoData:
 
 @transaction.atomic
 def load_demo_data() -> DemoData:
-    data = DemoData()
+    """Create the demo rows that are missing; return what is there afterwards."""
     tenants = {}
     for spec in TENANTS:
-        tenant, _ = Tenant.objects.update_or_create(slug=spec["slug"], defaults=spec)
-        tenants[tenant.slug] = tenant
-        data.tenants.append(tenant)
+        tenants[spec["slug"]], _ = Tenant.objects.get_or_create(slug=spec["slug"], defaults=spec)
     applications = {}
     for slug, name, app_id, switches in APPLICATIONS:
-        application, _ = Application.objects.update_or_create(
-            slug=slug, defaults={"name": name}, create_defaults={"name": name, "id": uuid.UUID(app_id)}
-        )
+        defaults = {"name": name, "id": uuid.UUID(app_id)}
         if slug == "crm":
-            application.embed_url = f"{settings.PUBLIC_URL}/demo-app/"
-            application.embed_parent_origins = DEMO_PORTAL_ORIGINS
-            application.save(update_fields=["embed_url", "embed_parent_origins"])
+            defaults.update(embed_url=f"{settings.PUBLIC_URL}/demo-app/", embed_parent_origins=DEMO_PORTAL_ORIGINS)
+        application, _ = Application.objects.get_or_create(slug=slug, defaults=defaults)
         applications[slug] = application
-        data.applications.append(application)
         for tenant_slug, allowed in switches.items():
-            tenant_application_set_pats_allowed(
-                tenant=tenants[tenant_slug], application=application, allowed=allowed, actor=None
-            )
+            tenant = tenants[tenant_slug]
+            if not TenantApplication.objects.filter(tenant=tenant, application=application).exists():
+                tenant_application_set_pats_allowed(tenant=tenant, application=application, allowed=allowed, actor=None)
     roles = {}
     for app_slug, code, name, description, permissions, eligible in ROLES:
-        role, _ = Role.objects.update_or_create(
+        role, _ = Role.objects.get_or_create(
             application=applications[app_slug],
             code=code,
             defaults={"name": name, "description": description, "permissions": permissions, "pat_eligible": eligible},
         )
         roles[f"{app_slug}:{code}"] = role
     for username, tenant_slug, can_create, app_roles, service_roles in USERS:
-        user = User.objects.filter(username=username).first() or User(username=username)
-        user.email = f"{username}@{tenant_slug}.example"
-        user.tenant = tenants[tenant_slug]
-        user.can_create_pats = can_create
-        user.first_name = username.capitalize()
-        user.is_active = True
-        user.is_staff = bool(service_roles and service_roles != [ServiceRole.DEVELOPER])
-        user.is_superuser = ServiceRole.MAIN_ADMINISTRATOR in service_roles
+        if User.objects.filter(username__iexact=username).exists():
+            continue
+        user = User(
+            username=username,
+            email=f"{username}@{tenant_slug}.example",
+            tenant=tenants[tenant_slug],
+            can_create_pats=can_create,
+            first_name=username.capitalize(),
+            is_staff=bool(service_roles and service_roles != [ServiceRole.DEVELOPER]),
+            is_superuser=ServiceRole.MAIN_ADMINISTRATOR in service_roles,
+        )
         user.set_password(demo_password(username))
         user.save()
         for key in app_roles:
             role_grant_add(user=user, role=roles[key], actor=None)
         for code in service_roles:
             role_grant_add(user=user, role=Role.objects.get(application=None, code=code), actor=None)
-        data.users.append(user)
-    return data
+    return demo_data_read()
+
+
+def demo_data_read() -> DemoData:
+    """The demo rows that exist, as they are now (nothing is written)."""
+    return DemoData(
+        tenants=list(Tenant.objects.filter(slug__in=[spec["slug"] for spec in TENANTS]).order_by("pk")),
+        applications=list(Application.objects.filter(slug__in=[spec[0] for spec in APPLICATIONS]).order_by("slug")),
+        users=list(
+            User.objects.filter(username__in=[spec[0] for spec in USERS]).select_related("tenant").order_by("pk")
+        ),
+    )
 
 
 def demo_data_as_json(data: DemoData) -> dict:

@@ -142,6 +142,10 @@ class AuditAction(models.TextChoices):
     CREDENTIAL_CREATED = "integration.credential_created", "Integration credential created"
     CREDENTIAL_REVOKED = "integration.credential_revoked", "Integration credential revoked"
     OAUTH_CLIENT_CREATED = "oauth.client_created", "OAuth client created"
+    OAUTH_CLIENT_REVOKED = "oauth.client_revoked", "OAuth client revoked"
+    TENANT_POLICY_CHANGED = "tenant.policy_changed", "Tenant policy changed"
+    TOKEN_EXPIRY_SHORTENED = "token.expiry_shortened", "Token expiry shortened by a tenant policy"
+    ROLE_CHANGED = "role.changed", "Role changed"
     TENANT_API_ISSUANCE_SWITCHED = "tenant.api_issuance_switched", "Administrators may issue PATs through the API"
 
 

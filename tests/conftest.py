@@ -18,6 +18,7 @@ from tests.factories import (
     service_role,
 )
 from tests.log_secrets import LEDGER, SecretLogGuard, watch_secret_sources
+from tests.template_guard import TemplateLookupGuard
 from tokens.services import IssuedToken, token_create
 
 
@@ -153,6 +154,19 @@ def no_secret_in_logs(_watch_secret_sources):
     """Fail any test during which a log line, at any level and from any logger,
     holds a secret issued in the run or a well-formed token of ours."""
     guard = SecretLogGuard()
+    guard.start()
+    try:
+        yield guard
+    finally:
+        guard.stop()
+    guard.verify()
+
+
+@pytest.fixture(autouse=True)
+def templates_fail_loudly(no_secret_in_logs):
+    """Fail any test during which one of our templates looked up something
+    that is not there (see tests/template_guard.py)."""
+    guard = TemplateLookupGuard()
     guard.start()
     try:
         yield guard

@@ -18,7 +18,9 @@ def seed_json() -> dict:
 
 
 def test_seed_demo_is_idempotent_and_prints_the_documented_shape():
+    call_command("seed_demo", stdout=StringIO())
     first = seed_json()
+    call_command("seed_demo", stdout=StringIO())
     second = seed_json()
     assert first == second
     assert User.objects.count() == len(first["users"])
@@ -34,6 +36,49 @@ def test_seed_demo_is_idempotent_and_prints_the_documented_shape():
     assert any(role["pat_eligible"] for role in alice["roles"])
     assert any(not role["pat_eligible"] for u in first["users"] for role in u["roles"])
     assert User.objects.get(username="alice").check_password(alice["password"])
+
+
+def test_printing_the_demo_data_needs_it_loaded_first():
+    with pytest.raises(CommandError, match=r"run manage\.py seed_demo first"):
+        seed_json()
+
+
+def test_seeding_and_printing_never_undo_an_administrators_changes_nor_sign_anyone_out(client):
+    from iam.models import AuditEvent, Role
+    from iam.services import role_grant_remove, user_set_pat_creation_right
+    from tenants.models import TenantApplication
+    from tenants.services import tenant_application_set_pats_allowed
+
+    call_command("seed_demo", stdout=StringIO())
+    alice = User.objects.get(username="alice")
+    token = issue("--user", "alice", "--app", "crm", "--name", "kept", "--days", "30")
+    crm_rep = Role.objects.get(application__slug="crm", code="sales_rep")
+    role_grant_remove(user=alice, role=crm_rep, actor=None)
+    user_set_pat_creation_right(user=User.objects.get(username="dave"), allowed=False, actor=None)
+    link = TenantApplication.objects.get(tenant__slug="acme", application__slug="finance")
+    tenant_application_set_pats_allowed(tenant=link.tenant, application=link.application, allowed=False, actor=None)
+    alice.set_password("Alice-changed-2026!")
+    alice.save()
+    client.force_login(alice)
+    events = AuditEvent.objects.count()
+
+    for arguments in (("--json",), (), ("--json",)):
+        call_command("seed_demo", *arguments, stdout=StringIO())
+
+    assert AuditEvent.objects.count() == events  # nothing was re-granted, re-allowed or reactivated
+    assert not alice.role_grants.filter(role=crm_rep).exists()
+    assert not User.objects.get(username="dave").can_create_pats
+    assert not TenantApplication.objects.get(pk=link.pk).allows_pats
+    assert User.objects.get(username="alice").check_password("Alice-changed-2026!")
+    assert client.get("/tokens/").status_code == 200  # still signed in
+    assert bearer_status(token) == 401  # inactive: the role is gone, and seeding did not bring it back
+    assert seed_json()["users"][0]["roles"] != []
+
+
+def bearer_status(token: str) -> int:
+    from rest_framework.test import APIClient
+
+    return bearer(APIClient(), token).get("/api/v1/me").status_code
 
 
 def test_seed_demo_prints_the_logins():

@@ -103,21 +103,6 @@ def test_introspection_does_not_accept_embedding_tokens(api, world):
     assert response.json() == {"active": False}
 
 
-def test_embedding_tokens_are_not_addressed_by_name_in_the_management_api(api, world, user_admin):
-    credential = integration_credential_create(tenant=world.tenant, name="portal", actor=None)
-    for _ in range(2):
-        api.post(
-            "/api/ext/users/personal-access-token",
-            {"email": world.user.email, "appId": str(world.application.pk), "sessionExpiry": 5, "patExpiry": 600},
-            format="json",
-            HTTP_AUTHORIZATION=f"Basic {credential.plaintext}",
-        )
-    api.credentials()
-    name = PersonalAccessToken.objects.filter(owner=world.user).first().name
-    client = bearer(api, admin_pat(user_admin))
-    assert client.delete(f"/api/v1/users/{world.user.pk}/personal-access-tokens/{name}").status_code == 404
-
-
 @pytest.mark.parametrize("path", ["/oauth/token", "/oauth/introspect"])
 def test_nul_characters_are_a_400(api, path):
     response = api.generic(

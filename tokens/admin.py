@@ -11,6 +11,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -30,8 +31,15 @@ from iam.models import User
 from iam.selectors import user_admin_kind, user_is_main_administrator
 from tenants.models import Application
 from tokens.integrations import integration_credential_create, integration_credential_revoke
-from tokens.models import IntegrationCredential, OAuthClient, PersonalAccessToken, TokenStatus
-from tokens.oauth import oauth_client_create
+from tokens.models import (
+    IntegrationCredential,
+    OAuthClient,
+    PersonalAccessToken,
+    RevocationCause,
+    TokenKind,
+    TokenStatus,
+)
+from tokens.oauth import oauth_client_create, oauth_client_name_taken, oauth_client_revoke
 from tokens.rules import EffectiveStatus, evaluate, load_facts, token_state
 from tokens.selectors import dashboard_figures, tokens_visible_to_admin, with_status
 from tokens.services import token_revoke
@@ -115,6 +123,40 @@ class UseFilter(admin.SimpleListFilter):
         return queryset
 
 
+class KindFilter(admin.SimpleListFilter):
+    title = "kind"
+    parameter_name = "kind"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("personal", "personal (an application's)"),
+            ("administrative", "administrative"),
+            ("embed", "embedding"),
+        ]
+
+    def queryset(self, request, queryset):
+        if self.value() == "personal":
+            return queryset.filter(kind=TokenKind.PERSONAL, application__isnull=False)
+        if self.value() == "administrative":
+            return queryset.filter(application__isnull=True)
+        if self.value() == "embed":
+            return queryset.filter(kind=TokenKind.EMBED)
+        return queryset
+
+
+class RevocationCauseFilter(admin.SimpleListFilter):
+    title = "revoked because"
+    parameter_name = "revoked_because"
+
+    def lookups(self, request, model_admin):
+        return RevocationCause.choices
+
+    def queryset(self, request, queryset):
+        if self.value() in RevocationCause.values:
+            return queryset.filter(status=TokenStatus.REVOKED, revocation_cause=self.value())
+        return queryset
+
+
 class TokenChangeList(LargeTableChangeList):
     def get_results(self, request):
         """Give the page's tokens their effective status from the rules, in a
@@ -126,7 +168,7 @@ class TokenChangeList(LargeTableChangeList):
         now = timezone.now()
         facts_of = load_facts(self.result_list)
         for token in self.result_list:
-            token.effective_status = evaluate(facts_of[token.pk], now).status
+            token.effective_state = evaluate(facts_of[token.pk], now)
             token.permission_names = [role.name for role in facts_of[token.pk].roles]
 
 
@@ -134,7 +176,7 @@ class TokenChangeList(LargeTableChangeList):
 class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
     view_kinds = TOKEN_ADMIN_KINDS
     list_display = [
-        "name",
+        "token_name",
         "owner",
         "tenant",
         "application_name",
@@ -144,12 +186,20 @@ class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
         "expires",
         "last_used",
     ]
-    list_filter = [StatusFilter, ("tenant", TenantListFilter), ApplicationFilter, ExpiringFilter, UseFilter]
+    list_filter = [
+        StatusFilter,
+        RevocationCauseFilter,
+        KindFilter,
+        ("tenant", TenantListFilter),
+        ApplicationFilter,
+        ExpiringFilter,
+        UseFilter,
+    ]
     search_fields = ["owner", "name", "display_prefix"]  # prefixes of each; see search_kinds
     list_select_related = ["owner", "tenant", "application"]
     ordering = ["-created_at", "-id"]
     # Only what an index orders (tenant and application are filters instead).
-    sortable_by = ["name", "created", "expires", "last_used", "owner"]
+    sortable_by = ["token_name", "created", "expires", "last_used", "owner"]
     paginator = CappedCountPaginator
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # facet counts are a COUNT per filter choice over the whole table
@@ -157,18 +207,21 @@ class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
     actions = ["revoke_selected"]
     fields = [
         "name",
+        "kind_label",
         "owner",
         "tenant",
-        "application",
+        "application_name",
         "permission_list",
         "status_badge",
+        "why",
         "display_prefix",
         "created_at",
         "expires_at",
         "last_used_at",
         "last_used_ip",
         "revoked_at",
-        "revoked_by",
+        "revoked_by_who",
+        "revocation_reason",
         "deleted_at",
     ]
     readonly_fields = fields
@@ -209,12 +262,63 @@ class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
         names = getattr(token, "permission_names", None)  # set for a list page by TokenChangeList
         return ", ".join(names if names is not None else (role.name for role in token.roles.all()))
 
+    @admin.display(description="name", ordering="name")
+    def token_name(self, token: PersonalAccessToken):
+        """The name with the display prefix, and the kind when it is not an application's personal token."""
+        kind = ""
+        if token.kind == TokenKind.EMBED:
+            kind = format_html(' <span class="token-kind">embedding</span>')
+        elif token.application_id is None:
+            kind = format_html(' <span class="token-kind">administrative</span>')
+        return format_html("{}{}<br><code>{}…</code>", token.name, kind, token.display_prefix)
+
+    @admin.display(description="kind")
+    def kind_label(self, token: PersonalAccessToken) -> str:
+        if token.kind == TokenKind.EMBED:
+            return "Embedding (issued by an integration; its owner cannot edit it)"
+        return "Administrative (this service's API)" if token.application_id is None else "Personal"
+
+    def _state(self, token: PersonalAccessToken):
+        state = getattr(token, "effective_state", None)  # set for a list page by TokenChangeList
+        if state is None:
+            state = token.effective_state = token_state(token)
+        return state
+
     # No ordering: sorting a whole tenant (or every tenant) by a status computed
     # per row cannot use an index (11 s at a million tokens); filter by it instead.
     @admin.display(description="status")
     def status_badge(self, token: PersonalAccessToken):
-        status = getattr(token, "effective_status", None) or token_state(token).status
-        return format_html('<span class="token-status token-status-{}">{}</span>', status, status)
+        """The status, and under it why a token is not active: the cause of a
+        revocation or the first reason it is inactive (all of them on hover)."""
+        state = self._state(token)
+        why, detail = "", ""
+        if state.status == EffectiveStatus.REVOKED:
+            why = token.get_revocation_cause_display()
+            detail = token.revocation_reason
+        elif state.status == EffectiveStatus.INACTIVE:
+            why, detail = state.inactive_reasons[0].message, state.reason_text
+        badge = format_html('<span class="token-status token-status-{}">{}</span>', state.status, state.status)
+        if not why:
+            return badge
+        return format_html('{}<br><small class="token-why" title="{}">{}</small>', badge, detail or why, why)
+
+    @admin.display(description="why it cannot be used")
+    def why(self, token: PersonalAccessToken) -> str:
+        state = self._state(token)
+        if state.status == EffectiveStatus.REVOKED:
+            text = f"{token.get_revocation_cause_display()} ({token.revoked_by_name or 'unknown'})"
+            return f"{text}: {token.revocation_reason}" if token.revocation_reason else text
+        if state.status == EffectiveStatus.INACTIVE:
+            return state.reason_text
+        if state.status == EffectiveStatus.EXPIRED:
+            return "It has expired."
+        if state.status == EffectiveStatus.DELETED:
+            return "Its owner deleted it."
+        return "-"
+
+    @admin.display(description="revoked by")
+    def revoked_by_who(self, token: PersonalAccessToken) -> str:
+        return token.revoked_by_name or "-"
 
     # The list's times as "2026-11-23 17:30": Django's localized date format
     # costs a tenth of a millisecond a cell.
@@ -479,6 +583,13 @@ class OAuthClientForm(forms.ModelForm):
     def clean_allowed_scopes(self) -> list[str]:
         return self.cleaned_data["allowed_scopes"].split()
 
+    def clean(self):
+        cleaned = super().clean()
+        name, application = " ".join(cleaned.get("name", "").split()), cleaned.get("application")
+        if not self.instance.pk and application and oauth_client_name_taken(application, name):
+            self.add_error("name", f"The application already has an OAuth client named “{name}”.")
+        return cleaned
+
 
 @admin.register(OAuthClient)
 class OAuthClientAdmin(OneTimeSecretMixin, AdminKindMixin, admin.ModelAdmin):
@@ -513,5 +624,9 @@ class OAuthClientAdmin(OneTimeSecretMixin, AdminKindMixin, admin.ModelAdmin):
 
     @admin.action(description="Revoke selected OAuth clients")
     def revoke_clients(self, request, queryset):
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
-        self.message_user(request, f"{count} client(s) revoked.")
+        live = list(queryset.filter(revoked_at__isnull=True))
+        for client in live:
+            oauth_client_revoke(client=client, actor=request.user, ip=client_ip(request))
+        self.message_user(
+            request, f"{len(live)} OAuth client{pluralize(len(live))} revoked; their access tokens no longer work."
+        )

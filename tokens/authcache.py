@@ -34,7 +34,7 @@ from django.db.models.signals import m2m_changed, post_delete, post_save
 from iam.models import Role, RoleGrant, User
 from tenants.models import Application, Tenant, TenantApplication
 from tokens import usage
-from tokens.models import PersonalAccessToken, RevokedAccessToken, TokenKind
+from tokens.models import OAuthClient, PersonalAccessToken, RevokedAccessToken, TokenKind
 from tokens.rules import TokenFacts, TokenState, evaluate
 
 logger = logging.getLogger(__name__)
@@ -138,8 +138,9 @@ def cache_store(
 
 def cache_clear(scope: str = ALL) -> None:
     """Forget the entries a change can affect: ``ALL``, ``tenant:<id>``,
-    ``token:<id>`` (the PAT and the access tokens exchanged for it) or
-    ``jti:<jti>`` (one access token)."""
+    ``token:<id>`` (the PAT and the access tokens exchanged for it),
+    ``jti:<jti>`` (one access token) or ``client:<client_id>`` (the access
+    tokens exchanged through one OAuth client)."""
     global _invalidations
     kind, _, value = scope.partition(":")
     with _lock:
@@ -150,6 +151,8 @@ def cache_clear(scope: str = ALL) -> None:
             doomed = [key for key, entry in _entries.items() if entry.token.pk == int(value)]
         elif kind == "jti":
             doomed = [key for key, entry in _entries.items() if entry.claims and entry.claims.get("jti") == value]
+        elif kind == "client":
+            doomed = [key for key, entry in _entries.items() if entry.claims and entry.claims.get("client_id") == value]
         else:
             _entries.clear()
             return
@@ -300,6 +303,8 @@ def _scope(instance) -> str:
         return f"token:{instance.pk}"
     if isinstance(instance, RevokedAccessToken):
         return f"jti:{instance.jti}"
+    if isinstance(instance, OAuthClient):
+        return f"client:{instance.client_id}"
     if isinstance(instance, TenantApplication):
         return f"tenant:{instance.tenant_id}"
     if isinstance(instance, Tenant):
@@ -315,7 +320,7 @@ def _scope(instance) -> str:
 def _changed(sender, instance, created: bool = False, update_fields=None, **kwargs) -> None:
     if isinstance(instance, PersonalAccessToken) and instance.kind == TokenKind.EMBED:
         return  # embedding tokens are never cached
-    if created and isinstance(instance, PersonalAccessToken | User):
+    if created and isinstance(instance, PersonalAccessToken | User | OAuthClient):
         return  # nothing can be cached for a row that did not exist
     if update_fields is not None and set(update_fields) <= BOOKKEEPING_FIELDS:
         return
@@ -329,7 +334,17 @@ def _roles_changed(sender, instance, action: str, **kwargs) -> None:
 
 # Fields whose change cannot alter an authentication.
 BOOKKEEPING_FIELDS = {"last_login", "last_used_at", "last_used_ip"}
-WATCHED = (PersonalAccessToken, RevokedAccessToken, User, Role, RoleGrant, Tenant, Application, TenantApplication)
+WATCHED = (
+    PersonalAccessToken,
+    RevokedAccessToken,
+    OAuthClient,
+    User,
+    Role,
+    RoleGrant,
+    Tenant,
+    Application,
+    TenantApplication,
+)
 
 
 def connect_invalidation() -> None:

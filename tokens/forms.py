@@ -5,6 +5,7 @@ from datetime import date, datetime, timedelta
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 from django.utils import timezone
 
 from iam.api.filters import MAX_DATABASE_INTEGER
@@ -66,8 +67,11 @@ class TokenFormMixin:
         ].help_text = f"From {first:%-d %b %Y} to {last:%-d %b %Y}; the token expires at this time of day."
 
 
+ADMINISTRATIVE = "administrative"  # the application choice of an administrative token
+
+
 class TokenCreateForm(TokenFormMixin, forms.Form):
-    application = forms.ModelChoiceField(queryset=Application.objects.none(), empty_label=None)
+    application = forms.ChoiceField()
     name = forms.CharField(max_length=100, help_text="What the token is for, e.g. “Calendar sync”.")
     expiry_preset = forms.ChoiceField(label="Expires in", widget=forms.RadioSelect)
     expires_on = forms.DateField(
@@ -78,12 +82,19 @@ class TokenCreateForm(TokenFormMixin, forms.Form):
     def __init__(self, *args, user: User, now: datetime, **kwargs):
         super().__init__(*args, **kwargs)
         self.user, self.now = user, now
-        self.fields["application"].queryset = applications_for_token_creation(user)
+        self.applications = {str(app.pk): app for app in applications_for_token_creation(user)}
+        # Holders of the service's PAT-eligible roles make administrative tokens here too.
+        service_roles = roles_for_token(user, None).exists()
+        self.fields["application"].choices = [(key, app.name) for key, app in self.applications.items()] + (
+            [(ADMINISTRATIVE, "This service's API (administrative token)")] if service_roles else []
+        )
+        self.offers_anything = bool(self.fields["application"].choices)
         # Roles of every offered application; the page shows those of the chosen one.
+        offered = Q(application__in=list(self.applications.values()))
+        if service_roles:
+            offered |= Q(application__isnull=True)
         self.fields["roles"].queryset = (
-            Role.objects.filter(
-                pat_eligible=True, grants__user=user, application__in=self.fields["application"].queryset
-            )
+            Role.objects.filter(offered, pat_eligible=True, grants__user=user)
             .select_related("application")
             .order_by("application__name", "name")
         )
@@ -92,6 +103,10 @@ class TokenCreateForm(TokenFormMixin, forms.Form):
         self.fields["expiry_preset"].choices = [*presets, (CUSTOM, "Choose a date")]
         self.fields["expiry_preset"].initial = presets[min(1, len(presets) - 1)][0] if presets else CUSTOM
         self.setup_expiry(user, now)
+
+    def clean_application(self) -> Application | None:
+        value = self.cleaned_data["application"]
+        return None if value == ADMINISTRATIVE else self.applications[value]
 
     def clean(self):
         cleaned = super().clean()
@@ -103,19 +118,23 @@ class TokenCreateForm(TokenFormMixin, forms.Form):
                 cleaned["expires_at"] = expiry_from_date(cleaned["expires_on"], self.now)
         elif preset:
             cleaned["expires_at"] = self.now + timedelta(days=int(preset))
-        application, roles = cleaned.get("application"), cleaned.get("roles")
-        if application and roles and any(role.application_id != application.pk for role in roles):
-            self.add_error("roles", f"Choose permissions of {application.name} only.")
+        roles = cleaned.get("roles")
+        if "application" in cleaned and roles:
+            application = cleaned["application"]
+            if any(role.application_id != (application.pk if application else None) for role in roles):
+                where = application.name if application else "this service (administrative)"
+                self.add_error("roles", f"Choose permissions of {where} only.")
         return cleaned
 
-    def roles_by_application(self) -> list[tuple[Application, list]]:
-        """The role checkboxes grouped by application, for the template."""
+    def roles_by_application(self) -> list[tuple[str, str, list]]:
+        """The role checkboxes grouped by application (key, name, checkboxes), for the template."""
         roles = {str(role.pk): role for role in self.fields["roles"].queryset}
-        groups: dict = {}
+        groups: dict[str, tuple[str, list]] = {}
         for checkbox in self["roles"]:
-            role = roles[str(checkbox.data["value"])]
-            groups.setdefault(role.application, []).append(checkbox)
-        return list(groups.items())
+            application = roles[str(checkbox.data["value"])].application
+            key = str(application.pk) if application else ADMINISTRATIVE
+            groups.setdefault(key, (application.name if application else "This service's API", []))[1].append(checkbox)
+        return [(key, name, checkboxes) for key, (name, checkboxes) in groups.items()]
 
 
 class TokenEditForm(TokenFormMixin, forms.Form):
@@ -128,7 +147,15 @@ class TokenEditForm(TokenFormMixin, forms.Form):
         current = timezone.localtime(token.expires_at, timezone.get_current_timezone()).date()
         kwargs.setdefault("initial", {"name": token.name, "expires_on": current, "roles": list(token.roles.all())})
         super().__init__(*args, **kwargs)
-        self.fields["roles"].queryset = roles_for_token(token.owner, token.application)
+        offered = roles_for_token(token.owner, token.application)
+        self.fields["roles"].queryset = offered
+        # Roles of the token the owner may no longer choose, shown so none disappears silently.
+        offered_ids = {role.pk for role in offered}
+        self.lost_roles = [
+            (role, "no longer available for tokens" if not role.pat_eligible else "you no longer hold it")
+            for role in token.roles.all()
+            if role.pk not in offered_ids
+        ]
         self.setup_expiry(token.owner, now)
         if current.isoformat() < self.fields["expires_on"].widget.attrs["min"]:
             # An expired (or nearly expired) token keeps its date selectable, e.g. to rename it.

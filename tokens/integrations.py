@@ -14,15 +14,24 @@ from iam.models import AuditAction, Role, User
 from iam.selectors import user_administers_tenant_users, user_holds_administrator_role, user_is_main_administrator
 from tenants.models import Application, Tenant
 from tokens import keys
-from tokens.models import EmbedSession, IntegrationCredential, PersonalAccessToken, TokenKind, TokenStatus
+from tokens.models import (
+    EmbedSession,
+    IntegrationCredential,
+    PersonalAccessToken,
+    RevocationCause,
+    TokenKind,
+    TokenStatus,
+)
 from tokens.rules import evaluate, load_token_for_authentication
 from tokens.services import (
     IssuedToken,
     TokenContext,
     _insert_token,
     application_allows_pats,
+    embed_token_name,
     token_authenticate,
     token_create,
+    token_revoke,
 )
 
 # Documented maxima of the embedding API.
@@ -145,6 +154,9 @@ def embed_token_issue(
     if user.tenant_id != credential.tenant_id:
         raise NotPermitted("The user is not in the credential's tenant.", code="user_not_in_tenant")
     user = User.objects.select_for_update().select_related("tenant").get(pk=user.pk)
+    if user_holds_administrator_role(user):
+        # As through the management API: an integration never holds an administrator's credentials.
+        raise NotPermitted("Embedding tokens are not issued for administrators.", code="owner_is_administrator")
     roles = _eligible_roles(user, application)
     if not (user.is_active and user.can_create_pats and application_allows_pats(user.tenant, application) and roles):
         raise NotPermitted("The user does not have access to this application.", code="no_application_access")
@@ -152,25 +164,23 @@ def embed_token_issue(
     if pat_seconds > max_seconds:
         raise ValidationFailed({"patExpiry": [f"At most {max_seconds} seconds in this tenant."]})
     label = credential_label(credential)
-    previous = PersonalAccessToken.objects.select_for_update().filter(
+    previous = PersonalAccessToken.objects.filter(
         owner=user, application=application, kind=TokenKind.EMBED, status=TokenStatus.ACTIVE
     )
     for old in previous:
-        old.status, old.revoked_at = TokenStatus.REVOKED, now
-        old.save(update_fields=["status", "revoked_at"])
-        audit_record(
-            action=AuditAction.TOKEN_REVOKED,
-            tenant_id=old.tenant_id,
+        token_revoke(
+            token=old,
             actor=None,
-            label=label,
-            token_id=old.pk,
+            cause=RevocationCause.EMBED_REPLACED,
+            actor_label=label,
             ip=ip,
             reason="Replaced by a new embedding token.",
+            now=now,
         )
     issued = _insert_token(
         owner=user,
         application=application,
-        name=f"Embedding · {application.name}",
+        name=lambda prefix: embed_token_name(application.name, prefix),
         expires_at=now + timedelta(seconds=pat_seconds),
         roles=roles,
         now=now,

@@ -17,6 +17,16 @@ class TokenKind(models.TextChoices):
     EMBED = "embed", "Embedding"
 
 
+class RevocationCause(models.TextChoices):
+    """Why a token was revoked: told to its owner, the console and the audit trail."""
+
+    ADMINISTRATOR = "administrator", "Revoked by an administrator"
+    INTEGRATION = "integration", "Ended by an integration"
+    OPERATOR = "operator", "Revoked by an operator of the service"
+    LEAK_REPORT = "leak_report", "Reported leaked"
+    EMBED_REPLACED = "embed_replaced", "Replaced by a newer embedding token"
+
+
 class PersonalAccessToken(models.Model):
     """A scoped, expiring credential a user hands to an integration.
 
@@ -54,6 +64,11 @@ class PersonalAccessToken(models.Model):
     revoked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    revocation_cause = models.CharField(max_length=32, choices=RevocationCause.choices, blank=True)
+    revoked_by_label = models.CharField(
+        max_length=200, blank=True, help_text="Who revoked it, kept when that is no user or the user is removed."
+    )
+    revocation_reason = models.CharField(max_length=500, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
     display_prefix = models.CharField(max_length=16, help_text="The token's non-secret start, e.g. pat_AbC123.")
     digest = models.CharField(max_length=64, help_text="HMAC-SHA256 of the token under a pepper.")
@@ -71,11 +86,10 @@ class PersonalAccessToken(models.Model):
         constraints = [
             # A constraint rather than unique=True: no second (LIKE) index on PostgreSQL.
             models.UniqueConstraint(fields=["digest"], name="token_digest_unique"),
-            # One name per owner among tokens the owner still sees.
+            # One name per owner among tokens the owner still sees, whatever their
+            # kind: the management API addresses a user's tokens by name.
             models.UniqueConstraint(
-                fields=["owner", "name"],
-                condition=~Q(status="deleted") & Q(kind="personal"),
-                name="token_name_unique_per_owner",
+                fields=["owner", "name"], condition=~Q(status="deleted"), name="token_name_unique_per_owner"
             ),
             # Seed 000: one active embedding token per application and user.
             models.UniqueConstraint(
@@ -96,6 +110,9 @@ class PersonalAccessToken(models.Model):
             ),
             models.CheckConstraint(
                 name="token_deleted_has_time", condition=~Q(status="deleted") | Q(deleted_at__isnull=False)
+            ),
+            models.CheckConstraint(
+                name="token_revoked_has_cause", condition=~Q(status="revoked") | ~Q(revocation_cause="")
             ),
         ]
         indexes = [
@@ -121,6 +138,11 @@ class PersonalAccessToken(models.Model):
                 condition=Q(marked_inactive=True),
                 name="token_tenant_inactive_created",
             ),
+            # The overview's kind filter: embedding and administrative tokens are a small share.
+            models.Index(fields=["-created_at", "-id"], condition=Q(kind="embed"), name="token_embed_created"),
+            models.Index(
+                fields=["-created_at", "-id"], condition=Q(application__isnull=True), name="token_admin_created"
+            ),
             models.Index(fields=["name", "id"], name="token_name"),
             models.Index(fields=["tenant", "name", "id"], name="token_tenant_name"),
         ]
@@ -131,6 +153,21 @@ class PersonalAccessToken(models.Model):
     @property
     def is_administrative(self) -> bool:
         return self.application_id is None
+
+    @property
+    def is_embedding(self) -> bool:
+        return self.kind == TokenKind.EMBED
+
+    @property
+    def application_label(self) -> str:
+        return self.application.name if self.application_id else "This service (administrative)"
+
+    @property
+    def revoked_by_name(self) -> str:
+        """Who revoked the token, as its owner and the console should read it."""
+        if self.revoked_by_id is not None and self.revoked_by is not None:
+            return self.revoked_by.get_full_name() or self.revoked_by.username
+        return self.revoked_by_label
 
 
 class TokenUsageDay(models.Model):

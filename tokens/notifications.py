@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 
-from tokens.models import PersonalAccessToken
+from tokens.models import PersonalAccessToken, RevocationCause
 
 logger = logging.getLogger(__name__)
 
@@ -14,8 +14,14 @@ SUBJECTS = {
     "revoked": "Your personal access token “{name}” was revoked",
     "reported_leaked": "Your personal access token “{name}” was reported leaked and revoked",
 }
+# Who ended the token, by its recorded cause (the "revoked" event).
+REVOKERS = {
+    RevocationCause.ADMINISTRATOR: "{who}, an administrator, revoked",
+    RevocationCause.INTEGRATION: "The {who} ended",
+    RevocationCause.OPERATOR: "An operator of the service revoked",
+}
 BODIES = {
-    "revoked": "An administrator revoked your personal access token “{name}” ({prefix}…) for {application}. "
+    "revoked": "{revoker} your personal access token “{name}” ({prefix}…) for {application}. "
     "It no longer works and cannot be reactivated.{detail}",
     "reported_leaked": "Someone reported your personal access token “{name}” ({prefix}…) for {application} as "
     "leaked (found in public), so it was revoked at once. Create a new token and replace it wherever "
@@ -40,13 +46,17 @@ def enqueue_token_notification(token_id: int, event: str, detail: str = "") -> N
 
 def send_token_notification(token_id: int, event: str, detail: str = "") -> bool:
     """Email the owner of a token about ``event``; return False if there is nobody to tell."""
-    token = PersonalAccessToken.objects.select_related("owner", "application").filter(pk=token_id).first()
+    token = PersonalAccessToken.objects.select_related("owner", "application", "revoked_by").filter(pk=token_id).first()
     if token is None or not token.owner.email or event not in SUBJECTS:
         return False
+    revoker = REVOKERS.get(token.revocation_cause, REVOKERS[RevocationCause.OPERATOR])
+    if token.revocation_reason and not detail and event == "revoked":
+        detail = f"Reason given: {token.revocation_reason}"
     values = {
         "name": token.name,
         "prefix": token.display_prefix,
         "application": token.application.name if token.application else "this service's API",
+        "revoker": revoker.format(who=token.revoked_by_name or "an administrator"),
         "detail": f"\n\n{detail}" if detail else "",
     }
     send_mail(

@@ -70,6 +70,9 @@ def oauth_client_create(
     name = " ".join(str(name or "").split())
     if not name or len(name) > 100:
         raise ValidationFailed({"name": ["Enter a name of at most 100 characters."]})
+    Application.objects.select_for_update().filter(pk=application.pk).first()  # one client of a name at a time
+    if oauth_client_name_taken(application, name):
+        raise ValidationFailed({"name": [f"The application already has an OAuth client named “{name}”."]})
     if not 60 <= access_token_lifetime <= 86400:
         raise ValidationFailed({"access_token_lifetime": ["Between 60 and 86400 seconds."]})
     secret = keys.generate(keys.CLIENT_SECRET_PREFIX)
@@ -90,6 +93,33 @@ def oauth_client_create(
         changes={"application": application.slug, "client_id": client.client_id, "token_exchange": token_exchange},
     )
     return IssuedClient(client, secret)
+
+
+def oauth_client_name_taken(application: Application, name: str) -> bool:
+    """Whether a live client of ``application`` already has this name (names tell clients apart)."""
+    return OAuthClient.objects.filter(application=application, name=name, revoked_at__isnull=True).exists()
+
+
+@transaction.atomic
+def oauth_client_revoke(*, client: OAuthClient, actor: User | None, ip: str | None = None) -> OAuthClient:
+    """Revoke a client (irreversible, safe to repeat): it can no longer
+    authenticate, and every access token exchanged through it stops working at
+    once, on this service's API and in introspection."""
+    if actor is not None and not user_administers_applications(actor):
+        raise NotPermitted("Only a main or application administrator can revoke OAuth clients.")
+    client = OAuthClient.objects.select_for_update().select_related("application").get(pk=client.pk)
+    if client.revoked_at is not None:
+        return client
+    client.revoked_at = timezone.now()
+    client.save(update_fields=["revoked_at"])
+    audit_record(
+        action=AuditAction.OAUTH_CLIENT_REVOKED,
+        tenant_id=None,
+        actor=actor,
+        ip=ip,
+        changes={"application": client.application.slug, "client_id": client.client_id, "name": client.name},
+    )
+    return client
 
 
 def oauth_client_authenticate(client_id: str, secret: str) -> OAuthClient | None:
@@ -265,6 +295,8 @@ def access_token_load(
     claims = access_token_claims(value, audience=audience)
     if claims is None or RevokedAccessToken.objects.filter(jti=claims["jti"]).exists():
         return None
+    if not OAuthClient.objects.filter(client_id=str(claims.get("client_id")), revoked_at__isnull=True).exists():
+        return None  # exchanged through a client revoked since
     token, facts = load_token_for_authentication(token_id=claims["pat_id"])
     if token is None or facts is None or token.kind != TokenKind.PERSONAL:
         return None

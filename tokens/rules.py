@@ -50,12 +50,68 @@ class TokenFacts:
     owner_in_token_tenant: bool
     application_allows_pats: bool
     roles: tuple[RoleFacts, ...]
+    application_name: str = ""
 
 
 @dataclass(frozen=True)
 class InactiveReason:
+    """Why a token is inactive: ``message`` for administrators and the audit
+    trail, ``owner_message`` and ``advice`` (what will actually help) for its owner."""
+
     code: str
     message: str
+    owner_message: str
+    advice: str
+    owner_can_fix: bool = False  # True when an edit of the token can make it active again
+
+
+ASK_USER_ADMIN = "Ask a user administrator of your tenant"
+ASK_APP_ADMIN = "Ask an application administrator"
+EDITING_WILL_NOT_HELP = "Editing the token will not help."
+
+
+def _reason(code: str, **names: str) -> InactiveReason:
+    role, application = names.get("role", ""), names.get("application", "")
+    texts = {
+        "owner_deactivated": (
+            "The owner's account is deactivated.",
+            "Your account is deactivated.",
+            f"{ASK_USER_ADMIN} to reactivate it.",
+        ),
+        "owner_pat_right_removed": (
+            "The owner is no longer allowed to use personal access tokens.",
+            "You are no longer allowed to use personal access tokens.",
+            f"{ASK_USER_ADMIN} to allow it again. {EDITING_WILL_NOT_HELP}",
+        ),
+        "owner_changed_tenant": (
+            "The owner has moved to another tenant.",
+            "You have moved to another tenant since this token was made.",
+            "It can never be used again: delete it and create a new one.",
+        ),
+        "application_disallows_pats": (
+            "The application no longer allows personal access tokens in this tenant.",
+            f"{application} no longer allows personal access tokens in your tenant.",
+            f"{ASK_APP_ADMIN} to allow them again. {EDITING_WILL_NOT_HELP}",
+        ),
+        "role_not_pat_eligible": (
+            f"The role “{role}” is no longer available for personal access tokens.",
+            f"The role “{role}” is no longer available for personal access tokens.",
+            f"Edit the token and leave “{role}” out, or ask an application administrator to make it available again.",
+        ),
+        "role_not_held": (
+            f"The owner no longer holds the role “{role}”.",
+            f"You no longer hold the role “{role}”.",
+            f"Edit the token and leave “{role}” out, or ask a user administrator to grant it to you again.",
+        ),
+        "no_roles": (
+            "The token grants no permissions.",
+            "The token grants no permissions.",
+            "Edit the token and choose at least one permission.",
+        ),
+    }
+    message, owner_message, advice = texts[code]
+    owner_can_fix = code in ("role_not_pat_eligible", "role_not_held", "no_roles")
+    return InactiveReason(code, message, owner_message, advice, owner_can_fix)
 
 
 @dataclass(frozen=True)
@@ -72,6 +128,20 @@ class TokenState:
     def reason_text(self) -> str:
         return " ".join(reason.message for reason in self.inactive_reasons)
 
+    @property
+    def owner_reason_text(self) -> str:
+        return " ".join(reason.owner_message for reason in self.inactive_reasons)
+
+    @property
+    def owner_advice(self) -> list[str]:
+        """What will help, reason by reason, without repeating itself."""
+        return list(dict.fromkeys(reason.advice for reason in self.inactive_reasons))
+
+    @property
+    def owner_can_fix(self) -> bool:
+        """Whether the owner can make the token active again by editing it."""
+        return bool(self.inactive_reasons) and all(reason.owner_can_fix for reason in self.inactive_reasons)
+
 
 def evaluate(facts: TokenFacts, now: datetime) -> TokenState:
     """Return the effective state and permissions of a token.
@@ -84,37 +154,26 @@ def evaluate(facts: TokenFacts, now: datetime) -> TokenState:
     """
     reasons: list[InactiveReason] = []
     if not facts.owner_is_active:
-        reasons.append(InactiveReason("owner_deactivated", "The owner's account is deactivated."))
+        reasons.append(_reason("owner_deactivated"))
     if not facts.owner_can_create_pats:
-        reasons.append(
-            InactiveReason("owner_pat_right_removed", "The owner is no longer allowed to use personal access tokens.")
-        )
+        reasons.append(_reason("owner_pat_right_removed"))
     if not facts.owner_in_token_tenant:
-        reasons.append(InactiveReason("owner_changed_tenant", "The owner has moved to another tenant."))
+        reasons.append(_reason("owner_changed_tenant"))
     if facts.application_id is not None and not facts.application_allows_pats:
-        reasons.append(
-            InactiveReason(
-                "application_disallows_pats",
-                "The application no longer allows personal access tokens in this tenant.",
-            )
-        )
+        application = f"“{facts.application_name}”" if facts.application_name else "The application"
+        reasons.append(_reason("application_disallows_pats", application=application))
     permissions: set[str] = set()
     for role in facts.roles:
         # A role's application never changes (services and the console keep it), so
         # the roles of a token always belong to the token's application.
         if not role.pat_eligible:
-            reasons.append(
-                InactiveReason(
-                    "role_not_pat_eligible",
-                    f"The role “{role.name}” is no longer available for personal access tokens.",
-                )
-            )
+            reasons.append(_reason("role_not_pat_eligible", role=role.name))
         elif not role.held_by_owner:
-            reasons.append(InactiveReason("role_not_held", f"The owner no longer holds the role “{role.name}”."))
+            reasons.append(_reason("role_not_held", role=role.name))
         else:
             permissions.update(role.permissions)
     if not facts.roles:
-        reasons.append(InactiveReason("no_roles", "The token grants no permissions."))
+        reasons.append(_reason("no_roles"))
 
     if facts.status == TokenStatus.DELETED:
         status = EffectiveStatus.DELETED
@@ -140,6 +199,12 @@ def _role_facts(role: Role, held: bool) -> RoleFacts:
         held_by_owner=held,
         permissions=tuple(role.permissions or ()),
     )
+
+
+def _loaded_application_name(token: PersonalAccessToken) -> str:
+    """The application's name if the caller loaded it with the token (no query otherwise)."""
+    application = token._state.fields_cache.get("application")
+    return application.name if application is not None else ""
 
 
 def load_facts(tokens: Iterable[PersonalAccessToken]) -> dict[int, TokenFacts]:
@@ -182,6 +247,7 @@ def load_facts(tokens: Iterable[PersonalAccessToken]) -> dict[int, TokenFacts]:
             owner_can_create_pats=owner.can_create_pats,
             owner_in_token_tenant=owner.tenant_id == token.tenant_id,
             application_allows_pats=(token.tenant_id, token.application_id) in allowed,
+            application_name=_loaded_application_name(token),
             roles=tuple(
                 _role_facts(role, (token.owner_id, role.pk) in held)
                 for role in sorted(roles_of[token.pk], key=lambda role: role.code)
@@ -236,5 +302,6 @@ def load_token_for_authentication(
         owner_in_token_tenant=token.owner.tenant_id == token.tenant_id,
         application_allows_pats=token.application_allows_pats,
         roles=tuple(_role_facts(role, role.held) for role in roles),
+        application_name=_loaded_application_name(token),
     )
     return token, facts

@@ -6,7 +6,7 @@ transaction as the change.
 """
 
 import hmac
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from iam.audit import actor_label as actor_label_of
 from iam.audit import audit_record
 from iam.exceptions import IllegalTransition, NotPermitted, ValidationFailed
 from iam.models import AuditAction, Role, User
@@ -24,7 +25,7 @@ from iam.ratelimit import rate_limit_enforce
 from iam.selectors import user_administers_tenant_users
 from tenants.models import Application, Tenant, TenantApplication
 from tokens import keys
-from tokens.models import PersonalAccessToken, TokenKind, TokenStatus
+from tokens.models import PersonalAccessToken, RevocationCause, TokenKind, TokenStatus
 from tokens.notifications import enqueue_token_notification
 from tokens.rules import TokenFacts, TokenState, evaluate, load_token_for_authentication, token_state, token_states
 from tokens.usage import usage_record
@@ -96,9 +97,7 @@ def _check_expiry(expires_at: object, tenant: Tenant, now: datetime, errors: dic
 
 
 def _name_taken(owner: User, name: str, exclude_id: int | None = None) -> bool:
-    tokens = PersonalAccessToken.objects.filter(owner=owner, name=name, kind=TokenKind.PERSONAL).exclude(
-        status=TokenStatus.DELETED
-    )
+    tokens = PersonalAccessToken.objects.filter(owner=owner, name=name).exclude(status=TokenStatus.DELETED)
     if exclude_id is not None:
         tokens = tokens.exclude(pk=exclude_id)
     return tokens.exists()
@@ -151,11 +150,23 @@ def application_allows_pats(tenant: Tenant, application: Application) -> bool:
     return TenantApplication.objects.filter(tenant=tenant, application=application, allows_pats=True).exists()
 
 
+EMBED_NAME_APPLICATION_MAX = NAME_MAX_LENGTH - len("Embedding ·  · ") - keys.DISPLAY_PREFIX_LENGTH
+
+
+def embed_token_name(application_name: str, display_prefix: str) -> str:
+    """The name of an embedding token: its kind, its application (shortened to
+    fit the name's 100 characters) and its display prefix, so two of a user's
+    embedding tokens are never named alike."""
+    if len(application_name) > EMBED_NAME_APPLICATION_MAX:
+        application_name = application_name[: EMBED_NAME_APPLICATION_MAX - 1] + "…"
+    return f"Embedding · {application_name} · {display_prefix}"
+
+
 def _insert_token(
     *,
     owner: User,
     application: Application | None,
-    name: str,
+    name: str | Callable[[str], str],
     expires_at: datetime,
     roles: list[Role],
     now: datetime,
@@ -163,6 +174,8 @@ def _insert_token(
     embed_session_minutes: int | None = None,
 ) -> IssuedToken:
     plaintext = keys.generate()
+    if callable(name):  # a name made from the token's display prefix
+        name = name(keys.display_prefix(plaintext))
     try:
         with transaction.atomic():
             token = PersonalAccessToken.objects.create(
@@ -256,8 +269,19 @@ def _require_not_ended(token: PersonalAccessToken, verb: str) -> None:
         raise IllegalTransition("This token has been deleted.", code="token_deleted")
     if token.status == TokenStatus.REVOKED:
         raise IllegalTransition(
-            f"This token was revoked by an administrator and cannot be {verb}. You can only delete it.",
+            f"This token was revoked ({token.get_revocation_cause_display().lower()}) and cannot be {verb}. "
+            "It can only be deleted.",
             code="token_revoked",
+        )
+
+
+def _require_personal(token: PersonalAccessToken, verb: str) -> None:
+    # An embedding token's lifetime and permissions are the integration's
+    # (``patExpiry``): its owner may not stretch a token that travelled in a URL.
+    if token.kind == TokenKind.EMBED:
+        raise IllegalTransition(
+            f"Embedding tokens are issued by an integration and cannot be {verb}. They can only be deleted.",
+            code="embedding_token",
         )
 
 
@@ -282,6 +306,7 @@ def token_edit(
     token = _lock(token)
     _require_owner(token, actor)
     _require_not_ended(token, "edited")
+    _require_personal(token, "edited")
     before = token_state(token, now)
 
     errors: dict[str, list[str]] = {}
@@ -353,25 +378,37 @@ def token_delete(
     return token
 
 
+# Causes whose owner is told by e-mail. A replaced embedding token is not: a
+# portal may issue one on every page load, and the owner did not make it.
+NOTIFIED_CAUSES = {
+    RevocationCause.ADMINISTRATOR: "revoked",
+    RevocationCause.INTEGRATION: "revoked",
+    RevocationCause.OPERATOR: "revoked",
+    RevocationCause.LEAK_REPORT: "reported_leaked",
+}
+
+
 @transaction.atomic
 def token_revoke(
     *,
     token: PersonalAccessToken,
     actor: User | None,
+    cause: RevocationCause | None = None,
     actor_label: str | None = None,
     ip: str | None = None,
     reason: str = "",
     now: datetime | None = None,
-    action: AuditAction = AuditAction.TOKEN_REVOKED,
 ) -> PersonalAccessToken:
-    """Revoke a token: irreversible, and safe to repeat.
+    """Revoke a token: irreversible, and safe to repeat. The cause, who and
+    why are kept on the token for its owner and the console, and audited.
 
     A user ``actor`` must be a main administrator or a user administrator of
-    the token's tenant (NotPermitted otherwise). ``actor`` None is for callers
-    that authorised the request themselves (an integration credential of the
-    tenant, a leak report by someone holding the token), named by
-    ``actor_label``. Revoking a revoked token changes and records nothing; a
-    deleted token cannot be revoked.
+    the token's tenant (NotPermitted otherwise); the cause is then
+    ``ADMINISTRATOR``. ``actor`` None is for callers that authorised the
+    request themselves and name the cause: an integration credential of the
+    tenant, a leak report by someone holding the token, a newer embedding
+    token, an operator's command (the default). Revoking a revoked token
+    changes and records nothing; a deleted token cannot be revoked.
     """
     token = _lock(token)
     if actor is not None and not user_administers_tenant_users(actor, token.tenant_id):
@@ -380,21 +417,37 @@ def token_revoke(
         return token
     if token.status == TokenStatus.DELETED:
         raise IllegalTransition("This token has been deleted by its owner.", code="token_deleted")
+    if actor is not None:
+        cause = RevocationCause.ADMINISTRATOR
+    cause = RevocationCause(cause or RevocationCause.OPERATOR)
+    label = actor_label or actor_label_of(actor)
+    reason = " ".join(reason.split())[:500]
     token.status = TokenStatus.REVOKED
     token.revoked_at = now or timezone.now()
     token.revoked_by = actor
-    token.save(update_fields=["status", "revoked_at", "revoked_by"])
+    token.revocation_cause, token.revoked_by_label, token.revocation_reason = cause, label[:200], reason
+    token.save(
+        update_fields=[
+            "status",
+            "revoked_at",
+            "revoked_by",
+            "revocation_cause",
+            "revoked_by_label",
+            "revocation_reason",
+        ]
+    )
     audit_record(
-        action=action,
+        action=AuditAction.TOKEN_REPORTED_LEAKED if cause == RevocationCause.LEAK_REPORT else AuditAction.TOKEN_REVOKED,
         tenant_id=token.tenant_id,
         actor=actor,
-        label=actor_label,
+        label=label,
         token_id=token.pk,
         ip=ip,
         reason=reason,
+        changes={"cause": cause.value},
     )
-    event = "reported_leaked" if action == AuditAction.TOKEN_REPORTED_LEAKED else "revoked"
-    enqueue_token_notification(token.pk, event, f"Reason given: {reason}" if reason else "")
+    if cause in NOTIFIED_CAUSES:
+        enqueue_token_notification(token.pk, NOTIFIED_CAUSES[cause])
     return token
 
 
@@ -408,6 +461,7 @@ def token_rename(
     if actor is not None and actor.pk != token.owner_id and not user_administers_tenant_users(actor, token.tenant_id):
         raise NotPermitted("Only the owner or an administrator of the tenant can rename this token.")
     _require_not_ended(token, "renamed")
+    _require_personal(token, "renamed")
     errors: dict[str, list[str]] = {}
     cleaned = _clean_name(name, errors)
     if "name" not in errors and cleaned != token.name and _name_taken(token.owner, cleaned, exclude_id=token.pk):
@@ -445,10 +499,10 @@ def token_report_leaked(plaintext: str, *, ip: str | None = None) -> bool:
     token_revoke(
         token=token,
         actor=None,
+        cause=RevocationCause.LEAK_REPORT,
         actor_label=f"leak report from {ip or 'an unknown address'}",
         ip=ip,
         reason="Reported leaked by someone holding the token.",
-        action=AuditAction.TOKEN_REPORTED_LEAKED,
     )
     return True
 

@@ -18,7 +18,8 @@ from iam.exceptions import DomainError
 from iam.http import client_ip
 from tokens.forms import TokenCreateForm, TokenEditForm
 from tokens.models import PersonalAccessToken, TokenStatus
-from tokens.selectors import token_get_for_owner, token_page_for_owner, user_administrators_of
+from tokens.rules import EffectiveStatus, TokenState, token_state
+from tokens.selectors import TokenRow, token_get_for_owner, token_page_for_owner, user_administrators_of
 from tokens.services import token_create, token_creation_limit, token_delete, token_edit
 
 # One-time ids of create forms handed out, so a reload or resubmission of a
@@ -101,13 +102,14 @@ def token_create_view(request: HttpRequest) -> HttpResponse:
 def token_edit_view(request: HttpRequest, token_id: int) -> HttpResponse:
     token = _owned_token(request, token_id)
     now = timezone.now()
-    if token.status == TokenStatus.REVOKED:
-        return render(request, "tokens/edit.html", {"token": token, "form": None}, status=409)
+    row = TokenRow(token, token_state(token, now))
+    if token.status == TokenStatus.REVOKED or token.is_embedding:
+        return render(request, "tokens/edit.html", {"token": token, "form": None, "view_row": row}, status=409)
     if request.method == "POST":
         form = TokenEditForm(request.POST, token=token, now=now)
         if form.is_valid():
             try:
-                token_edit(
+                token = token_edit(
                     token=token,
                     actor=request.user,
                     name=form.cleaned_data["name"],
@@ -119,11 +121,26 @@ def token_edit_view(request: HttpRequest, token_id: int) -> HttpResponse:
             except DomainError as error:
                 form.apply_domain_error(error)
             else:
-                messages.success(request, f"Token “{form.cleaned_data['name']}” saved.")
+                _tell_saved(request, token, token_state(token, now))
                 return redirect("tokens:list")
     else:
         form = TokenEditForm(token=token, now=now)
-    return render(request, "tokens/edit.html", {"token": token, "form": form}, status=400 if form.errors else 200)
+    context = {"token": token, "form": form, "view_row": row}
+    return render(request, "tokens/edit.html", context, status=400 if form.errors else 200)
+
+
+def _tell_saved(request: HttpRequest, token: PersonalAccessToken, state: TokenState) -> None:
+    """Say the edit was saved, and, when the token still cannot be used, why and what would help."""
+    if state.status == EffectiveStatus.INACTIVE:
+        messages.warning(
+            request,
+            f"Token “{token.name}” saved, but it is still inactive: {state.owner_reason_text} "
+            + " ".join(state.owner_advice),
+        )
+    elif state.status == EffectiveStatus.EXPIRED:
+        messages.warning(request, f"Token “{token.name}” saved, but it has expired: choose a new expiry date.")
+    else:
+        messages.success(request, f"Token “{token.name}” saved.")
 
 
 @never_cache

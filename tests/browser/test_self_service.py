@@ -110,7 +110,7 @@ def test_role_removed_by_an_administrator_makes_the_token_inactive_until_edited(
     sign_in(page, world.user.username, PASSWORD)
     card = page.locator(f'[data-token-id="{issued.token.pk}"]')
     expect(card.get_by_text("Inactive", exact=True)).to_be_visible()
-    expect(card.get_by_text("The owner no longer holds the role “Writer”.")).to_be_visible()
+    expect(card.get_by_text("You no longer hold the role “Writer”.")).to_be_visible()
     screenshot(page, "list-inactive")
 
     card.get_by_role("link", name=re.compile("^Edit")).click()

@@ -147,6 +147,13 @@ def test_application_administrator_cannot_revoke(world, app_admin):
     assert PersonalAccessToken.objects.get(pk=token.pk).status == TokenStatus.ACTIVE
 
 
+def test_a_main_administrator_is_shown_the_tokens_a_change_makes_inactive(world, main_admin):
+    world.issue("uses reader", roles=("reader",))
+    action = {"action": "set_unavailable_for_pat", "_selected_action": [world.reader.pk]}
+    page = signed_in(main_admin).post(LISTS["roles"], action).content.decode()
+    assert "uses reader" in page and world.user.username in page
+
+
 def test_making_a_role_unavailable_warns_with_the_tokens_then_makes_them_inactive(world, app_admin):
     token = world.issue("uses reader", roles=("reader",)).token
     client = signed_in(app_admin)
@@ -154,7 +161,10 @@ def test_making_a_role_unavailable_warns_with_the_tokens_then_makes_them_inactiv
     warning = client.post(LISTS["roles"], action)
     page = warning.content.decode()
     assert warning.status_code == 200 and "This change makes 1 active token inactive" in page
-    assert "uses reader" in page and "no longer available for personal access tokens" in page
+    assert "no longer available for personal access tokens" in page
+    # An application administrator sees no tokens: a count per tenant and reason only.
+    assert "uses reader" not in page and world.user.username not in page and token.display_prefix not in page
+    assert world.tenant.name in page
     world.reader.refresh_from_db()
     assert world.reader.pat_eligible and token_state(token).is_usable
     assert not AuditEvent.objects.filter(action=AuditAction.TOKEN_INACTIVATED).exists()

@@ -166,7 +166,7 @@ def test_sorting_breaks_ties_by_id_in_the_same_direction(world, main_admin):
         world.issue("same", roles=("reader",), owner=owner)
     client = signed_in(main_admin)
     changelist = client.get(OVERVIEW).context["cl"]
-    name_column = changelist.list_display.index("name")
+    name_column = changelist.list_display.index("token_name")
     ascending = client.get(OVERVIEW, {"o": f"{name_column}"}).context["cl"]
     descending = client.get(OVERVIEW, {"o": f"-{name_column}"}).context["cl"]
     ids = [token.pk for token in ascending.result_list]
@@ -307,7 +307,7 @@ def test_the_audit_trail_is_sorted_only_by_time(world, main_admin):
 def test_each_rows_link_opens_its_token_and_keeps_the_lists_filters(world, main_admin):
     first, second = world.issue("calendar 1").token, world.issue("calendar 2").token
     page = signed_in(main_admin).get(OVERVIEW, {"q": "calendar", "status": "active"}).content.decode()
-    links = re.findall(r'<th class="field-name"><a href="([^"]+)"', page)
+    links = re.findall(r'<th class="field-token_name"><a href="([^"]+)"', page)
     filters = "_changelist_filters=q%3Dcalendar%26status%3Dactive"
     assert links == [f"{OVERVIEW}{second.pk}/change/?{filters}", f"{OVERVIEW}{first.pk}/change/?{filters}"]
 

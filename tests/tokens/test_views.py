@@ -120,7 +120,7 @@ def test_create_with_a_chosen_date(client_for, world):
         ({"expiry_preset": "custom", "expires_on": "2000-01-01"}, "at least one day ahead"),
         ({"expiry_preset": "custom", "expires_on": "2999-01-01"}, "at most 365 days"),
         ({"expiry_preset": "999"}, "Select a valid choice"),
-        ({"application": "not-a-uuid"}, "is not a valid UUID"),
+        ({"application": "not-a-uuid"}, "Select a valid choice"),
         ({"name": "x" * 101}, "at most 100 characters"),
     ],
 )
@@ -197,8 +197,8 @@ def test_list_shows_states_reasons_and_revocation(client_for, world, user_admin)
     page = client_for(world.user).get("/tokens/").content.decode()
     assert "expires in 2 days" in page or "expires in 3 days" in page
     assert 'class="soon"' in page and "10.1.2.3" in page
-    assert "no longer holds the role “Writer”" in page
-    assert f"Revoked by {user_admin.username}" in page
+    assert "You no longer hold the role “Writer”" in page
+    assert f"Revoked by {user_admin.username} (an administrator)" in page
     assert f"/tokens/{revoked.pk}/edit/" not in page and f"/tokens/{revoked.pk}/delete/" in page
     assert f"/tokens/{inactive.pk}/edit/" in page
 

@@ -30,7 +30,7 @@ from tenants.models import Application
 from tokens.api.schema import errors
 from tokens.authentication import BearerTokenAuthentication, CredentialContext, IntegrationCredentialAuthentication
 from tokens.integrations import credential_label, token_issue_for_user
-from tokens.models import IntegrationCredential, PersonalAccessToken, TokenKind, TokenStatus
+from tokens.models import IntegrationCredential, PersonalAccessToken, RevocationCause, TokenStatus
 from tokens.permissions import effective_permissions
 from tokens.rules import token_states
 from tokens.services import TokenContext, token_creation_limit, token_rename, token_revoke
@@ -76,9 +76,7 @@ class ManagementView(APIView):
 
     def token_by_name(self, user: User, name: str) -> PersonalAccessToken:
         return get_object_or_404(
-            PersonalAccessToken.objects.exclude(status=TokenStatus.DELETED)
-            .filter(kind=TokenKind.PERSONAL)
-            .select_related("application"),
+            PersonalAccessToken.objects.exclude(status=TokenStatus.DELETED).select_related("application"),
             owner=user,
             name=name,
         )
@@ -246,6 +244,7 @@ class UserTokenDetailView(ManagementView):
         token_revoke(
             token=token,
             actor=actor,
+            cause=RevocationCause.INTEGRATION if actor is None else RevocationCause.ADMINISTRATOR,
             actor_label=label,
             ip=client_ip(request),
             reason="Ended through the management API.",

@@ -1,21 +1,29 @@
 import json
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
-from iam.demo import demo_data_as_json, load_demo_data
+from iam.demo import demo_data_as_json, demo_data_read, load_demo_data
 
 
 class Command(BaseCommand):
-    help = "Load the demo tenants, applications, roles and users (idempotent) and print the logins."
+    help = (
+        "Create the demo tenants, applications, roles and users that are missing (never undoing later changes) "
+        "and print the logins."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--json", action="store_true", help="Print the demo data as one JSON object.")
+        parser.add_argument(
+            "--json", action="store_true", help="Only print the demo data as one JSON object (changes nothing)."
+        )
 
     def handle(self, *args, **options):
-        data = demo_data_as_json(load_demo_data())
         if options["json"]:
-            self.stdout.write(json.dumps(data, indent=2))
+            data = demo_data_read()
+            if not data.users:
+                raise CommandError("There is no demo data yet: run manage.py seed_demo first.")
+            self.stdout.write(json.dumps(demo_data_as_json(data), indent=2))
             return
+        data = demo_data_as_json(load_demo_data())
         self.stdout.write(self.style.SUCCESS("Demo data loaded. Sign in with any of these:"))
         for user in data["users"]:
             notes = []
