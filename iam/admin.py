@@ -30,9 +30,11 @@ from iam.selectors import (
     users_holding_service_role,
 )
 from iam.services import (
+    ROLE_FIELDS,
     role_grant_add,
     role_grant_remove,
     role_set_pat_eligible,
+    role_update,
     user_set_active,
     user_set_pat_creation_right,
 )
@@ -89,12 +91,16 @@ class RoleAdmin(ConfirmInactivationMixin, AdminKindMixin, admin.ModelAdmin):
         return ", ".join(role.permissions)
 
     def save_model(self, request, obj: Role, form, change):
-        eligible = obj.pat_eligible
-        if change and "pat_eligible" in form.changed_data:
-            obj.pat_eligible = not eligible  # the service makes the change, with its audit trail
-        super().save_model(request, obj, form, change)
-        if change and "pat_eligible" in form.changed_data:
-            role_set_pat_eligible(role=obj, eligible=eligible, actor=request.user, ip=client_ip(request))
+        if not change:
+            return super().save_model(request, obj, form, change)
+        # Changes go through the services: audited, and what they do to tokens is confirmed first.
+        ip = client_ip(request)
+        changed = {name: form.cleaned_data[name] for name in form.changed_data if name in ROLE_FIELDS}
+        if changed:
+            role_update(role=obj, changes=changed, actor=request.user, ip=ip)
+        if "pat_eligible" in form.changed_data:
+            role_set_pat_eligible(role=obj, eligible=form.cleaned_data["pat_eligible"], actor=request.user, ip=ip)
+        return None
 
     def _set_eligibility(self, request, queryset, eligible: bool) -> None:
         affected = 0

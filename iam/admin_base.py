@@ -24,7 +24,7 @@ from django.utils.translation import gettext as _
 
 from iam.selectors import user_admin_kind
 from tokens.models import PersonalAccessToken
-from tokens.services import collecting_validity_changes
+from tokens.services import collecting_token_impact
 
 CONFIRM_INACTIVATION_FIELD = "_confirm_inactivation"
 TOKEN_VIEWER_KINDS = frozenset({"main", "user"})  # the administrator kinds that may see tokens
@@ -79,11 +79,13 @@ class AdminKindMixin:
 
 
 class ConfirmInactivationMixin:
-    """Before an administrator's change makes active tokens inactive, say so.
+    """Before an administrator's change does something to live tokens (makes
+    them inactive, shortens their expiry, widens or narrows what they may
+    do), say so.
 
-    The change runs once inside a transaction; if the services report tokens
-    that it would make inactive and the administrator has not confirmed, the
-    transaction is rolled back and a page lists them with a button that
+    The change runs once inside a transaction; if the services report such
+    effects (``TokenImpact``) and the administrator has not confirmed, the
+    transaction is rolled back and a page tells them, with a button that
     submits the same change again, confirmed.
     """
 
@@ -103,35 +105,35 @@ class ConfirmInactivationMixin:
             return view()
         queued = messages.get_messages(request)
         already_queued = len(getattr(queued, "_queued_messages", []))
-        with transaction.atomic(), collecting_validity_changes() as changes:
+        with transaction.atomic(), collecting_token_impact() as impact:
             response = view()
-            inactivated = [change for change in changes if not change.after.is_usable]
-            if not inactivated:
+            if not impact.needs_confirmation:
                 return response
-            tokens = {
-                token.pk: token
-                for token in PersonalAccessToken.objects.filter(
-                    pk__in=[c.token_id for c in inactivated]
-                ).select_related("owner", "application", "tenant")
-            }
+            inactivated = impact.inactivated
+            ids = [c.token_id for c in inactivated] + [s.token_id for s in impact.shortened]
+            tokens = PersonalAccessToken.objects.filter(pk__in=ids).select_related("owner", "application", "tenant")
+            tokens = {token.pk: token for token in tokens}
             rows = [(tokens[change.token_id], change.after.reason_text) for change in inactivated]
+            shortened = [(tokens[change.token_id], change.before, change.after) for change in impact.shortened]
             transaction.set_rollback(True)
+        if hasattr(queued, "_queued_messages"):
+            del queued._queued_messages[already_queued:]
         summary: list[tuple[str, str, int]] = []
         if user_admin_kind(request.user) not in TOKEN_VIEWER_KINDS:
             # An application administrator sees no tokens: how many, per tenant and reason, only.
             counts = Counter((token.tenant.name, reason) for token, reason in rows)
             summary = [(tenant, reason, count) for (tenant, reason), count in sorted(counts.items())]
-        if hasattr(queued, "_queued_messages"):
-            del queued._queued_messages[already_queued:]
         fields = [
             (key, value) for key, values in request.POST.lists() if key != "csrfmiddlewaretoken" for value in values
         ]
         context = {
             **self.admin_site.each_context(request),
-            "title": "Confirm: tokens will become inactive",
+            "title": "Confirm: this change affects live tokens",
             "rows": [] if summary else rows,
             "summary": summary,
             "count": len(rows),
+            "shortened": shortened,
+            "permission_changes": [change for change in impact.permissions if change.live_tokens],
             "fields": fields,
             "confirm_field": CONFIRM_INACTIVATION_FIELD,
             "opts": self.model._meta,

@@ -31,3 +31,32 @@ def audit_record(
         changes=changes or {},
         reason=reason[:500],
     )
+
+
+def audit_record_many(
+    *,
+    action: AuditAction,
+    tenant_id: int | None,
+    actor: User | None,
+    per_token: dict[int, dict[str, Any]],
+    ip: str | None = None,
+    reason: str = "",
+) -> None:
+    """Record one event per token (with its own changes) in one INSERT, for
+    changes that reach many tokens at once."""
+    AuditEvent.objects.bulk_create(
+        [
+            AuditEvent(
+                action=action,
+                tenant_id=tenant_id,
+                actor=actor,
+                actor_label=actor_label(actor),
+                token_id=token_id,
+                ip=ip,
+                changes=changes,
+                reason=reason[:500],
+            )
+            for token_id, changes in per_token.items()
+        ],
+        batch_size=500,
+    )

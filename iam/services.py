@@ -13,7 +13,10 @@ from iam.models import AuditAction, Role, RoleGrant, User
 from iam.selectors import user_administers_applications, user_administers_tenant_users, user_is_main_administrator
 from tenants.models import TenantApplication
 from tokens.models import PersonalAccessToken
-from tokens.services import ValidityChange, recording_validity_changes
+from tokens.services import ValidityChange, recording_validity_changes, role_permissions_change_report
+
+# What ``role_update`` changes; the PAT flag has role_set_pat_eligible, application and code never change.
+ROLE_FIELDS = ("name", "description", "permissions")
 
 
 def _require_user_admin(actor: User | None, tenant_id: int) -> None:
@@ -54,6 +57,38 @@ def role_set_pat_eligible(
         changes={"role": str(role), "pat_eligible": eligible, "tokens_affected": len(changed)},
     )
     return changed
+
+
+@transaction.atomic
+def role_update(*, role: Role, changes: dict, actor: User | None, ip: str | None = None) -> Role:
+    """Change a role's name, description or permission codes (validated by the
+    caller's form), audited with old and new values. New codes reach every
+    live token that grants the role at once, removed ones leave them: the
+    change reports how many (``TokenImpact.permissions``) so the console asks first."""
+    _require_application_admin(actor)
+    if role.is_service_role:
+        raise NotPermitted("The service's own roles are fixed.", code="service_role")
+    unknown = set(changes) - set(ROLE_FIELDS)
+    if unknown:
+        raise ValueError(f"not a role setting: {', '.join(sorted(unknown))}")
+    role = Role.objects.select_for_update().select_related("application").get(pk=role.pk)
+    diff = {name: [getattr(role, name), value] for name, value in changes.items() if getattr(role, name) != value}
+    if not diff:
+        return role
+    affected = {}
+    if "permissions" in diff:
+        affected["tokens_affected"] = role_permissions_change_report(role, list(changes["permissions"])).live_tokens
+    for name, (_, value) in diff.items():
+        setattr(role, name, value)
+    role.save(update_fields=list(diff))
+    audit_record(
+        action=AuditAction.ROLE_CHANGED,
+        tenant_id=None,
+        actor=actor,
+        ip=ip,
+        changes={"role": str(role), **diff, **affected},
+    )
+    return role
 
 
 @transaction.atomic

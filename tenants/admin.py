@@ -3,27 +3,27 @@ from django.contrib import admin
 from iam.admin_base import AdminKindMixin, ConfirmInactivationMixin
 from iam.http import client_ip
 from tenants.models import Application, Tenant, TenantApplication
-from tenants.services import tenant_application_set_pats_allowed
-from tokens.integrations import tenant_set_api_issuance
+from tenants.services import tenant_application_set_pats_allowed, tenant_update
 
 APPLICATION_ADMIN_KINDS = frozenset({"main", "application"})
 
 
 @admin.register(Tenant)
-class TenantAdmin(AdminKindMixin, admin.ModelAdmin):
+class TenantAdmin(ConfirmInactivationMixin, AdminKindMixin, admin.ModelAdmin):
     view_kinds = change_kinds = frozenset({"main"})
     list_display = ["name", "slug", "pat_max_lifetime_days", "admins_may_issue_pats_via_api", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
 
     def save_model(self, request, obj, form, change):
-        # The API issuance policy is switched by its service, so the switch is audited.
-        wanted = obj.admins_may_issue_pats_via_api
-        if change:
-            obj.admins_may_issue_pats_via_api = Tenant.objects.get(pk=obj.pk).admins_may_issue_pats_via_api
-        super().save_model(request, obj, form, change)
-        tenant_set_api_issuance(tenant=obj, allowed=wanted, actor=request.user, ip=client_ip(request))
-        obj.admins_may_issue_pats_via_api = wanted
+        # A change goes through the service: audited, and a shorter maximum
+        # lifetime shortens the tokens beyond it (confirmed first, see the mixin).
+        if not change:
+            return super().save_model(request, obj, form, change)
+        changed = {name: form.cleaned_data[name] for name in form.changed_data if name in form.cleaned_data}
+        saved = tenant_update(tenant=obj, changes=changed, actor=request.user, ip=client_ip(request))
+        obj.__dict__.update({name: getattr(saved, name) for name in changed})
+        return None
 
 
 class TenantApplicationInline(admin.TabularInline):

@@ -5,10 +5,52 @@ from django.db import transaction
 from iam.audit import audit_record
 from iam.exceptions import NotPermitted
 from iam.models import AuditAction, User
-from iam.selectors import user_administers_applications
+from iam.selectors import user_administers_applications, user_is_main_administrator
 from tenants.models import Application, Tenant, TenantApplication
+from tokens.integrations import tenant_set_api_issuance
 from tokens.models import PersonalAccessToken
-from tokens.services import ValidityChange, recording_validity_changes
+from tokens.services import ValidityChange, recording_validity_changes, tokens_clamp_to_lifetime
+
+# The tenant's settings that the console changes through ``tenant_update`` (audited with old and new value).
+TENANT_POLICY_FIELDS = (
+    "name",
+    "slug",
+    "pat_max_lifetime_days",
+    "reminder_days",
+    "token_requests_per_minute",
+    "notify_new_ip",
+)
+
+
+@transaction.atomic
+def tenant_update(*, tenant: Tenant, changes: dict, actor: User | None, ip: str | None = None) -> Tenant:
+    """Change a tenant's settings and policies, validated by the caller's form.
+
+    Every change is audited with its old and new value. Lowering the maximum
+    token lifetime brings the expiry of longer-lived tokens within it
+    (``tokens_clamp_to_lifetime``: audited per token, owners told). Only main
+    administrators change tenants.
+    """
+    if actor is not None and not user_is_main_administrator(actor):
+        raise NotPermitted("Only a main administrator can change a tenant.", code="not_main_admin")
+    changes = dict(changes)
+    api_issuance = changes.pop("admins_may_issue_pats_via_api", None)
+    unknown = set(changes) - set(TENANT_POLICY_FIELDS)
+    if unknown:
+        raise ValueError(f"not a tenant setting: {', '.join(sorted(unknown))}")
+    tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    old_max_days = tenant.max_token_lifetime_days
+    diff = {name: [getattr(tenant, name), value] for name, value in changes.items() if getattr(tenant, name) != value}
+    if diff:
+        for name, (_, value) in diff.items():
+            setattr(tenant, name, value)
+        tenant.save(update_fields=list(diff))
+        audit_record(action=AuditAction.TENANT_POLICY_CHANGED, tenant_id=tenant.pk, actor=actor, ip=ip, changes=diff)
+        if tenant.max_token_lifetime_days < old_max_days:
+            tokens_clamp_to_lifetime(tenant=tenant, actor=actor, ip=ip)
+    if api_issuance is not None:
+        tenant = tenant_set_api_issuance(tenant=tenant, allowed=api_issuance, actor=actor, ip=ip)
+    return tenant
 
 
 @transaction.atomic

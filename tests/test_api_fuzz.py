@@ -126,7 +126,7 @@ def variants(operation, creds: Credentials) -> list[tuple[str, dict, dict, int]]
     valid, invalid = by_path[prefix] if prefix else ([none], [wrong_pat])  # public operations
     real = {
         name: value
-        for name, value in (("user_id", creds.user_id), ("name", creds.token_name))
+        for name, value in (("userId", creds.user_id), ("name", creds.token_name))
         if f"{{{name}}}" in operation.path
     }
     headers = {label: {"Authorization": header} if header else {} for label, header in valid + invalid}
@@ -140,8 +140,8 @@ def variants(operation, creds: Credentials) -> list[tuple[str, dict, dict, int]]
 # tenant's maximum; for OAuth (RFC 6749), a valid subject token and one client
 # authentication method (a Basic header, or client_secret in the body).
 RULES_BEYOND_THE_SCHEMA = {
-    "POST /api/v1/users/{user_id}/personal-access-tokens",
-    "PATCH /api/v1/users/{user_id}/personal-access-tokens/{name}",
+    "POST /api/v1/users/{userId}/personal-access-tokens",
+    "PATCH /api/v1/users/{userId}/personal-access-tokens/{name}",
     "POST /oauth/token",
     "POST /oauth/introspect",
     "POST /oauth/revoke",

@@ -9,18 +9,18 @@ pytestmark = pytest.mark.django_db
 BODY_OPERATIONS = [
     ("/api/v1/leaked-tokens", "post"),
     ("/api/ext/users/personal-access-token", "post"),
-    ("/api/v1/users/{user_id}/personal-access-tokens", "post"),
-    ("/api/v1/users/{user_id}/personal-access-tokens/{name}", "patch"),
+    ("/api/v1/users/{userId}/personal-access-tokens", "post"),
+    ("/api/v1/users/{userId}/personal-access-tokens/{name}", "patch"),
 ]
 AUTHENTICATED_OPERATIONS = [
     ("/api/v1/me", "get"),
     ("/api/v1/admin/health", "get"),
     ("/api/v1/admin/audit-events", "get"),
     ("/api/ext/users/personal-access-token", "post"),
-    ("/api/v1/users/{user_id}/personal-access-tokens", "get"),
-    ("/api/v1/users/{user_id}/personal-access-tokens", "post"),
-    ("/api/v1/users/{user_id}/personal-access-tokens/{name}", "patch"),
-    ("/api/v1/users/{user_id}/personal-access-tokens/{name}", "delete"),
+    ("/api/v1/users/{userId}/personal-access-tokens", "get"),
+    ("/api/v1/users/{userId}/personal-access-tokens", "post"),
+    ("/api/v1/users/{userId}/personal-access-tokens/{name}", "patch"),
+    ("/api/v1/users/{userId}/personal-access-tokens/{name}", "delete"),
 ]
 
 
@@ -71,7 +71,7 @@ def test_authenticated_operations_document_401_and_429(schema, path, method):
 
 
 def test_a_rename_needs_its_name(schema):
-    body = request_body(schema, "/api/v1/users/{user_id}/personal-access-tokens/{name}", "patch")
+    body = request_body(schema, "/api/v1/users/{userId}/personal-access-tokens/{name}", "patch")
     assert body["required"] == ["name"]
 
 
@@ -81,7 +81,7 @@ def test_alternatives_are_exactly_one_of(schema):
         {"oneOf": [{"required": ["email"]}, {"required": ["userId"]}]},
         {"oneOf": [{"required": ["appId"]}, {"required": ["appSlug"]}]},
     ]
-    create = request_body(schema, "/api/v1/users/{user_id}/personal-access-tokens", "post")
+    create = request_body(schema, "/api/v1/users/{userId}/personal-access-tokens", "post")
     assert create["allOf"] == [{"oneOf": [{"required": ["applicationId"]}, {"required": ["applicationSlug"]}]}]
 
 

@@ -270,3 +270,73 @@ def test_holders_of_service_roles_make_edit_and_delete_administrative_tokens_in_
 def test_an_end_user_is_not_offered_administrative_tokens(world):
     page = signed_in(world.user).get("/tokens/new/").content.decode()
     assert "administrative token" not in page
+
+
+# ---------------------------------------------------------------- 7. a tighter lifetime reaches existing tokens
+
+
+def test_lowering_a_tenants_maximum_lifetime_is_confirmed_audited_and_shortens_longer_tokens(
+    world, main_admin, django_capture_on_commit_callbacks
+):
+    from tests.console.forms import form_data
+
+    long_lived = world.issue("yearly", days=300).token
+    short_lived = world.issue("weekly", days=7).token
+    console = signed_in(main_admin)
+    url = f"/admin/tenants/tenant/{world.tenant.pk}/change/"
+    data = form_data(console.get(url).content.decode(), "tenant_form")
+    data["pat_max_lifetime_days"] = ["30"]
+    warning = console.post(url, data)
+    page = warning.content.decode()
+    assert warning.status_code == 200 and "It shortens the expiry of 1 live token" in page
+    assert "yearly" in page and "weekly" not in page
+    world.tenant.refresh_from_db()
+    assert world.tenant.pat_max_lifetime_days is None  # nothing saved before the confirmation
+    assert not AuditEvent.objects.filter(action=AuditAction.TENANT_POLICY_CHANGED).exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        confirmed = console.post(url, form_data(page, "confirm-inactivation-form"))
+    assert confirmed.status_code == 302
+    world.tenant.refresh_from_db()
+    assert world.tenant.pat_max_lifetime_days == 30
+    long_lived.refresh_from_db()
+    short_lived.refresh_from_db()
+    assert timedelta(days=29) < long_lived.expires_at - timezone.now() <= timedelta(days=30)
+    assert short_lived.expires_at - timezone.now() < timedelta(days=8)  # already within the policy
+    policy = AuditEvent.objects.get(action=AuditAction.TENANT_POLICY_CHANGED)
+    assert policy.actor == main_admin and policy.changes == {"pat_max_lifetime_days": [None, 30]}
+    shortened = AuditEvent.objects.get(action=AuditAction.TOKEN_EXPIRY_SHORTENED)
+    assert shortened.token_id == long_lived.pk and shortened.actor == main_admin
+    assert [message.to for message in mail.outbox] == [[world.user.email]]
+    assert "now expires sooner" in mail.outbox[0].subject and "yearly" in mail.outbox[0].body
+
+
+def test_every_tenant_policy_change_is_audited_with_old_and_new_values(world, main_admin):
+    from tests.console.forms import form_data
+
+    console = signed_in(main_admin)
+    url = f"/admin/tenants/tenant/{world.tenant.pk}/change/"
+    data = form_data(console.get(url).content.decode(), "tenant_form")
+    data.update(token_requests_per_minute=["60"], reminder_days=["[14, 3]"], admins_may_issue_pats_via_api=["on"])
+    data.pop("notify_new_ip", None)
+    assert console.post(url, data).status_code == 302
+    changes = AuditEvent.objects.get(action=AuditAction.TENANT_POLICY_CHANGED).changes
+    assert changes == {
+        "token_requests_per_minute": [600, 60],
+        "reminder_days": [[7, 1], [14, 3]],
+        "notify_new_ip": [True, False],
+    }
+    assert AuditEvent.objects.filter(action=AuditAction.TENANT_API_ISSUANCE_SWITCHED, actor=main_admin).exists()
+
+
+# ---------------------------------------------------------------- 10. OAuth client names
+
+
+def test_an_oauth_client_name_is_not_taken_twice_in_an_application(world):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    call_command("create_oauth_client", "--app", world.application.slug, "--name", "backend", stdout=StringIO())
+    with pytest.raises(CommandError, match="already has an OAuth client named"):
+        call_command("create_oauth_client", "--app", world.application.slug, "--name", "backend", stdout=StringIO())

@@ -66,3 +66,43 @@ def send_token_notification(token_id: int, event: str, detail: str = "") -> bool
         [token.owner.email],
     )
     return True
+
+
+def enqueue_expiry_shortened_notice(owner_id: int, token_ids: list[int], max_days: int) -> None:
+    """Tell an owner, once per policy change, which of their tokens now expire sooner (after commit)."""
+    from tokens.tasks import notify_expiry_shortened
+
+    def enqueue() -> None:
+        try:
+            notify_expiry_shortened.delay(owner_id, token_ids, max_days)
+        except Exception:  # noqa: BLE001 - broker down: send now rather than never
+            logger.warning("task broker unavailable: sending the expiry notice for user %s in-process", owner_id)
+            send_expiry_shortened_notice(owner_id, token_ids, max_days)
+
+    transaction.on_commit(enqueue)
+
+
+def send_expiry_shortened_notice(owner_id: int, token_ids: list[int], max_days: int) -> bool:
+    """Email an owner the tokens a tighter tenant policy shortened, with their new expiry."""
+    tokens = list(
+        PersonalAccessToken.objects.select_related("owner", "application").filter(pk__in=token_ids).order_by("name")
+    )
+    if not tokens or not tokens[0].owner.email:
+        return False
+    lines = "\n".join(
+        f"- “{token.name}” ({token.display_prefix}…), {token.application_label}: "
+        f"now expires {token.expires_at:%-d %b %Y %H:%M} UTC"
+        for token in tokens
+    )
+    count = len(tokens)
+    send_mail(
+        f"{count} of your personal access tokens now expire sooner"
+        if count > 1
+        else f"Your personal access token “{tokens[0].name}” now expires sooner",
+        f"Your tenant now allows personal access tokens to last at most {max_days} days, so "
+        f"{'these tokens' if count > 1 else 'this token'} will expire sooner than you chose:\n\n{lines}\n\n"
+        f"Plan to replace {'them' if count > 1 else 'it'} before then.\n\nYour tokens: {settings.PUBLIC_URL}/tokens/",
+        settings.DEFAULT_FROM_EMAIL,
+        [tokens[0].owner.email],
+    )
+    return True

@@ -9,7 +9,7 @@ import hmac
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -18,7 +18,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from iam.audit import actor_label as actor_label_of
-from iam.audit import audit_record
+from iam.audit import audit_record, audit_record_many
 from iam.exceptions import IllegalTransition, NotPermitted, ValidationFailed
 from iam.models import AuditAction, Role, User
 from iam.ratelimit import rate_limit_enforce
@@ -26,7 +26,7 @@ from iam.selectors import user_administers_tenant_users
 from tenants.models import Application, Tenant, TenantApplication
 from tokens import keys
 from tokens.models import PersonalAccessToken, RevocationCause, TokenKind, TokenStatus
-from tokens.notifications import enqueue_token_notification
+from tokens.notifications import enqueue_expiry_shortened_notice, enqueue_token_notification
 from tokens.rules import TokenFacts, TokenState, evaluate, load_token_for_authentication, token_state, token_states
 from tokens.usage import usage_record
 
@@ -559,19 +559,60 @@ class ValidityChange:
     after: TokenState
 
 
-_change_collector: ContextVar[list[ValidityChange] | None] = ContextVar("token_validity_changes", default=None)
+@dataclass(frozen=True)
+class ExpiryShortening:
+    token_id: int
+    before: datetime
+    after: datetime
+
+
+@dataclass(frozen=True)
+class PermissionChange:
+    """A role's permission codes changed: what the live tokens granting it gain and lose."""
+
+    role: str
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    live_tokens: int
+
+
+@dataclass
+class TokenImpact:
+    """What the administrative changes made inside ``collecting_token_impact``
+    do to tokens, so the console can ask before committing them."""
+
+    validity: list[ValidityChange] = field(default_factory=list)
+    shortened: list[ExpiryShortening] = field(default_factory=list)
+    permissions: list[PermissionChange] = field(default_factory=list)
+
+    @property
+    def inactivated(self) -> list[ValidityChange]:
+        return [change for change in self.validity if not change.after.is_usable]
+
+    @property
+    def needs_confirmation(self) -> bool:
+        widened_or_narrowed = any(change.live_tokens for change in self.permissions)
+        return bool(self.inactivated or self.shortened or widened_or_narrowed)
+
+
+_impact_collector: ContextVar[TokenImpact | None] = ContextVar("token_impact", default=None)
 
 
 @contextmanager
-def collecting_validity_changes() -> Iterator[list[ValidityChange]]:
-    """Collect every validity change the services make inside the block, e.g.
-    to ask an administrator for confirmation before committing them."""
-    bucket: list[ValidityChange] = []
-    reset = _change_collector.set(bucket)
+def collecting_token_impact() -> Iterator[TokenImpact]:
+    """Collect what the services do to tokens inside the block, e.g. to ask an
+    administrator for confirmation before committing it."""
+    impact = TokenImpact()
+    reset = _impact_collector.set(impact)
     try:
-        yield bucket
+        yield impact
     finally:
-        _change_collector.reset(reset)
+        _impact_collector.reset(reset)
+
+
+def _collected() -> TokenImpact:
+    """The report being collected, or one nobody reads."""
+    return _impact_collector.get() or TokenImpact()
 
 
 @contextmanager
@@ -607,9 +648,51 @@ def recording_validity_changes(
         )
     _set_inactive_mark([c.token_id for c in changed if c.after.inactive_reasons], marked=True)
     _set_inactive_mark([c.token_id for c in changed if not c.after.inactive_reasons], marked=False)
-    collector = _change_collector.get()
-    if collector is not None:
-        collector.extend(changed)
+    _collected().validity.extend(changed)
+
+
+CLAMP_BATCH = 1000
+
+
+def tokens_clamp_to_lifetime(*, tenant: Tenant, actor: User | None, ip: str | None = None) -> list[ExpiryShortening]:
+    """Bring the expiry of the tenant's live tokens within its maximum lifetime
+    (``now + max``), as a tighter policy asks; run in the policy change's
+    transaction. Each shortened token is audited, and each owner told once.
+    Batched: a batch's expiries are one UPDATE and its events one INSERT."""
+    now = timezone.now()
+    ceiling = now + timedelta(days=tenant.max_token_lifetime_days)
+    beyond = PersonalAccessToken.objects.filter(tenant=tenant, status=TokenStatus.ACTIVE, expires_at__gt=ceiling)
+    shortened: list[ExpiryShortening] = []
+    rows = list(beyond.order_by("pk").values_list("pk", "owner_id", "expires_at"))
+    for start in range(0, len(rows), CLAMP_BATCH):
+        batch = rows[start : start + CLAMP_BATCH]
+        PersonalAccessToken.objects.filter(pk__in=[pk for pk, _, _ in batch]).update(expires_at=ceiling)
+        audit_record_many(
+            action=AuditAction.TOKEN_EXPIRY_SHORTENED,
+            tenant_id=tenant.pk,
+            actor=actor,
+            ip=ip,
+            reason=f"The tenant's maximum token lifetime is now {tenant.max_token_lifetime_days} days.",
+            per_token={pk: {"expires_at": [old.isoformat(), ceiling.isoformat()]} for pk, _, old in batch},
+        )
+        shortened += [ExpiryShortening(pk, old, ceiling) for pk, _, old in batch]
+    owners: dict[int, list[int]] = {}
+    for pk, owner_id, _ in rows:
+        owners.setdefault(owner_id, []).append(pk)
+    for owner_id, token_ids in owners.items():
+        enqueue_expiry_shortened_notice(owner_id, token_ids, tenant.max_token_lifetime_days)
+    _collected().shortened.extend(shortened)
+    return shortened
+
+
+def role_permissions_change_report(role: Role, new_permissions: list[str]) -> PermissionChange:
+    """What changing ``role``'s codes to ``new_permissions`` does to the live
+    tokens that grant it (reported to the console's confirmation)."""
+    old, new = set(role.permissions or ()), set(new_permissions)
+    live = PersonalAccessToken.objects.filter(roles=role, status=TokenStatus.ACTIVE, expires_at__gt=timezone.now())
+    change = PermissionChange(str(role), tuple(sorted(new - old)), tuple(sorted(old - new)), live.count())
+    _collected().permissions.append(change)
+    return change
 
 
 def _set_inactive_mark(token_ids: list[int], *, marked: bool) -> None:

@@ -5,7 +5,7 @@ from celery import shared_task
 from django.db import OperationalError
 
 from tokens import background, oauth
-from tokens.notifications import send_token_notification
+from tokens.notifications import send_expiry_shortened_notice, send_token_notification
 from tokens.usage import usage_flush_from_redis
 
 TRANSIENT = (ConnectionError, TimeoutError, OSError, OperationalError)
@@ -15,6 +15,11 @@ RETRY = {"autoretry_for": TRANSIENT, "retry_backoff": True, "retry_backoff_max":
 @shared_task(**RETRY)
 def notify_token_owner(token_id: int, event: str, detail: str = "") -> bool:
     return send_token_notification(token_id, event, detail)
+
+
+@shared_task(**RETRY)
+def notify_expiry_shortened(owner_id: int, token_ids: list[int], max_days: int) -> bool:
+    return send_expiry_shortened_notice(owner_id, token_ids, max_days)
 
 
 @shared_task(**RETRY)

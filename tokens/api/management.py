@@ -52,6 +52,7 @@ class CanManageTokens(permissions.BasePermission):
 
 
 class ManagementView(APIView):
+    # The URL's ``userId`` is Logto's name for it (seed 004); the README and the schema say the same.
     authentication_classes = [BearerTokenAuthentication, IntegrationCredentialAuthentication]
     permission_classes = [CanManageTokens]
 
@@ -132,8 +133,8 @@ class UserTokenListView(ManagementView):
         },
         tags=["management"],
     )
-    def get(self, request: Request, user_id: int) -> Response:
-        user = self.target_user(request, user_id)
+    def get(self, request: Request, userId: int) -> Response:
+        user = self.target_user(request, userId)
         tokens = list(
             PersonalAccessToken.objects.filter(owner=user)
             .exclude(status=TokenStatus.DELETED)
@@ -165,8 +166,8 @@ class UserTokenListView(ManagementView):
         ],
         tags=["management"],
     )
-    def post(self, request: Request, user_id: int) -> Response:
-        user = self.target_user(request, user_id)
+    def post(self, request: Request, userId: int) -> Response:
+        user = self.target_user(request, userId)
         token_creation_limit(f"user:{user.pk}")
         data = self.TokenCreateRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -215,8 +216,8 @@ class UserTokenDetailView(ManagementView):
         },
         tags=["management"],
     )
-    def patch(self, request: Request, user_id: int, name: str) -> Response:
-        user = self.target_user(request, user_id)
+    def patch(self, request: Request, userId: int, name: str) -> Response:
+        user = self.target_user(request, userId)
         token = self.token_by_name(user, name)
         data = self.TokenRenameRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -237,8 +238,8 @@ class UserTokenDetailView(ManagementView):
         },
         tags=["management"],
     )
-    def delete(self, request: Request, user_id: int, name: str) -> Response:
-        user = self.target_user(request, user_id)
+    def delete(self, request: Request, userId: int, name: str) -> Response:
+        user = self.target_user(request, userId)
         token = self.token_by_name(user, name)
         actor, label = self.actor(request)
         token_revoke(

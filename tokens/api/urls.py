@@ -6,9 +6,9 @@ from tokens.api.views import LeakReportView, MeView
 
 urlpatterns = [
     path("me", MeView.as_view(), name="api-me"),
-    path("users/<int:user_id>/personal-access-tokens", UserTokenListView.as_view(), name="api-user-tokens"),
+    path("users/<int:userId>/personal-access-tokens", UserTokenListView.as_view(), name="api-user-tokens"),
     path(
-        "users/<int:user_id>/personal-access-tokens/<str:name>",
+        "users/<int:userId>/personal-access-tokens/<str:name>",
         UserTokenDetailView.as_view(),
         name="api-user-token",
     ),

@@ -280,7 +280,7 @@ def test_openapi_schema_and_docs_are_served(api):
         "/api/ext/users/personal-access-token",
         "/oauth/token",
         "/oauth/introspect",
-        "/api/v1/users/{user_id}/personal-access-tokens",
+        "/api/v1/users/{userId}/personal-access-tokens",
         "/api/v1/leaked-tokens",
     ):
         assert path in paths

@@ -31,5 +31,6 @@ class Command(BaseCommand):
                 access_token_lifetime=options["lifetime"],
             )
         except DomainError as error:
-            raise CommandError(f"{error.message} {error.fields}") from None
+            details = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in error.fields.items())
+            raise CommandError(f"{error.message} {details}".strip()) from None
         self.stdout.write(json.dumps({"client_id": issued.client.client_id, "client_secret": issued.secret}))
