@@ -1,5 +1,7 @@
 import csv
+import json
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -125,8 +127,22 @@ class RoleAdmin(ConfirmInactivationMixin, AdminKindMixin, admin.ModelAdmin):
 # ---------------------------------------------------------------- users
 
 
+class RoleGrantForm(forms.ModelForm):
+    """A grant the user holds shows its role alone, not a choice among every
+    role: a grant is added or removed, never turned into another (and a select
+    of every role per grant cost more than the rest of the page)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            field = self.fields["role"]
+            field.queryset = field.queryset.filter(pk=self.instance.role_id)
+            field.disabled = True
+
+
 class RoleGrantInline(admin.TabularInline):
     model = RoleGrant
+    form = RoleGrantForm
     fk_name = "user"
     extra = 0
     fields = ["role", "granted_at", "granted_by"]
@@ -285,6 +301,18 @@ class AuditExport:
         return value
 
 
+# A cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: object) -> str:
+    """The cell as text a spreadsheet shows rather than runs: a leading
+    formula character is escaped with a quote. Every CSV the service writes
+    goes through it (a token's name, a reason, an actor are anyone's text)."""
+    text = "" if value is None else str(value)
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+
+
 @admin.register(AuditEvent)
 class AuditEventAdmin(IndexedSearchMixin, ReadOnlyAdmin):
     """Analysis > Audit trail: read-only, scoped like the token overview."""
@@ -377,19 +405,18 @@ class AuditEventAdmin(IndexedSearchMixin, ReadOnlyAdmin):
         def rows():
             yield writer.writerow(header)
             for event in events:
-                yield writer.writerow(
-                    [
-                        event.occurred_at.isoformat(),
-                        event.tenant.slug if event.tenant else "",
-                        event.actor_label,
-                        event.action,
-                        event.token_id or "",
-                        event.token.name if event.token else "",
-                        event.ip or "",
-                        event.reason,
-                        event.changes,
-                    ]
-                )
+                cells = [
+                    event.occurred_at.isoformat(),
+                    event.tenant.slug if event.tenant else "",
+                    event.actor_label,
+                    event.action,
+                    event.token_id or "",
+                    event.token.name if event.token else "",
+                    event.ip or "",
+                    event.reason,
+                    json.dumps(event.changes, ensure_ascii=False, sort_keys=True),
+                ]
+                yield writer.writerow([csv_safe(cell) for cell in cells])
 
         response = StreamingHttpResponse(rows(), content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="audit-trail.csv"'

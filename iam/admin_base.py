@@ -1,6 +1,7 @@
 """Building blocks of the console's ModelAdmins."""
 
 import operator
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from functools import reduce
@@ -12,12 +13,13 @@ from django.contrib.admin.utils import quote
 from django.contrib.admin.views.main import ORDER_VAR, SEARCH_VAR, ChangeList
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Lower
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
@@ -30,7 +32,58 @@ CONFIRM_INACTIVATION_FIELD = "_confirm_inactivation"
 TOKEN_VIEWER_KINDS = frozenset({"main", "user"})  # the administrator kinds that may see tokens
 
 
-class AdminKindMixin:
+MAX_BIGINT = 2**63 - 1
+
+
+def _plausible_filter_value(field, suffix: str, value: str) -> bool:
+    """Whether ``value`` can reach the database for this field and lookup
+    without overflowing it (a 500): ids within bigint, dates a database can
+    hold, booleans as Django's filters send them."""
+    if suffix == "isnull" or isinstance(field, models.BooleanField):
+        return value in ("0", "1", "True", "False", "true", "false")
+    if field.is_relation:
+        target = field.target_field
+        if isinstance(target, models.UUIDField):
+            try:
+                uuid.UUID(value)
+            except ValueError:
+                return False
+            return True
+        return value.isascii() and value.isdigit() and int(value) <= MAX_BIGINT
+    if isinstance(field, models.DateField):  # dates and date-times
+        try:
+            parsed = parse_datetime(value) or parse_date(value)
+        except ValueError:
+            return False
+        return parsed is not None and 1900 <= parsed.year <= 9000
+    return True
+
+
+class StrictLookupsMixin:
+    """The console's lists take only the query parameters their own filters
+    offer, with values a database can hold; anything else (``?id__in=…``,
+    ``?digest__startswith=…``, a year past 9999) is a 400, never a query.
+    Django allows any lookup on a model's own fields."""
+
+    def lookup_allowed(self, lookup, value, request):
+        for spec in self.get_list_filter(request):
+            if isinstance(spec, type) and issubclass(spec, admin.SimpleListFilter):
+                if lookup == spec.parameter_name:
+                    return True  # its queryset() checks the value against its choices
+                continue
+            name = spec[0] if isinstance(spec, tuple) else spec
+            if lookup.startswith(f"{name}__"):
+                field = self.model._meta.get_field(name)
+                suffix = lookup.removeprefix(f"{name}__")
+                # The parameters Django's own filter of that field uses, and no other.
+                if suffix not in ("exact", "isnull", "id__exact", "pk__exact", "gte", "lt", "id__in"):
+                    return False
+                values = value.split(",") if suffix.endswith("__in") else [value]
+                return all(_plausible_filter_value(field, suffix, item) for item in values)
+        return False
+
+
+class AdminKindMixin(StrictLookupsMixin):
     """Open a ModelAdmin to some administrator kinds only ("main", "user",
     "application"). Objects outside the queryset answer 404, not Django's
     redirect, so a tampered URL reveals nothing."""

@@ -1,3 +1,5 @@
+import unicodedata
+
 from django.contrib.auth.backends import ModelBackend
 from django.db.models import Q
 
@@ -10,7 +12,8 @@ class UsernameOrEmailBackend(ModelBackend):
     def authenticate(self, request, username=None, password=None, **kwargs):
         if username is None or password is None:
             return None
-        identifier = username.strip()
+        # As the sign-in form and its limits (iam.signin) name the account.
+        identifier = unicodedata.normalize("NFKC", username).strip()
         user = User.objects.filter(Q(username__iexact=identifier) | Q(email__iexact=identifier)).first()
         if user is None:
             # Hash anyway so an unknown login takes as long as a wrong password.

@@ -58,7 +58,13 @@ class User(AbstractUser):
     class Meta:
         ordering = ["username"]
         constraints = [
-            models.UniqueConstraint(Lower("email"), name="user_email_unique_ci"),
+            # The message says only that the address cannot be used: a user
+            # administrator must not learn it exists in another tenant.
+            models.UniqueConstraint(
+                Lower("email"),
+                name="user_email_unique_ci",
+                violation_error_message="This email address cannot be used.",
+            ),
             models.UniqueConstraint(Lower("username"), name="user_username_unique_ci"),
         ]
 

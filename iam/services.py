@@ -71,7 +71,7 @@ def role_update(*, role: Role, changes: dict, actor: User | None, ip: str | None
     unknown = set(changes) - set(ROLE_FIELDS)
     if unknown:
         raise ValueError(f"not a role setting: {', '.join(sorted(unknown))}")
-    role = Role.objects.select_for_update().select_related("application").get(pk=role.pk)
+    role = Role.objects.select_for_update(of=("self",)).select_related("application").get(pk=role.pk)
     diff = {name: [getattr(role, name), value] for name, value in changes.items() if getattr(role, name) != value}
     if not diff:
         return role

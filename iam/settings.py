@@ -171,9 +171,16 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Several threads (the dev server, concurrent tests) share one file: wait
-    # for the write lock instead of failing at once.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Concurrent requests must wait their turn, never fail with "database is
+    # locked": a transaction takes the write lock when it begins (IMMEDIATE),
+    # not when it first writes (a deferred transaction that read first cannot
+    # wait for the lock: SQLite refuses it at once), and waits up to 20 s for
+    # it. WAL lets readers go on while one writes.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=20,
+        transaction_mode="IMMEDIATE",
+        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    )
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and not _env_bool("DATABASE_JIT"):
     # PostgreSQL's JIT compiles the plan of any query it thinks costly: close to
     # a second for the console's counts, a loss for every query this service runs.

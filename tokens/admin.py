@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from iam.admin_base import (
     AdminKindMixin,
@@ -267,9 +268,9 @@ class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
         """The name with the display prefix, and the kind when it is not an application's personal token."""
         kind = ""
         if token.kind == TokenKind.EMBED:
-            kind = format_html(' <span class="token-kind">embedding</span>')
+            kind = mark_safe(' <span class="token-kind">embedding</span>')
         elif token.application_id is None:
-            kind = format_html(' <span class="token-kind">administrative</span>')
+            kind = mark_safe(' <span class="token-kind">administrative</span>')
         return format_html("{}{}<br><code>{}…</code>", token.name, kind, token.display_prefix)
 
     @admin.display(description="kind")

@@ -8,6 +8,7 @@ revoked, deleted, expired or inactive: every check re-evaluates the PAT.
 """
 
 import hmac
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ LOGTO_PAT_TOKEN_TYPE = "urn:logto:token-type:personal_access_token"
 PAT_TOKEN_TYPES = (PAT_TOKEN_TYPE, LOGTO_PAT_TOKEN_TYPE)
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 ALGORITHM = "RS256"
+CLIENT_ID_SHAPE = re.compile(r"oc_[0-9a-f]{32}")
 
 
 class OAuthError(Exception):
@@ -123,7 +125,12 @@ def oauth_client_revoke(*, client: OAuthClient, actor: User | None, ip: str | No
 
 
 def oauth_client_authenticate(client_id: str, secret: str) -> OAuthClient | None:
-    """Return the live client if ``secret`` is its secret (constant-time), else None."""
+    """Return the live client if ``secret`` is its secret (constant-time), else None.
+
+    A client id not of our shape (``oc_`` and 32 hex digits: no NUL, no control
+    character, nothing a database refuses) is refused without a query."""
+    if not CLIENT_ID_SHAPE.fullmatch(client_id):
+        return None
     client = OAuthClient.objects.select_related("application").filter(client_id=client_id).first()
     if client is None or client.revoked_at is not None or not keys.is_well_formed(secret, keys.CLIENT_SECRET_PREFIX):
         return None
@@ -131,7 +138,14 @@ def oauth_client_authenticate(client_id: str, secret: str) -> OAuthClient | None
         expected = keys.digest(secret, client.pepper_id)
     except KeyError:  # the client's pepper was retired
         return None
-    return client if hmac.compare_digest(client.secret_digest, expected) else None
+    if not hmac.compare_digest(client.secret_digest, expected):
+        return None
+    if client.pepper_id != keys.current_pepper_id():
+        # Moved to the current pepper on use, as PATs are, so an old pepper can be retired.
+        OAuthClient.objects.filter(pk=client.pk, secret_digest=client.secret_digest).update(
+            secret_digest=keys.digest(secret), pepper_id=keys.current_pepper_id()
+        )
+    return client
 
 
 # ---------------------------------------------------------------- signing keys

@@ -1,6 +1,8 @@
 """Strict input parsing for the API: wrong types are errors, not coercions,
 and unknown fields are refused rather than silently ignored."""
 
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
 
@@ -73,9 +75,22 @@ class StrictUUIDField(serializers.UUIDField):
 
 
 class StrictDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 date and time with its offset (``Z`` or ``+01:00``): a time
+    without one is refused, not read as UTC, since the client meant some zone."""
+
+    default_error_messages = {
+        "naive": "Give the time zone: end the date and time with Z (UTC) or an offset such as +01:00.",
+    }
+
     def to_internal_value(self, value):
         if not isinstance(value, str):
             self.fail("invalid", format="ISO 8601")
+        try:
+            parsed = parse_datetime(value.strip()) if len(value) < 64 else None
+        except ValueError:  # the right shape, an impossible date: DRF says so below
+            parsed = None
+        if parsed is not None and timezone.is_naive(parsed):
+            self.fail("naive")
         return super().to_internal_value(value)
 
 

@@ -89,8 +89,11 @@ def test_failed_authentications_are_throttled_per_address_only(api, world, with_
 
 def test_token_creation_is_limited_to_ten_a_minute_per_user(client, world):
     import re
+    import time
 
     client.force_login(world.user)
+    if time.time() % 60 > 50:  # the limit counts in fixed minutes: start with one that will not end midway
+        time.sleep(61 - time.time() % 60)
     statuses = []
     for i in range(11):
         page = client.get("/tokens/new/").content.decode()

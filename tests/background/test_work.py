@@ -72,7 +72,6 @@ def test_no_reminder_for_revoked_or_short_lived_tokens(world, user_admin):
     assert short.pk
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_senders_send_one_reminder(world):
     token = world.issue().token

@@ -46,7 +46,7 @@ def embedding_token(world: World) -> Callable[[], object]:
 
 
 def introspection(world: World) -> Callable[[], object]:
-    body = "token=x&client_id=a&client_secret=b"
+    body = f"token=x&client_id=oc_{'0' * 32}&client_secret=b"  # a client id of our shape: it is looked up
     return lambda: Client().post("/oauth/introspect", body, content_type="application/x-www-form-urlencoded")
 
 

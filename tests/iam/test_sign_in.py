@@ -170,3 +170,33 @@ def test_sign_out_ends_the_session(world):
     replay = Client()
     replay.cookies[settings.SESSION_COOKIE_NAME] = session_key
     assert not is_signed_in(replay)
+
+
+# ---------------------------------------------------------------- compatibility forms of a username (security review)
+
+
+@pytest.mark.parametrize(
+    ("real", "variants"),
+    [
+        ("bob", ["ｂob", "ｂｏb", "𝐛𝐨𝐛", " BOB "]),  # fullwidth, mathematical bold, case and spaces
+        ("fiona", ["ﬁona", "ＦＩＯＮＡ"]),  # a ligature
+        ("rené", ["rene\u0301", "RENE\u0301"]),  # a combining accent
+    ],
+)
+def test_compatibility_forms_of_a_username_share_its_limit(world, limits, password_checks, real, variants):
+    UserFactory(username=real, tenant=world.tenant)
+    for _ in range(settings.SIGN_IN_FAILURES_PER_USERNAME):
+        assert sign_in(real, "wrong password", ip="10.9.9.9")[1].status_code == 200
+    checked = len(password_checks)
+    for index, variant in enumerate(variants):
+        client, response = sign_in(variant, PASSWORD, ip=f"10.8.0.{index}")
+        assert response.status_code == 429, variant
+        assert not is_signed_in(client)
+    assert len(password_checks) == checked  # none of them reached the password check
+
+
+def test_the_username_and_the_email_of_an_account_share_its_limit(world, limits, password_checks):
+    for _ in range(settings.SIGN_IN_FAILURES_PER_USERNAME):
+        sign_in(world.user.username, "wrong password", ip="10.9.9.9")
+    client, response = sign_in(world.user.email.upper(), PASSWORD, ip="10.8.0.1")
+    assert response.status_code == 429 and not is_signed_in(client)

@@ -368,7 +368,6 @@ def test_password_change_does_not_affect_tokens(world):
     assert token_state(token).is_usable
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_creates_with_the_same_name_one_wins(world):
     barrier = threading.Barrier(2)
@@ -395,7 +394,6 @@ def test_concurrent_creates_with_the_same_name_one_wins(world):
     assert AuditEvent.objects.filter(action=AuditAction.TOKEN_CREATED).count() == 1
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_revoke_and_delete_leave_one_consistent_outcome(world, user_admin):
     token = world.issue().token

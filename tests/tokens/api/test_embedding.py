@@ -226,7 +226,6 @@ def test_owner_sees_embedding_tokens_in_the_profile_list(client, world, credenti
     assert "Embedding · " in client.get("/tokens/").content.decode()
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_issuance_leaves_exactly_one_active_token(world, credential):
     barrier = threading.Barrier(4)
