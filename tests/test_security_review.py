@@ -362,46 +362,33 @@ def test_changing_a_roles_permissions_is_confirmed_with_what_tokens_gain_and_los
 
 def test_credentials_and_clients_move_to_the_current_pepper_on_use(api, world, settings):
     peppers = dict(settings.TOKEN_PEPPERS)
-    old_first = dict(reversed(list(peppers.items())))
-    settings.TOKEN_PEPPERS = old_first  # t1 current: what existed before the rotation
+    settings.TOKEN_PEPPERS = dict(reversed(list(peppers.items())))  # t1 current: before the rotation
     credential = integration_credential_create(tenant=world.tenant, name="portal", actor=None).plaintext
     client = oauth_client_create(application=world.application, name="backend", actor=None)
     assert IntegrationCredential.objects.get().pepper_id == "t1"
 
-    settings.TOKEN_PEPPERS = peppers  # t2 put first, t1 kept after it
-    out = StringIO()
-    call_command("pepper_usage", stdout=out)
-    assert "t1 (retired): 1 integration credentials, 1 OAuth clients" in out.getvalue()
-    assert embed(api, world, credential).status_code == 201
-    introspection = {"token": "x"}
-    assert (
-        api.generic(
+    def both_work() -> bool:
+        introspected = api.generic(
             "POST",
             "/oauth/introspect",
-            urlencode(introspection),
+            urlencode({"token": "x"}),
             content_type="application/x-www-form-urlencoded",
             HTTP_AUTHORIZATION=basic(client.client.client_id, client.secret),
-        ).status_code
-        == 200
-    )
-    assert IntegrationCredential.objects.get().pepper_id == "t2"
-    assert OAuthClient.objects.get().pepper_id == "t2"
-    out = StringIO()
-    call_command("pepper_usage", stdout=out)
-    assert "t1 (retired): nothing — can be removed" in out.getvalue()
+        )
+        return embed(api, world, credential).status_code == 201 and introspected.status_code == 200
 
+    def usage() -> str:
+        out = StringIO()
+        call_command("pepper_usage", stdout=out)
+        return out.getvalue()
+
+    settings.TOKEN_PEPPERS = peppers  # t2 put first, t1 kept after it
+    assert "t1 (retired): 1 integration credentials, 1 OAuth clients" in usage()
+    assert both_work()
+    assert IntegrationCredential.objects.get().pepper_id == "t2" and OAuthClient.objects.get().pepper_id == "t2"
+    assert "t1 (retired): nothing — can be removed" in usage()
     settings.TOKEN_PEPPERS = {"t2": peppers["t2"]}  # the old pepper removed: both still work
-    assert embed(api, world, credential).status_code == 201
-    assert (
-        api.generic(
-            "POST",
-            "/oauth/introspect",
-            urlencode(introspection),
-            content_type="application/x-www-form-urlencoded",
-            HTTP_AUTHORIZATION=basic(client.client.client_id, client.secret),
-        ).status_code
-        == 200
-    )
+    assert both_work()
 
 
 # ---------------------------------------------------------------- 12. a time without its zone

@@ -29,19 +29,24 @@ BODIES = {
 }
 
 
-def enqueue_token_notification(token_id: int, event: str, detail: str = "") -> None:
-    """Send the owner an email once the current transaction commits (through
-    Celery; in-process if the broker cannot be reached, so nothing is lost)."""
-    from tokens.tasks import notify_token_owner
+def _after_commit(task_name: str, send_now, *args) -> None:
+    """Queue a notice once the current transaction commits (through Celery;
+    in-process if the broker cannot be reached, so nothing is lost)."""
+    from tokens import tasks
 
     def enqueue() -> None:
         try:
-            notify_token_owner.delay(token_id, event, detail)
+            getattr(tasks, task_name).delay(*args)
         except Exception:  # noqa: BLE001 - broker down: send now rather than never
-            logger.warning("task broker unavailable: sending the notice for token %s in-process", token_id)
-            send_token_notification(token_id, event, detail)
+            logger.warning("task broker unavailable: sending %s in-process", task_name)
+            send_now(*args)
 
     transaction.on_commit(enqueue)
+
+
+def enqueue_token_notification(token_id: int, event: str, detail: str = "") -> None:
+    """Email the owner about ``event`` once the current transaction commits."""
+    _after_commit("notify_token_owner", send_token_notification, token_id, event, detail)
 
 
 def send_token_notification(token_id: int, event: str, detail: str = "") -> bool:
@@ -70,16 +75,7 @@ def send_token_notification(token_id: int, event: str, detail: str = "") -> bool
 
 def enqueue_expiry_shortened_notice(owner_id: int, token_ids: list[int], max_days: int) -> None:
     """Tell an owner, once per policy change, which of their tokens now expire sooner (after commit)."""
-    from tokens.tasks import notify_expiry_shortened
-
-    def enqueue() -> None:
-        try:
-            notify_expiry_shortened.delay(owner_id, token_ids, max_days)
-        except Exception:  # noqa: BLE001 - broker down: send now rather than never
-            logger.warning("task broker unavailable: sending the expiry notice for user %s in-process", owner_id)
-            send_expiry_shortened_notice(owner_id, token_ids, max_days)
-
-    transaction.on_commit(enqueue)
+    _after_commit("notify_expiry_shortened", send_expiry_shortened_notice, owner_id, token_ids, max_days)
 
 
 def send_expiry_shortened_notice(owner_id: int, token_ids: list[int], max_days: int) -> bool:
