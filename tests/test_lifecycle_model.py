@@ -1026,14 +1026,15 @@ def coverage_report() -> tuple[dict, dict, list[str]]:
     return counts, pairs, [name for name, count in {**counts, **pairs}.items() if not count]
 
 
-def supply(machine: Lifecycle, operation: str, state: str) -> None:
+def supply(machine: Lifecycle, operation: str, state: str) -> bool:
     """Make a token that ``operation`` can act on in ``state``, through the
-    same entry points (a new token, a grant removed, time passing), if none is left."""
+    same entry points (a new token, a grant removed, time passing), if none is
+    left; return whether it did (a step to check)."""
     if machine.candidates(operation, state):
-        return
+        return False
     if state == "revoked":
         machine.revoke("active", 0, True)
-        return
+        return True
     owner, app, code = next(
         (key, role.split(":")[0], role.split(":")[1])
         for key, user in sorted(machine.users.items())
@@ -1048,6 +1049,7 @@ def supply(machine: Lifecycle, operation: str, state: str) -> None:
     elif state == "inactive":
         machine.check()
         machine.grant_change(owner, code, app, False)
+    return True
 
 
 @pytest.mark.django_db
@@ -1058,6 +1060,7 @@ def test_a_tour_of_every_operation_on_every_state_keeps_every_surface_working_an
     SEEN.clear()
     with override_settings(**UNLIMITED):
         machine = Lifecycle()
+        checked = 0
         try:
             machine.build_world(start=0)
             machine.check()
@@ -1100,12 +1103,13 @@ def test_a_tour_of_every_operation_on_every_state_keeps_every_surface_working_an
                 machine.reminders,
             ]
             for step in steps:
-                step()
-                machine.check()
+                if step() is not False:  # every step but a supply that had nothing to do
+                    machine.check()
+                    checked += 1
         finally:
             machine.teardown()
     counts, pairs, missing = coverage_report()
-    print("\nlifecycle tour:", counts, pairs)
+    print(f"\nlifecycle tour: {checked} steps", counts, pairs)
     assert not missing, f"never exercised: {missing}"
 
 
