@@ -36,6 +36,7 @@ beat: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	DEBUG=1 $(PY) manage.py makemigrations --check --dry-run -v0
 	DEBUG=1 $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
 

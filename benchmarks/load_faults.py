@@ -148,9 +148,8 @@ def prepare() -> World:
 
     from iam.models import Role, ServiceRole, User
     from iam.services import role_grant_add
+    from iam.tenancy import tenant_application_set_pats_allowed, tenant_set_api_issuance
     from tenants.models import Application, Tenant
-    from tenants.services import tenant_application_set_pats_allowed
-    from tokens.integrations import tenant_set_api_issuance
     from tokens.services import token_create
 
     call_command("migrate", verbosity=0)

@@ -12,7 +12,9 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from iam.admin_base import (
+from core.admin import (
+    APPLICATION_ADMIN_KINDS,
+    USER_ADMIN_KINDS,
     AdminKindMixin,
     CappedCountPaginator,
     ConfirmInactivationMixin,
@@ -21,8 +23,9 @@ from iam.admin_base import (
     ReadOnlyAdmin,
     TenantListFilter,
 )
-from iam.exceptions import DomainError
-from iam.http import client_ip
+from core.errors import DomainError
+from core.http import client_ip
+from iam import tenancy_admin  # noqa: F401 - registers the pages of tenants and applications
 from iam.models import AuditEvent, Role, RoleGrant, ServiceRole, User
 from iam.selectors import (
     audit_events_visible_to,
@@ -30,6 +33,7 @@ from iam.selectors import (
     user_holds_administrator_role,
     user_is_main_administrator,
     users_holding_service_role,
+    visible_to,
 )
 from iam.services import (
     ROLE_FIELDS,
@@ -40,11 +44,6 @@ from iam.services import (
     user_set_active,
     user_set_pat_creation_right,
 )
-from tokens.selectors import tokens_visible_to_admin
-
-USER_ADMIN_KINDS = frozenset({"main", "user"})
-APPLICATION_ADMIN_KINDS = frozenset({"main", "application"})
-
 
 # Rights come from roles (iam.Role), never from Django's groups: their page
 # would be a dead end that every administrator is refused.
@@ -107,9 +106,8 @@ class RoleAdmin(ConfirmInactivationMixin, AdminKindMixin, admin.ModelAdmin):
     def _set_eligibility(self, request, queryset, eligible: bool) -> None:
         affected = 0
         for role in queryset:
-            affected += len(
-                role_set_pat_eligible(role=role, eligible=eligible, actor=request.user, ip=client_ip(request))
-            )
+            report = role_set_pat_eligible(role=role, eligible=eligible, actor=request.user, ip=client_ip(request))
+            affected += report.tokens_affected
         state = "available" if eligible else "unavailable"
         self.message_user(
             request, f"{queryset.count()} role(s) set {state} for PAT; {affected} token(s) changed state."
@@ -349,7 +347,9 @@ class AuditEventAdmin(IndexedSearchMixin, ReadOnlyAdmin):
         term (or whose id it is), and of the actors whose username or email
         does: for a user administrator, the users of their tenant and the main
         administrators (whose changes reach every tenant's trail)."""
-        tokens = tokens_visible_to_admin(request.user).filter(
+        # The audit trail's one reference up the layers: the token an event is about.
+        token_model = AuditEvent._meta.get_field("token").related_model
+        tokens = visible_to(request.user, token_model.objects.all()).filter(
             Q(name__startswith=term) | Q(display_prefix__startswith=term)
         )
         kinds = [Q(token_id__in=self.matching_ids(request, tokens, limit, "tokens"))]

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseRedirect
-from django.urls import reverse
+from django.urls import path, reverse
 
 from iam.selectors import user_admin_kind
 
@@ -51,12 +51,22 @@ class IamAdminSite(admin.AdminSite):
         next_url = request.GET.get("next") or reverse("admin:index", current_app=self.name)
         return HttpResponseRedirect(f"{reverse('login')}?{urlencode({'next': next_url})}")
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._pages: list = []
+
+    def admin_kind(self, user) -> str | None:
+        """The administrator kind of ``user`` ("main", "user", "application" or
+        None): what the console's building blocks (``core.admin``) ask."""
+        return user_admin_kind(user)
+
+    def page_register(self, route: str, view, name: str) -> None:
+        """Add a page of the console that belongs to no model (an app's
+        ``admin.py`` registers it, as it registers its models)."""
+        self._pages.append(path(route, self.admin_view(view), name=name))
+
     def get_urls(self):
-        from django.urls import path
-
-        from tokens.admin import dashboard_view
-
-        return [path("dashboard/", self.admin_view(dashboard_view), name="dashboard"), *super().get_urls()]
+        return [*self._pages, *super().get_urls()]
 
     def get_app_list(self, request: HttpRequest, app_label: str | None = None):
         """Regroup the models into the console's menus."""

@@ -16,8 +16,8 @@ from django.db import transaction
 from iam.models import Role, ServiceRole, User
 from iam.selectors import user_admin_kind
 from iam.services import role_grant_add
+from iam.tenancy import tenant_application_set_pats_allowed
 from tenants.models import Application, Tenant, TenantApplication
-from tenants.services import tenant_application_set_pats_allowed
 
 TENANTS = [
     {"slug": "acme", "name": "Acme Corporation", "pat_max_lifetime_days": None},

@@ -8,6 +8,9 @@ from django.db.models.functions import Lower
 PERMISSION_CODE = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)+", re.ASCII)
 
 
+SERVICE_PERMISSION_PREFIX = "iam."  # codes of this service's own roles; no application's role carries them
+
+
 class AdminPermission(models.TextChoices):
     """Permission codes of this service's own admin API (administrative PATs)."""
 
@@ -112,7 +115,7 @@ class Role(models.Model):
             isinstance(code, str) and PERMISSION_CODE.fullmatch(code) for code in permissions
         ):
             raise ValidationError({"permissions": 'A list of permission codes, e.g. ["orders.read", "orders.write"].'})
-        if self.application_id is not None and any(code.startswith("iam.") for code in permissions):
+        if self.application_id is not None and any(code.startswith(SERVICE_PERMISSION_PREFIX) for code in permissions):
             raise ValidationError({"permissions": "Codes starting with iam. belong to this service's own roles."})
 
 

@@ -58,12 +58,17 @@ def user_administers_applications(user: User) -> bool:
     return bool(held & {ServiceRole.MAIN_ADMINISTRATOR, ServiceRole.APPLICATION_ADMINISTRATOR})
 
 
-def audit_events_visible_to(user: User) -> QuerySet[AuditEvent]:
-    """Return the audit events ``user`` may read: all for a main administrator,
-    their own tenant's for a user administrator, none otherwise."""
-    events = AuditEvent.objects.select_related("actor", "tenant", "token")
+def visible_to(user: User, rows: QuerySet) -> QuerySet:
+    """The ``rows`` (of any model with a ``tenant``) an administrator may see:
+    all for a main administrator, their own tenant's for a user
+    administrator, none otherwise."""
     if user_is_main_administrator(user):
-        return events
+        return rows
     if ServiceRole.USER_ADMINISTRATOR in user_service_roles(user):
-        return events.filter(tenant_id=user.tenant_id)
-    return events.none()
+        return rows.filter(tenant_id=user.tenant_id)
+    return rows.none()
+
+
+def audit_events_visible_to(user: User) -> QuerySet[AuditEvent]:
+    """Return the audit events ``user`` may read (``visible_to``)."""
+    return visible_to(user, AuditEvent.objects.select_related("actor", "tenant", "token"))

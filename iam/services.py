@@ -1,19 +1,18 @@
 """Administrative changes to users, roles and grants.
 
-Each change that can make tokens inactive (or active again) runs inside
-``recording_validity_changes`` so the audit trail says which tokens it
-affected and why. ``actor`` None means an operator command (seed data, CLI).
+Each change that can change what tokens may do runs inside
+``core.changes.identity_changing``: the layers above (tokens) see it, act on
+it in the same transaction and report what they did. ``actor`` None means an operator command (seed data, CLI).
 """
 
 from django.db import transaction
 
+from core.changes import ChangeKind, ChangeReport, IdentityChange, identity_changing
+from core.errors import NotPermitted, ValidationFailed
 from iam.audit import audit_record
-from iam.exceptions import NotPermitted, ValidationFailed
 from iam.models import AuditAction, Role, RoleGrant, User
 from iam.selectors import user_administers_applications, user_administers_tenant_users, user_is_main_administrator
 from tenants.models import TenantApplication
-from tokens.models import PersonalAccessToken
-from tokens.services import ValidityChange, recording_validity_changes, role_permissions_change_report
 
 # What ``role_update`` changes; the PAT flag has role_set_pat_eligible, application and code never change.
 ROLE_FIELDS = ("name", "description", "permissions")
@@ -30,12 +29,10 @@ def _require_application_admin(actor: User | None) -> None:
 
 
 @transaction.atomic
-def role_set_pat_eligible(
-    *, role: Role, eligible: bool, actor: User | None, ip: str | None = None
-) -> list[ValidityChange]:
+def role_set_pat_eligible(*, role: Role, eligible: bool, actor: User | None, ip: str | None = None) -> ChangeReport:
     """Make a role available (or not) for personal access tokens.
 
-    Returns the tokens whose usability changed: withdrawing a role makes
+    Reports what it did to tokens: withdrawing a role makes
     every active token that grants it inactive.
     """
     _require_application_admin(actor)
@@ -43,10 +40,11 @@ def role_set_pat_eligible(
         raise NotPermitted("The availability of the service's own roles is fixed.", code="service_role")
     role = Role.objects.select_for_update().get(pk=role.pk)
     if role.pat_eligible == eligible:
-        return []
-    with recording_validity_changes(
-        PersonalAccessToken.objects.filter(roles=role), actor=actor, ip=ip, cause=f"role {role} pat_eligible={eligible}"
-    ) as changed:
+        return ChangeReport()
+    change = IdentityChange(
+        ChangeKind.ROLE_ELIGIBILITY, f"role {role} pat_eligible={eligible}", actor, ip, role_id=role.pk
+    )
+    with identity_changing(change) as report:
         role.pat_eligible = eligible
         role.save(update_fields=["pat_eligible"])
     audit_record(
@@ -54,9 +52,9 @@ def role_set_pat_eligible(
         tenant_id=None,
         actor=actor,
         ip=ip,
-        changes={"role": str(role), "pat_eligible": eligible, "tokens_affected": len(changed)},
+        changes={"role": str(role), "pat_eligible": eligible, "tokens_affected": report.tokens_affected},
     )
-    return changed
+    return report
 
 
 @transaction.atomic
@@ -64,7 +62,7 @@ def role_update(*, role: Role, changes: dict, actor: User | None, ip: str | None
     """Change a role's name, description or permission codes (validated by the
     caller's form), audited with old and new values. New codes reach every
     live token that grants the role at once, removed ones leave them: the
-    change reports how many (``TokenImpact.permissions``) so the console asks first."""
+    change reports how many (in its ``ChangeReport``) so the console asks first."""
     _require_application_admin(actor)
     if role.is_service_role:
         raise NotPermitted("The service's own roles are fixed.", code="service_role")
@@ -75,12 +73,12 @@ def role_update(*, role: Role, changes: dict, actor: User | None, ip: str | None
     diff = {name: [getattr(role, name), value] for name, value in changes.items() if getattr(role, name) != value}
     if not diff:
         return role
-    affected = {}
-    if "permissions" in diff:
-        affected["tokens_affected"] = role_permissions_change_report(role, list(changes["permissions"])).live_tokens
-    for name, (_, value) in diff.items():
-        setattr(role, name, value)
-    role.save(update_fields=list(diff))
+    change = IdentityChange(ChangeKind.ROLE_PERMISSIONS, f"role {role} changed", actor, ip, role_id=role.pk)
+    with identity_changing(change) as report:
+        for name, (_, value) in diff.items():
+            setattr(role, name, value)
+        role.save(update_fields=list(diff))
+    affected = {"tokens_affected": report.tokens_affected} if "permissions" in diff else {}
     audit_record(
         action=AuditAction.ROLE_CHANGED,
         tenant_id=None,
@@ -92,7 +90,7 @@ def role_update(*, role: Role, changes: dict, actor: User | None, ip: str | None
 
 
 @transaction.atomic
-def role_grant_add(*, user: User, role: Role, actor: User | None, ip: str | None = None) -> list[ValidityChange]:
+def role_grant_add(*, user: User, role: Role, actor: User | None, ip: str | None = None) -> ChangeReport:
     """Grant ``role`` to ``user``; tokens that lacked it may become active again.
 
     Administrator roles are granted by a main administrator only.
@@ -108,9 +106,8 @@ def role_grant_add(*, user: User, role: Role, actor: User | None, ip: str | None
             {"role": ["The role's application is not available in the user's tenant."]},
             message="The role's application is not available in the user's tenant: its roles are not granted there.",
         )
-    with recording_validity_changes(
-        PersonalAccessToken.objects.filter(owner=user, roles=role), actor=actor, ip=ip, cause=f"granted {role}"
-    ) as changed:
+    change = IdentityChange(ChangeKind.GRANT_ADDED, f"granted {role}", actor, ip, role_id=role.pk, user_id=user.pk)
+    with identity_changing(change) as report:
         _, created = RoleGrant.objects.get_or_create(user=user, role=role, defaults={"granted_by": actor})
     if created:
         audit_record(
@@ -120,18 +117,17 @@ def role_grant_add(*, user: User, role: Role, actor: User | None, ip: str | None
             ip=ip,
             changes={"user": user.username, "role": str(role)},
         )
-    return changed
+    return report
 
 
 @transaction.atomic
-def role_grant_remove(*, user: User, role: Role, actor: User | None, ip: str | None = None) -> list[ValidityChange]:
+def role_grant_remove(*, user: User, role: Role, actor: User | None, ip: str | None = None) -> ChangeReport:
     """Take ``role`` away from ``user``; tokens that grant it become inactive."""
     _require_user_admin(actor, user.tenant_id)
     if role.is_service_role and actor is not None and not user_is_main_administrator(actor):
         raise NotPermitted("Only a main administrator can remove administrator roles.", code="not_main_admin")
-    with recording_validity_changes(
-        PersonalAccessToken.objects.filter(owner=user, roles=role), actor=actor, ip=ip, cause=f"removed {role}"
-    ) as changed:
+    change = IdentityChange(ChangeKind.GRANT_REMOVED, f"removed {role}", actor, ip, role_id=role.pk, user_id=user.pk)
+    with identity_changing(change) as report:
         deleted, _ = RoleGrant.objects.filter(user=user, role=role).delete()
     if deleted:
         audit_record(
@@ -141,21 +137,20 @@ def role_grant_remove(*, user: User, role: Role, actor: User | None, ip: str | N
             ip=ip,
             changes={"user": user.username, "role": str(role)},
         )
-    return changed
+    return report
 
 
 @transaction.atomic
 def user_set_pat_creation_right(
     *, user: User, allowed: bool, actor: User | None, ip: str | None = None
-) -> list[ValidityChange]:
+) -> ChangeReport:
     """Allow or forbid a user to create and use personal access tokens."""
     _require_user_admin(actor, user.tenant_id)
     user = User.objects.select_for_update().get(pk=user.pk)
     if user.can_create_pats == allowed:
-        return []
-    with recording_validity_changes(
-        PersonalAccessToken.objects.filter(owner=user), actor=actor, ip=ip, cause=f"can_create_pats={allowed}"
-    ) as changed:
+        return ChangeReport()
+    change = IdentityChange(ChangeKind.PAT_RIGHT, f"can_create_pats={allowed}", actor, ip, user_id=user.pk)
+    with identity_changing(change) as report:
         user.can_create_pats = allowed
         user.save(update_fields=["can_create_pats"])
     audit_record(
@@ -165,19 +160,18 @@ def user_set_pat_creation_right(
         ip=ip,
         changes={"user": user.username, "can_create_pats": allowed},
     )
-    return changed
+    return report
 
 
 @transaction.atomic
-def user_set_active(*, user: User, active: bool, actor: User | None, ip: str | None = None) -> list[ValidityChange]:
+def user_set_active(*, user: User, active: bool, actor: User | None, ip: str | None = None) -> ChangeReport:
     """Activate or deactivate a user account; a deactivated owner's tokens stop working."""
     _require_user_admin(actor, user.tenant_id)
     user = User.objects.select_for_update().get(pk=user.pk)
     if user.is_active == active:
-        return []
-    with recording_validity_changes(
-        PersonalAccessToken.objects.filter(owner=user), actor=actor, ip=ip, cause=f"is_active={active}"
-    ) as changed:
+        return ChangeReport()
+    change = IdentityChange(ChangeKind.ACTIVATION, f"is_active={active}", actor, ip, user_id=user.pk)
+    with identity_changing(change) as report:
         user.is_active = active
         user.save(update_fields=["is_active"])
     audit_record(
@@ -187,4 +181,4 @@ def user_set_active(*, user: User, active: bool, actor: User | None, ip: str | N
         ip=ip,
         changes={"user": user.username, "is_active": active},
     )
-    return changed
+    return report

@@ -1,5 +1,5 @@
 """Sign-in throttling: failed password attempts per client address and per
-username tried, in fixed windows (``iam.ratelimit``; fails open if the cache
+username tried, in fixed windows (``core.ratelimit``; fails open if the cache
 is down).
 
 Every attempt is counted before the password is checked and a successful one
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models import Q
 
+from core.ratelimit import rate_limit_hit, rate_limit_refund
 from iam.models import User
-from iam.ratelimit import rate_limit_hit, rate_limit_refund
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse
 from django.views import defaults
 
-from iam.exceptions import json_not_found, json_server_error
-from iam.http import client_ip, is_api_request
-from iam.middleware import DATABASE_UNAVAILABLE_ERRORS, database_unavailable_response
+from core.errors import json_not_found, json_server_error
+from core.http import client_ip, is_api_request
+from core.middleware import DATABASE_UNAVAILABLE_ERRORS, database_unavailable_response
 from iam.signin import SignInAttempt, sign_in_attempt_count, sign_in_attempt_succeeded
 
 

@@ -27,9 +27,10 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from iam.models import ServiceRole
+from iam.tenancy import tenant_set_api_issuance
 from tests.factories import UserFactory, administrative_pat, grant, service_role
 from tokens import keys
-from tokens.integrations import integration_credential_create, tenant_set_api_issuance
+from tokens.integrations import integration_credential_create
 from tokens.models import IntegrationCredential
 from tokens.oauth import oauth_client_create
 
@@ -172,7 +173,7 @@ def run_operation(operation, mode, headers, path_parameters, examples: int, exec
 
 def test_every_operation_answers_as_documented(wsgi_app, credentials, generous_limits):
     schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", wsgi_app)
-    # A NUL character is refused everywhere (iam.middleware, DRF's CharField),
+    # A NUL character is refused everywhere (core.middleware, DRF's CharField),
     # which no schema states: tests/test_bad_input.py sends them instead.
     schema.config.generation.update(allow_x00=False)
     executed: Counter = Counter()

@@ -25,8 +25,9 @@ from django.utils.html import escape
 from rest_framework.test import APIClient
 
 from iam.models import AuditEvent, ServiceRole
+from iam.tenancy import tenant_set_api_issuance
 from tests.factories import UserFactory, administrative_pat, grant, service_role
-from tokens.integrations import integration_credential_create, tenant_set_api_issuance
+from tokens.integrations import integration_credential_create
 from tokens.models import EmbedSession, IntegrationCredential, PersonalAccessToken, RevokedAccessToken
 from tokens.oauth import GRANT_TOKEN_EXCHANGE, PAT_TOKEN_TYPE, oauth_client_create
 
@@ -320,7 +321,7 @@ def oauth_cases():
     yield pytest.param("token", {"scope": "x" * 9000}, id="token-oversized-scope")
     yield pytest.param("token", {"audience": "https://elsewhere.example"}, id="token-foreign-audience")
     for name in OAUTH_ENDPOINTS:
-        yield pytest.param(name, {"client_id": "a\x00b"}, id=f"{name}-nul-character")  # iam.middleware's answer
+        yield pytest.param(name, {"client_id": "a\x00b"}, id=f"{name}-nul-character")  # core.middleware's answer
 
 
 @pytest.mark.parametrize(("name", "change"), list(oauth_cases()))

@@ -46,8 +46,8 @@ def test_printing_the_demo_data_needs_it_loaded_first():
 def test_seeding_and_printing_never_undo_an_administrators_changes_nor_sign_anyone_out(client):
     from iam.models import AuditEvent, Role
     from iam.services import role_grant_remove, user_set_pat_creation_right
+    from iam.tenancy import tenant_application_set_pats_allowed
     from tenants.models import TenantApplication
-    from tenants.services import tenant_application_set_pats_allowed
 
     call_command("seed_demo", stdout=StringIO())
     alice = User.objects.get(username="alice")

@@ -25,7 +25,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from rest_framework.authentication import SessionAuthentication
 
-from iam.exceptions import json_not_found
+from core.errors import json_not_found
 from iam.models import Role, User
 from tenants.models import TenantApplication
 from tests.conftest import World

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from iam.models import AuditAction, AuditEvent
 from iam.services import role_grant_remove, user_set_pat_creation_right
-from tenants.services import tenant_application_set_pats_allowed
+from iam.tenancy import tenant_application_set_pats_allowed
 from tests.conftest import bearer
 from tests.factories import administrative_pat
 from tokens.integrations import integration_credential_create

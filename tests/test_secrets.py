@@ -92,7 +92,7 @@ def test_no_answer_after_the_creating_one_holds_a_secret(world, main_admin, user
     from django.utils import timezone
 
     from iam.models import AuditEvent, ServiceRole
-    from tokens.integrations import tenant_set_api_issuance
+    from iam.tenancy import tenant_set_api_issuance
     from tokens.models import PersonalAccessToken
     from tokens.oauth import GRANT_TOKEN_EXCHANGE, PAT_TOKEN_TYPE, oauth_client_create
     from tokens.services import token_create

@@ -21,10 +21,11 @@ from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from iam.models import AuditAction, AuditEvent, Role, ServiceRole
+from iam.tenancy import tenant_set_api_issuance
 from tests.conftest import bearer
 from tests.console.forms import form_data
 from tests.factories import RoleFactory, TenantApplicationFactory, UserFactory, administrative_pat, grant, service_role
-from tokens.integrations import integration_credential_create, tenant_set_api_issuance
+from tokens.integrations import integration_credential_create
 from tokens.models import IntegrationCredential, OAuthClient, PersonalAccessToken, TokenKind, TokenStatus
 from tokens.oauth import GRANT_TOKEN_EXCHANGE, PAT_TOKEN_TYPE, oauth_client_create
 

@@ -46,11 +46,12 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from django.utils import timezone
 
 from iam.models import AuditAction, AuditEvent, Role, RoleGrant, ServiceRole, User
+from iam.tenancy import tenant_set_api_issuance
 from tenants.models import Application, Tenant, TenantApplication
 from tests.conftest import World, make_world
 from tests.console.forms import form_data
 from tests.factories import UserFactory, administrative_pat, grant, service_role
-from tokens.integrations import embed_token_issue, integration_credential_create, tenant_set_api_issuance
+from tokens.integrations import embed_token_issue, integration_credential_create
 from tokens.models import (
     EmbedSession,
     IntegrationCredential,
@@ -756,7 +757,7 @@ def test_audit_api_counts_cover_only_the_administered_tenant(scene, actor, admin
 
 
 def test_application_administrators_hold_no_administrative_token(scene):
-    from iam.exceptions import DomainError
+    from core.errors import DomainError
 
     with pytest.raises(DomainError):
         admin_pat(scene.users["app_admin"], ServiceRole.APPLICATION_ADMINISTRATOR)

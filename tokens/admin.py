@@ -18,7 +18,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from iam.admin_base import (
+from core.admin import (
+    APPLICATION_ADMIN_KINDS,
+    TOKEN_VIEWER_KINDS,
     AdminKindMixin,
     CappedCountPaginator,
     IndexedSearchMixin,
@@ -26,11 +28,12 @@ from iam.admin_base import (
     ReadOnlyAdmin,
     TenantListFilter,
 )
-from iam.exceptions import DomainError
-from iam.http import client_ip
+from core.errors import DomainError
+from core.http import client_ip
 from iam.models import User
-from iam.selectors import user_admin_kind, user_is_main_administrator
+from iam.selectors import user_is_main_administrator
 from tenants.models import Application
+from tokens.dashboard import dashboard_view
 from tokens.integrations import integration_credential_create, integration_credential_revoke
 from tokens.models import (
     IntegrationCredential,
@@ -42,10 +45,9 @@ from tokens.models import (
 )
 from tokens.oauth import oauth_client_create, oauth_client_name_taken, oauth_client_revoke
 from tokens.rules import EffectiveStatus, evaluate, load_facts, token_state
-from tokens.selectors import dashboard_figures, tokens_visible_to_admin, with_status
+from tokens.selectors import tokens_visible_to_admin, with_status
 from tokens.services import token_revoke
 
-TOKEN_ADMIN_KINDS = frozenset({"main", "user"})
 BULK_REVOKE_MAX = 1000
 STATUS_CHOICES = [
     (EffectiveStatus.ACTIVE, "Active"),
@@ -175,7 +177,7 @@ class TokenChangeList(LargeTableChangeList):
 
 @admin.register(PersonalAccessToken)
 class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
-    view_kinds = TOKEN_ADMIN_KINDS
+    view_kinds = TOKEN_VIEWER_KINDS
     list_display = [
         "token_name",
         "owner",
@@ -414,56 +416,6 @@ class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
 
-def dashboard_view(request: HttpRequest) -> HttpResponse:
-    """Analysis > Dashboard: pictures of the tokens the administrator may see."""
-    if user_admin_kind(request.user) not in TOKEN_ADMIN_KINDS:
-        raise PermissionDenied
-    figures = dashboard_figures(request.user)
-    context = {
-        **admin.site.each_context(request),
-        "title": "Dashboard",
-        "status_chart": bar_chart(figures.by_status),
-        "expiring_chart": bar_chart(figures.expiring),
-        "use_chart": column_chart(figures.use_per_day),
-        "top_chart": bar_chart(figures.top_applications),
-        "figures": figures,
-    }
-    return TemplateResponse(request, "admin/dashboard.html", context)
-
-
-def bar_chart(rows: list[tuple[str, int]], width: int = 360) -> dict:
-    """Horizontal bars for server-side SVG: label, value and bar length."""
-    top = max((value for _, value in rows), default=0) or 1
-    return {
-        "rows": [
-            {"label": str(label), "value": value, "length": round(width * value / top), "y": i * 30}
-            for i, (label, value) in enumerate(rows)
-        ],
-        "height": max(len(rows), 1) * 30,
-        "width": width,
-    }
-
-
-def column_chart(rows: list[tuple[object, int]], height: int = 120, column: int = 14) -> dict:
-    top = max((value for _, value in rows), default=0) or 1
-    bars = []
-    for i, (day, value) in enumerate(rows):
-        length = round(height * value / top)
-        bars.append(
-            {"label": f"{day:%d %b}", "value": value, "x": i * (column + 4), "y": height - length, "length": length}
-        )
-    return {
-        "bars": bars,
-        "height": height,
-        "width": len(rows) * (column + 4),
-        "column": column,
-        "total": sum(value for _, value in rows),
-    }
-
-
-# ---------------------------------------------------------------- integrations
-
-
 class ShownOnce(str):
     """A secret for a template: rendered whole, but its repr (what Django's
     template engine logs with the context when a variable is missing) shows
@@ -523,7 +475,7 @@ class IntegrationCredentialForm(forms.ModelForm):
 class IntegrationCredentialAdmin(OneTimeSecretMixin, AdminKindMixin, admin.ModelAdmin):
     """Credentials of a tenant's integrations (the embedding API's ``Basic`` credential)."""
 
-    view_kinds = change_kinds = TOKEN_ADMIN_KINDS
+    view_kinds = change_kinds = TOKEN_VIEWER_KINDS
     form = IntegrationCredentialForm
     secret_label = "integration credential"
     list_display = ["name", "tenant", "scopes", "display_prefix", "created_at", "last_used_at", "revoked_at"]
@@ -596,7 +548,7 @@ class OAuthClientForm(forms.ModelForm):
 class OAuthClientAdmin(OneTimeSecretMixin, AdminKindMixin, admin.ModelAdmin):
     """OAuth clients of applications (token exchange, introspection, revocation)."""
 
-    view_kinds = change_kinds = frozenset({"main", "application"})
+    view_kinds = change_kinds = APPLICATION_ADMIN_KINDS
     form = OAuthClientForm
     secret_label = "client secret"
     list_display = ["name", "application", "client_id", "token_exchange_enabled", "access_token_lifetime", "revoked_at"]
@@ -631,3 +583,6 @@ class OAuthClientAdmin(OneTimeSecretMixin, AdminKindMixin, admin.ModelAdmin):
         self.message_user(
             request, f"{len(live)} OAuth client{pluralize(len(live))} revoked; their access tokens no longer work."
         )
+
+
+admin.site.page_register("dashboard/", dashboard_view, name="dashboard")

@@ -6,7 +6,10 @@ class TokensConfig(AppConfig):
     verbose_name = "Analysis"
 
     def ready(self) -> None:
-        from tokens.api import schema  # noqa: F401 - registers the OpenAPI authentication schemes
+        from core.api import schema  # noqa: F401 - registers the OpenAPI authentication schemes
+        from core.changes import watcher_register
         from tokens.authcache import connect_invalidation
+        from tokens.watcher import TokenWatcher
 
         connect_invalidation()
+        watcher_register(TokenWatcher())

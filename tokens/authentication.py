@@ -6,8 +6,8 @@ import binascii
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
-from iam.exceptions import InvalidToken
-from iam.http import client_ip
+from core.errors import InvalidToken
+from core.http import client_ip
 from iam.models import User
 from tokens import keys
 from tokens.bearer import bearer_authenticate

@@ -11,11 +11,13 @@ import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
+from celery import shared_task
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.tasks import RETRY
 from iam.models import AuditEvent, ServiceRole
 from iam.selectors import users_holding_service_role
 from tenants.models import Tenant
@@ -190,6 +192,11 @@ def token_address_note(token_id: int, ip: str) -> bool:
     except IntegrityError:
         return False  # already known
     return True
+
+
+@shared_task(name="tokens.tasks.note_token_address", **RETRY)
+def note_token_address(token_id: int, ip: str) -> bool:
+    return token_address_note(token_id, ip)
 
 
 def embed_sessions_prune(now: datetime | None = None) -> int:

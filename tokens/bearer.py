@@ -25,8 +25,8 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from iam.exceptions import InvalidToken, RateLimited
-from iam.ratelimit import rate_limit_count, rate_limit_enforce, rate_limit_hit, rate_limit_key
+from core.errors import InvalidToken, RateLimited
+from core.ratelimit import rate_limit_count, rate_limit_enforce, rate_limit_hit, rate_limit_key
 from tokens import authcache, keys, usage
 from tokens.models import PersonalAccessToken
 from tokens.oauth import AccessTokenContext, access_token_authenticate, access_token_load, api_audience, looks_like_jwt

@@ -18,7 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET
 
-from iam.http import client_ip
+from core.http import client_ip
 from tenants.models import Application, parse_origins
 from tokens.integrations import embed_session_authenticate, embed_session_open
 

@@ -8,8 +8,8 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
 
-from iam.api.filters import MAX_DATABASE_INTEGER
-from iam.exceptions import DomainError
+from core.api.filters import MAX_DATABASE_INTEGER
+from core.errors import DomainError
 from iam.models import Role, User
 from tenants.models import Application
 from tokens.models import PersonalAccessToken

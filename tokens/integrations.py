@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from core.errors import NotPermitted, ValidationFailed
 from iam.audit import audit_record
-from iam.exceptions import NotPermitted, ValidationFailed
 from iam.models import AuditAction, Role, User
 from iam.selectors import user_administers_tenant_users, user_holds_administrator_role, user_is_main_administrator
 from tenants.models import Application, Tenant
@@ -262,25 +262,6 @@ def embed_session_authenticate(secret: str, now: datetime | None = None) -> tupl
     if not state.is_usable:
         return None
     return session, TokenContext(token=token, permissions=state.permissions)
-
-
-@transaction.atomic
-def tenant_set_api_issuance(*, tenant: Tenant, allowed: bool, actor: User | None, ip: str | None = None) -> Tenant:
-    """Switch the tenant policy "administrators may issue PATs through the API" (audited)."""
-    if actor is not None and not user_administers_tenant_users(actor, tenant.pk):
-        raise NotPermitted("Only an administrator of the tenant can change this policy.")
-    tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
-    if tenant.admins_may_issue_pats_via_api != allowed:
-        tenant.admins_may_issue_pats_via_api = allowed
-        tenant.save(update_fields=["admins_may_issue_pats_via_api"])
-        audit_record(
-            action=AuditAction.TENANT_API_ISSUANCE_SWITCHED,
-            tenant_id=tenant.pk,
-            actor=actor,
-            ip=ip,
-            changes={"admins_may_issue_pats_via_api": allowed},
-        )
-    return tenant
 
 
 def token_issue_for_user(

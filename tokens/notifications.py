@@ -2,10 +2,12 @@
 
 import logging
 
+from celery import shared_task
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 
+from core.tasks import RETRY
 from tokens.models import PersonalAccessToken, RevocationCause
 
 logger = logging.getLogger(__name__)
@@ -29,16 +31,15 @@ BODIES = {
 }
 
 
-def _after_commit(task_name: str, send_now, *args) -> None:
+def _after_commit(task, send_now, *args) -> None:
     """Queue a notice once the current transaction commits (through Celery;
     in-process if the broker cannot be reached, so nothing is lost)."""
-    from tokens import tasks
 
     def enqueue() -> None:
         try:
-            getattr(tasks, task_name).delay(*args)
+            task.delay(*args)
         except Exception:  # noqa: BLE001 - broker down: send now rather than never
-            logger.warning("task broker unavailable: sending %s in-process", task_name)
+            logger.warning("task broker unavailable: sending %s in-process", task.name)
             send_now(*args)
 
     transaction.on_commit(enqueue)
@@ -46,7 +47,7 @@ def _after_commit(task_name: str, send_now, *args) -> None:
 
 def enqueue_token_notification(token_id: int, event: str, detail: str = "") -> None:
     """Email the owner about ``event`` once the current transaction commits."""
-    _after_commit("notify_token_owner", send_token_notification, token_id, event, detail)
+    _after_commit(notify_token_owner, send_token_notification, token_id, event, detail)
 
 
 def send_token_notification(token_id: int, event: str, detail: str = "") -> bool:
@@ -75,7 +76,7 @@ def send_token_notification(token_id: int, event: str, detail: str = "") -> bool
 
 def enqueue_expiry_shortened_notice(owner_id: int, token_ids: list[int], max_days: int) -> None:
     """Tell an owner, once per policy change, which of their tokens now expire sooner (after commit)."""
-    _after_commit("notify_expiry_shortened", send_expiry_shortened_notice, owner_id, token_ids, max_days)
+    _after_commit(notify_expiry_shortened, send_expiry_shortened_notice, owner_id, token_ids, max_days)
 
 
 def send_expiry_shortened_notice(owner_id: int, token_ids: list[int], max_days: int) -> bool:
@@ -102,3 +103,14 @@ def send_expiry_shortened_notice(owner_id: int, token_ids: list[int], max_days: 
         [tokens[0].owner.email],
     )
     return True
+
+
+# The tasks keep the names they were queued under before they moved here.
+@shared_task(name="tokens.tasks.notify_token_owner", **RETRY)
+def notify_token_owner(token_id: int, event: str, detail: str = "") -> bool:
+    return send_token_notification(token_id, event, detail)
+
+
+@shared_task(name="tokens.tasks.notify_expiry_shortened", **RETRY)
+def notify_expiry_shortened(owner_id: int, token_ids: list[int], max_days: int) -> bool:
+    return send_expiry_shortened_notice(owner_id, token_ids, max_days)

@@ -20,12 +20,13 @@ from django.core.signals import setting_changed
 from django.db import transaction
 from django.utils import timezone
 
+from core.errors import NotPermitted, ValidationFailed
 from iam.audit import audit_record
-from iam.exceptions import NotPermitted, ValidationFailed
 from iam.models import AuditAction, User
 from iam.selectors import user_administers_applications
 from tenants.models import Application
 from tokens import keys
+from tokens.integrations import embed_session_authenticate
 from tokens.models import OAuthClient, PersonalAccessToken, RevokedAccessToken, TokenKind
 from tokens.rules import TokenFacts, evaluate, load_token_for_authentication
 from tokens.services import TokenContext, token_authenticate, token_load_by_secret
@@ -344,8 +345,6 @@ INACTIVE = {"active": False}
 def introspect(*, client: OAuthClient, value: str, now: datetime | None = None) -> dict:
     """RFC 7662: describe a PAT, an access token or an embed session of the
     client's application; anything else (or another application's) is inactive."""
-    from tokens.integrations import embed_session_authenticate
-
     now = now or timezone.now()
     context: TokenContext | None = None
     token_type, exp, iat, client_id = "", None, None, None

@@ -11,7 +11,7 @@ from django.db.models import Case, CharField, Count, Exists, F, OuterRef, Q, Que
 from django.utils import timezone
 
 from iam.models import Role, RoleGrant, ServiceRole, User
-from iam.selectors import user_is_main_administrator, user_service_roles, users_holding_service_role
+from iam.selectors import user_is_main_administrator, users_holding_service_role, visible_to
 from tenants.models import Application, Tenant, TenantApplication
 from tokens.models import PersonalAccessToken, TenantTokenFigures, TokenStatus, TokenUsageDay
 from tokens.rules import EffectiveStatus, TokenState, token_states
@@ -78,14 +78,8 @@ def with_status(tokens: QuerySet[PersonalAccessToken], status: str, now: datetim
 
 
 def tokens_visible_to_admin(user: User) -> QuerySet[PersonalAccessToken]:
-    """Return the tokens an administrator may see: every token for a main
-    administrator, their tenant's for a user administrator, none otherwise."""
-    tokens = PersonalAccessToken.objects.all()
-    if user_is_main_administrator(user):
-        return tokens
-    if ServiceRole.USER_ADMINISTRATOR in user_service_roles(user):
-        return tokens.filter(tenant_id=user.tenant_id)
-    return tokens.none()
+    """Return the tokens an administrator may see (``visible_to``)."""
+    return visible_to(user, PersonalAccessToken.objects.all())
 
 
 @dataclass(frozen=True)

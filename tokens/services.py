@@ -1,33 +1,30 @@
 """Every write to a personal access token goes through this module.
 
 Each service checks the current state, refuses an illegal move with a domain
-error (``iam.exceptions``), and writes its audit event in the same
+error (``core.errors``), and writes its audit event in the same
 transaction as the change.
 """
 
 import hmac
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 
+from core.errors import IllegalTransition, NotPermitted, ValidationFailed
+from core.ratelimit import rate_limit_enforce
 from iam.audit import actor_label as actor_label_of
-from iam.audit import audit_record, audit_record_many
-from iam.exceptions import IllegalTransition, NotPermitted, ValidationFailed
-from iam.models import AuditAction, Role, User
-from iam.ratelimit import rate_limit_enforce
+from iam.audit import audit_record
+from iam.models import SERVICE_PERMISSION_PREFIX, AuditAction, Role, User
 from iam.selectors import user_administers_tenant_users
 from tenants.models import Application, Tenant, TenantApplication
 from tokens import keys
 from tokens.models import PersonalAccessToken, RevocationCause, TokenKind, TokenStatus
-from tokens.notifications import enqueue_expiry_shortened_notice, enqueue_token_notification
-from tokens.rules import TokenFacts, TokenState, evaluate, load_token_for_authentication, token_state, token_states
+from tokens.notifications import enqueue_token_notification
+from tokens.rules import TokenFacts, evaluate, load_token_for_authentication, token_state
 from tokens.usage import usage_record
 
 NAME_MAX_LENGTH = 100
@@ -54,6 +51,15 @@ class TokenContext:
     @property
     def owner(self) -> User:
         return self.token.owner
+
+    @property
+    def effective_permissions(self) -> frozenset[str]:
+        """The permissions that count: this service's own (``iam.*``) only on an
+        administrative token, never on an application's token or a token
+        exchanged from one, whatever codes an application's roles carry."""
+        if self.token.application_id is None:
+            return self.permissions
+        return frozenset(code for code in self.permissions if not code.startswith(SERVICE_PERMISSION_PREFIX))
 
 
 def token_creation_limit(who: str) -> None:
@@ -347,7 +353,7 @@ def token_edit(
     after = token_state(token, now)
     if before.status != after.status:
         changes["state"] = [before.status, after.status]
-    _set_inactive_mark([token.pk], marked=bool(after.inactive_reasons))
+    inactive_mark_set([token.pk], marked=bool(after.inactive_reasons))
     audit_record(
         action=AuditAction.TOKEN_EDITED,
         tenant_id=token.tenant_id,
@@ -552,150 +558,7 @@ def token_authenticate(
     return TokenContext(token=token, permissions=state.permissions)
 
 
-@dataclass(frozen=True)
-class ValidityChange:
-    token_id: int
-    before: TokenState
-    after: TokenState
-
-
-@dataclass(frozen=True)
-class ExpiryShortening:
-    token_id: int
-    before: datetime
-    after: datetime
-
-
-@dataclass(frozen=True)
-class PermissionChange:
-    """A role's permission codes changed: what the live tokens granting it gain and lose."""
-
-    role: str
-    added: tuple[str, ...]
-    removed: tuple[str, ...]
-    live_tokens: int
-
-
-@dataclass
-class TokenImpact:
-    """What the administrative changes made inside ``collecting_token_impact``
-    do to tokens, so the console can ask before committing them."""
-
-    validity: list[ValidityChange] = field(default_factory=list)
-    shortened: list[ExpiryShortening] = field(default_factory=list)
-    permissions: list[PermissionChange] = field(default_factory=list)
-
-    @property
-    def inactivated(self) -> list[ValidityChange]:
-        return [change for change in self.validity if not change.after.is_usable]
-
-    @property
-    def needs_confirmation(self) -> bool:
-        widened_or_narrowed = any(change.live_tokens for change in self.permissions)
-        return bool(self.inactivated or self.shortened or widened_or_narrowed)
-
-
-_impact_collector: ContextVar[TokenImpact | None] = ContextVar("token_impact", default=None)
-
-
-@contextmanager
-def collecting_token_impact() -> Iterator[TokenImpact]:
-    """Collect what the services do to tokens inside the block, e.g. to ask an
-    administrator for confirmation before committing it."""
-    impact = TokenImpact()
-    reset = _impact_collector.set(impact)
-    try:
-        yield impact
-    finally:
-        _impact_collector.reset(reset)
-
-
-def _collected() -> TokenImpact:
-    """The report being collected, or one nobody reads."""
-    return _impact_collector.get() or TokenImpact()
-
-
-@contextmanager
-def recording_validity_changes(
-    candidates: QuerySet[PersonalAccessToken], *, actor: User | None, ip: str | None, cause: str
-) -> Iterator[list[ValidityChange]]:
-    """Record which tokens an administrative change makes inactive or active again.
-
-    Wrap the change in this context manager inside its transaction; the
-    yielded list is filled with the tokens whose usability changed, and one
-    audit event is written for each.
-    """
-    now = timezone.now()
-    live = candidates.filter(status=TokenStatus.ACTIVE, expires_at__gt=now)
-    before = token_states(live, now)
-    changed: list[ValidityChange] = []
-    yield changed
-    after = token_states(PersonalAccessToken.objects.filter(pk__in=before), now)
-    tenants = dict(PersonalAccessToken.objects.filter(pk__in=before).values_list("pk", "tenant_id"))
-    for token_id, old in before.items():
-        new = after[token_id]
-        if old.is_usable == new.is_usable:
-            continue
-        changed.append(ValidityChange(token_id, old, new))
-        audit_record(
-            action=AuditAction.TOKEN_REACTIVATED if new.is_usable else AuditAction.TOKEN_INACTIVATED,
-            tenant_id=tenants[token_id],
-            actor=actor,
-            token_id=token_id,
-            ip=ip,
-            changes={"cause": cause},
-            reason=new.reason_text,
-        )
-    _set_inactive_mark([c.token_id for c in changed if c.after.inactive_reasons], marked=True)
-    _set_inactive_mark([c.token_id for c in changed if not c.after.inactive_reasons], marked=False)
-    _collected().validity.extend(changed)
-
-
-CLAMP_BATCH = 1000
-
-
-def tokens_clamp_to_lifetime(*, tenant: Tenant, actor: User | None, ip: str | None = None) -> list[ExpiryShortening]:
-    """Bring the expiry of the tenant's live tokens within its maximum lifetime
-    (``now + max``), as a tighter policy asks; run in the policy change's
-    transaction. Each shortened token is audited, and each owner told once.
-    Batched: a batch's expiries are one UPDATE and its events one INSERT."""
-    now = timezone.now()
-    ceiling = now + timedelta(days=tenant.max_token_lifetime_days)
-    beyond = PersonalAccessToken.objects.filter(tenant=tenant, status=TokenStatus.ACTIVE, expires_at__gt=ceiling)
-    shortened: list[ExpiryShortening] = []
-    rows = list(beyond.order_by("pk").values_list("pk", "owner_id", "expires_at"))
-    for start in range(0, len(rows), CLAMP_BATCH):
-        batch = rows[start : start + CLAMP_BATCH]
-        PersonalAccessToken.objects.filter(pk__in=[pk for pk, _, _ in batch]).update(expires_at=ceiling)
-        audit_record_many(
-            action=AuditAction.TOKEN_EXPIRY_SHORTENED,
-            tenant_id=tenant.pk,
-            actor=actor,
-            ip=ip,
-            reason=f"The tenant's maximum token lifetime is now {tenant.max_token_lifetime_days} days.",
-            per_token={pk: {"expires_at": [old.isoformat(), ceiling.isoformat()]} for pk, _, old in batch},
-        )
-        shortened += [ExpiryShortening(pk, old, ceiling) for pk, _, old in batch]
-    owners: dict[int, list[int]] = {}
-    for pk, owner_id, _ in rows:
-        owners.setdefault(owner_id, []).append(pk)
-    for owner_id, token_ids in owners.items():
-        enqueue_expiry_shortened_notice(owner_id, token_ids, tenant.max_token_lifetime_days)
-    _collected().shortened.extend(shortened)
-    return shortened
-
-
-def role_permissions_change_report(role: Role, new_permissions: list[str]) -> PermissionChange:
-    """What changing ``role``'s codes to ``new_permissions`` does to the live
-    tokens that grant it (reported to the console's confirmation)."""
-    old, new = set(role.permissions or ()), set(new_permissions)
-    live = PersonalAccessToken.objects.filter(roles=role, status=TokenStatus.ACTIVE, expires_at__gt=timezone.now())
-    change = PermissionChange(str(role), tuple(sorted(new - old)), tuple(sorted(old - new)), live.count())
-    _collected().permissions.append(change)
-    return change
-
-
-def _set_inactive_mark(token_ids: list[int], *, marked: bool) -> None:
+def inactive_mark_set(token_ids: list[int], *, marked: bool) -> None:
     """Keep ``marked_inactive`` (the console's index of inactive tokens) in
     step with a change, in its transaction. ``update`` sends no signal: the
     change itself has already told the caches."""

@@ -1,25 +1,16 @@
 """Celery tasks: take ids, reload, call one service; idempotent and retried
-on transient failures. Without REDIS_URL they run in-process (eagerly)."""
+on transient failures (``core.tasks.RETRY``). Without REDIS_URL they run
+in-process (eagerly). The tasks queued on the request path live beside what
+they run (``notifications``, ``background``); importing those modules here
+registers them with the worker."""
 
 from celery import shared_task
-from django.db import OperationalError
 
+from core.tasks import RETRY
 from tokens import background, oauth
-from tokens.notifications import send_expiry_shortened_notice, send_token_notification
+from tokens.background import note_token_address  # noqa: F401 - registered with the worker
+from tokens.notifications import notify_expiry_shortened, notify_token_owner  # noqa: F401 - registered with the worker
 from tokens.usage import usage_flush_from_redis
-
-TRANSIENT = (ConnectionError, TimeoutError, OSError, OperationalError)
-RETRY = {"autoretry_for": TRANSIENT, "retry_backoff": True, "retry_backoff_max": 300, "max_retries": 8}
-
-
-@shared_task(**RETRY)
-def notify_token_owner(token_id: int, event: str, detail: str = "") -> bool:
-    return send_token_notification(token_id, event, detail)
-
-
-@shared_task(**RETRY)
-def notify_expiry_shortened(owner_id: int, token_ids: list[int], max_days: int) -> bool:
-    return send_expiry_shortened_notice(owner_id, token_ids, max_days)
 
 
 @shared_task(**RETRY)
@@ -40,11 +31,6 @@ def sweep_expiry_reminders() -> int:
 @shared_task(**RETRY)
 def send_admin_digests() -> int:
     return background.admin_digests_send()
-
-
-@shared_task(**RETRY)
-def note_token_address(token_id: int, ip: str) -> bool:
-    return background.token_address_note(token_id, ip)
 
 
 @shared_task(**RETRY)

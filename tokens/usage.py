@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 
+from tokens import background
 from tokens.models import PersonalAccessToken, TokenUsageDay, UsageBatch
 
 logger = logging.getLogger(__name__)
@@ -162,10 +163,8 @@ def usage_record(token: PersonalAccessToken, *, ip: str | None, now: datetime) -
 
 
 def note_new_address(token_id: int, ip: str) -> None:
-    from tokens.tasks import note_token_address
-
     try:
-        note_token_address.delay(token_id, ip)
+        background.note_token_address.delay(token_id, ip)
     except Exception:  # noqa: BLE001 - a notice must never fail a request
         logger.warning("could not queue the new-address check for token %s", token_id)
 
@@ -186,9 +185,7 @@ def _record_locally(token: PersonalAccessToken, *, ip: str | None, now: datetime
     if claimed:
         usage_flush_local(token.pk)
         if ip and not settings.REDIS_URL:
-            from tokens.background import token_address_note
-
-            token_address_note(token.pk, ip)
+            background.token_address_note(token.pk, ip)
 
 
 def usage_flush_local(token_id: int | None = None) -> None:

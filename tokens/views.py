@@ -14,8 +14,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from iam.exceptions import DomainError
-from iam.http import client_ip
+from core.errors import DomainError
+from core.http import client_ip
 from tokens.forms import TokenCreateForm, TokenEditForm
 from tokens.models import PersonalAccessToken, TokenStatus
 from tokens.rules import EffectiveStatus, TokenState, token_state

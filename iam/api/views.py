@@ -7,11 +7,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from iam.api.filters import DateTimeFilter, IdFilter, StrictFilterSet, TextFilter
+from core.api.filters import DateTimeFilter, IdFilter, StrictFilterSet, TextFilter
+from core.api.schema import errors, example
+from core.permissions import HasTokenPermissions
 from iam.models import AdminPermission, AuditAction, AuditEvent
 from iam.selectors import audit_events_visible_to
-from tokens.api.schema import errors, example
-from tokens.permissions import HasTokenPermissions
 
 
 class HealthView(APIView):

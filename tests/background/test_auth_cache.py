@@ -9,9 +9,9 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from iam.exceptions import InvalidToken
+from core.errors import InvalidToken
 from iam.services import role_grant_remove, role_set_pat_eligible, user_set_active, user_set_pat_creation_right
-from tenants.services import tenant_application_set_pats_allowed
+from iam.tenancy import tenant_application_set_pats_allowed
 from tests.conftest import bearer
 from tests.factories import TenantFactory
 from tokens import authcache, keys

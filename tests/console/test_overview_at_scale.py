@@ -13,7 +13,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from iam.admin_base import CappedCountPaginator, IndexedSearchMixin
+from core.admin import CappedCountPaginator, IndexedSearchMixin
 from iam.models import Role, RoleGrant, ServiceRole, User
 from iam.services import role_grant_add, role_grant_remove, user_set_active
 from tenants.models import TenantApplication

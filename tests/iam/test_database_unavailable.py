@@ -87,7 +87,7 @@ def test_api_requests_get_a_json_503(world, unreachable, caplog, name):
     assert response.json() == {"error": UNAVAILABLE}
     assert int(response["Retry-After"]) > 0
     assert "no-store" in response["Cache-Control"]
-    logged = [record for record in caplog.records if record.name == "iam.middleware"]
+    logged = [record for record in caplog.records if record.name == "core.middleware"]
     assert logged and logged[0].levelname == "ERROR" and "Database unavailable" in logged[0].getMessage()
 
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from iam.models import AuditAction, AuditEvent
 from iam.services import role_grant_add, user_set_active, user_set_pat_creation_right
-from tenants.services import tenant_application_set_pats_allowed
+from iam.tenancy import tenant_application_set_pats_allowed
 from tests.factories import TenantFactory
 from tokens.models import PersonalAccessToken
 from tokens.rules import EffectiveStatus, token_state, token_states
@@ -38,7 +38,7 @@ def test_application_switched_off_makes_tokens_inactive_and_on_again_active(worl
     changed = tenant_application_set_pats_allowed(
         tenant=world.tenant, application=world.application, allowed=False, actor=app_admin
     )
-    assert [c.token_id for c in changed] == [token.pk]
+    assert [c.token_id for effect in changed.effects for c in effect.changes] == [token.pk]
     assert reason_codes(token) == ["application_disallows_pats"]
     tenant_application_set_pats_allowed(
         tenant=world.tenant, application=world.application, allowed=True, actor=app_admin

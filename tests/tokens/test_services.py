@@ -5,7 +5,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from iam.exceptions import IllegalTransition, NotPermitted, ValidationFailed
+from core.errors import IllegalTransition, NotPermitted, ValidationFailed
 from iam.models import AuditAction, AuditEvent, ServiceRole
 from iam.services import role_grant_remove, role_set_pat_eligible
 from tests.factories import RoleFactory, grant, service_role
@@ -427,7 +427,7 @@ def test_concurrent_revoke_and_delete_leave_one_consistent_outcome(world, user_a
 def test_inactive_by_role_removal_then_reactivated_by_editing_permissions(world, user_admin):
     token = world.issue(roles=("reader", "writer")).token
     changed = role_grant_remove(user=world.user, role=world.writer, actor=user_admin)
-    assert [change.token_id for change in changed] == [token.pk]
+    assert [change.token_id for effect in changed.effects for change in effect.changes] == [token.pk]
     state = token_state(token)
     assert state.status == EffectiveStatus.INACTIVE
     assert state.inactive_reasons[0].code == "role_not_held"

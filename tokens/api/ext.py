@@ -11,18 +11,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from iam.api.serializers import (
+from core.api.schema import ERROR_RESPONSES, errors
+from core.api.serializers import (
     StrictEmailField,
     StrictIntegerField,
     StrictSerializer,
     StrictSlugField,
     StrictUUIDField,
 )
-from iam.exceptions import NotPermitted
-from iam.http import client_ip
+from core.errors import NotPermitted
+from core.http import client_ip
 from iam.models import User
 from tenants.models import Application
-from tokens.api.schema import ERROR_RESPONSES, errors
 from tokens.authentication import CredentialContext, IntegrationCredentialAuthentication
 from tokens.integrations import MAX_PAT_SECONDS, MAX_SESSION_MINUTES, embed_token_issue
 from tokens.models import IntegrationCredential

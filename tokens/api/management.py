@@ -14,7 +14,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from iam.api.serializers import (
+from core.api.schema import errors
+from core.api.serializers import (
     StrictCharField,
     StrictDateTimeField,
     StrictListField,
@@ -22,16 +23,15 @@ from iam.api.serializers import (
     StrictSlugField,
     StrictUUIDField,
 )
-from iam.exceptions import NotPermitted, ValidationFailed
-from iam.http import client_ip
+from core.errors import NotPermitted, ValidationFailed
+from core.http import client_ip
+from core.permissions import effective_permissions
 from iam.models import AdminPermission, User
 from iam.selectors import user_administers_tenant_users
 from tenants.models import Application
-from tokens.api.schema import errors
 from tokens.authentication import BearerTokenAuthentication, CredentialContext, IntegrationCredentialAuthentication
 from tokens.integrations import credential_label, token_issue_for_user
 from tokens.models import IntegrationCredential, PersonalAccessToken, RevocationCause, TokenStatus
-from tokens.permissions import effective_permissions
 from tokens.rules import token_states
 from tokens.services import TokenContext, token_creation_limit, token_rename, token_revoke
 

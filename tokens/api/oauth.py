@@ -23,10 +23,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from iam.api.parsers import FormParser
-from iam.exceptions import RequestTooLarge
-from iam.http import client_ip
-from tokens.api.schema import errors, example, request_example
+from core.api.parsers import FormParser
+from core.api.schema import errors, example, request_example
+from core.errors import RequestTooLarge
+from core.http import client_ip
 from tokens.models import OAuthClient
 from tokens.oauth import (
     ACCESS_TOKEN_TYPE,

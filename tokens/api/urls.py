@@ -1,6 +1,5 @@
 from django.urls import path
 
-from tokens.api.ext import EmbedTokenView
 from tokens.api.management import UserTokenDetailView, UserTokenListView
 from tokens.api.views import LeakReportView, MeView
 
@@ -13,8 +12,4 @@ urlpatterns = [
         name="api-user-token",
     ),
     path("leaked-tokens", LeakReportView.as_view(), name="api-leaked-tokens"),
-]
-
-ext_urlpatterns = [
-    path("users/personal-access-token", EmbedTokenView.as_view(), name="api-ext-embed-token"),
 ]

@@ -6,10 +6,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from iam.api.serializers import StrictCharField, StrictSerializer
-from iam.http import client_ip
-from iam.ratelimit import rate_limit_enforce
-from tokens.api.schema import errors
+from core.api.schema import errors
+from core.api.serializers import StrictCharField, StrictSerializer
+from core.http import client_ip
+from core.ratelimit import rate_limit_enforce
 from tokens.services import TokenContext, token_report_leaked
 
 

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from iam.exceptions import DomainError
+from core.errors import DomainError
 from tenants.models import Tenant
 from tokens.integrations import integration_credential_create
 from tokens.models import IntegrationCredential

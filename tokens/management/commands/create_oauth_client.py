@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from iam.exceptions import DomainError
+from core.errors import DomainError
 from tenants.models import Application
 from tokens.oauth import oauth_client_create
 

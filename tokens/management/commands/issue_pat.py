@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 from django.utils import timezone
 
-from iam.exceptions import DomainError
+from core.errors import DomainError
 from iam.models import Role, User
 from tenants.models import Application
 from tokens.services import token_create

@@ -3,7 +3,7 @@
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 
-from iam.api.filters import MAX_DATABASE_INTEGER
+from core.api.filters import MAX_DATABASE_INTEGER
 
 
 class StrictLimitOffsetPagination(LimitOffsetPagination):

@@ -1,16 +1,17 @@
+"""The console's pages of tenants, applications and their switches (registered
+by ``iam.admin``: their writes are identity's services, with actor and audit)."""
+
 from django.contrib import admin
 
-from iam.admin_base import AdminKindMixin, ConfirmInactivationMixin
-from iam.http import client_ip
+from core.admin import APPLICATION_ADMIN_KINDS, MAIN_KINDS, AdminKindMixin, ConfirmInactivationMixin
+from core.http import client_ip
+from iam.tenancy import tenant_application_set_pats_allowed, tenant_update
 from tenants.models import Application, Tenant, TenantApplication
-from tenants.services import tenant_application_set_pats_allowed, tenant_update
-
-APPLICATION_ADMIN_KINDS = frozenset({"main", "application"})
 
 
 @admin.register(Tenant)
 class TenantAdmin(ConfirmInactivationMixin, AdminKindMixin, admin.ModelAdmin):
-    view_kinds = change_kinds = frozenset({"main"})
+    view_kinds = change_kinds = MAIN_KINDS
     list_display = ["name", "slug", "pat_max_lifetime_days", "admins_may_issue_pats_via_api", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}

@@ -1,15 +1,15 @@
-"""Writes to tenants and applications."""
+"""Administrators' writes to tenants and applications (``tenants`` holds
+their data and knows no users: the actor's rights and the audit trail are
+identity's)."""
 
 from django.db import transaction
 
+from core.changes import ChangeKind, ChangeReport, IdentityChange, identity_changing
+from core.errors import NotPermitted
 from iam.audit import audit_record
-from iam.exceptions import NotPermitted
 from iam.models import AuditAction, User
-from iam.selectors import user_administers_applications, user_is_main_administrator
+from iam.selectors import user_administers_applications, user_administers_tenant_users, user_is_main_administrator
 from tenants.models import Application, Tenant, TenantApplication
-from tokens.integrations import tenant_set_api_issuance
-from tokens.models import PersonalAccessToken
-from tokens.services import ValidityChange, recording_validity_changes, tokens_clamp_to_lifetime
 
 # The tenant's settings that the console changes through ``tenant_update`` (audited with old and new value).
 TENANT_POLICY_FIELDS = (
@@ -27,8 +27,8 @@ def tenant_update(*, tenant: Tenant, changes: dict, actor: User | None, ip: str 
     """Change a tenant's settings and policies, validated by the caller's form.
 
     Every change is audited with its old and new value. Lowering the maximum
-    token lifetime brings the expiry of longer-lived tokens within it
-    (``tokens_clamp_to_lifetime``: audited per token, owners told). Only main
+    token lifetime brings the expiry of longer-lived tokens within it (the
+    tokens' watcher: audited per token, owners told). Only main
     administrators change tenants.
     """
     if actor is not None and not user_is_main_administrator(actor):
@@ -39,24 +39,42 @@ def tenant_update(*, tenant: Tenant, changes: dict, actor: User | None, ip: str 
     if unknown:
         raise ValueError(f"not a tenant setting: {', '.join(sorted(unknown))}")
     tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
-    old_max_days = tenant.max_token_lifetime_days
     diff = {name: [getattr(tenant, name), value] for name, value in changes.items() if getattr(tenant, name) != value}
     if diff:
-        for name, (_, value) in diff.items():
-            setattr(tenant, name, value)
-        tenant.save(update_fields=list(diff))
+        change = IdentityChange(ChangeKind.TENANT_POLICY, "tenant policy", actor, ip, tenant_id=tenant.pk)
+        with identity_changing(change):
+            for name, (_, value) in diff.items():
+                setattr(tenant, name, value)
+            tenant.save(update_fields=list(diff))
         audit_record(action=AuditAction.TENANT_POLICY_CHANGED, tenant_id=tenant.pk, actor=actor, ip=ip, changes=diff)
-        if tenant.max_token_lifetime_days < old_max_days:
-            tokens_clamp_to_lifetime(tenant=tenant, actor=actor, ip=ip)
     if api_issuance is not None:
         tenant = tenant_set_api_issuance(tenant=tenant, allowed=api_issuance, actor=actor, ip=ip)
     return tenant
 
 
 @transaction.atomic
+def tenant_set_api_issuance(*, tenant: Tenant, allowed: bool, actor: User | None, ip: str | None = None) -> Tenant:
+    """Switch the tenant policy "administrators may issue PATs through the API" (audited)."""
+    if actor is not None and not user_administers_tenant_users(actor, tenant.pk):
+        raise NotPermitted("Only an administrator of the tenant can change this policy.")
+    tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    if tenant.admins_may_issue_pats_via_api != allowed:
+        tenant.admins_may_issue_pats_via_api = allowed
+        tenant.save(update_fields=["admins_may_issue_pats_via_api"])
+        audit_record(
+            action=AuditAction.TENANT_API_ISSUANCE_SWITCHED,
+            tenant_id=tenant.pk,
+            actor=actor,
+            ip=ip,
+            changes={"admins_may_issue_pats_via_api": allowed},
+        )
+    return tenant
+
+
+@transaction.atomic
 def tenant_application_set_pats_allowed(
     *, tenant: Tenant, application: Application, allowed: bool, actor: User | None, ip: str | None = None
-) -> list[ValidityChange]:
+) -> ChangeReport:
     """Switch personal access tokens on or off for an application in a tenant.
 
     The switch governs creating and using tokens: switching it off makes the
@@ -67,13 +85,12 @@ def tenant_application_set_pats_allowed(
         raise NotPermitted("Only a main or application administrator can do this.", code="not_application_admin")
     link, _ = TenantApplication.objects.select_for_update().get_or_create(tenant=tenant, application=application)
     if link.allows_pats == allowed:
-        return []
-    with recording_validity_changes(
-        PersonalAccessToken.objects.filter(tenant=tenant, application=application),
-        actor=actor,
-        ip=ip,
-        cause=f"{application.slug} allows_pats={allowed} in {tenant.slug}",
-    ) as changed:
+        return ChangeReport()
+    cause = f"{application.slug} allows_pats={allowed} in {tenant.slug}"
+    change = IdentityChange(
+        ChangeKind.PATS_SWITCH, cause, actor, ip, tenant_id=tenant.pk, application_id=application.pk
+    )
+    with identity_changing(change) as report:
         link.allows_pats = allowed
         link.save(update_fields=["allows_pats"])
     audit_record(
@@ -81,6 +98,6 @@ def tenant_application_set_pats_allowed(
         tenant_id=tenant.pk,
         actor=actor,
         ip=ip,
-        changes={"application": application.slug, "allows_pats": allowed, "tokens_affected": len(changed)},
+        changes={"application": application.slug, "allows_pats": allowed, "tokens_affected": report.tokens_affected},
     )
-    return changed
+    return report

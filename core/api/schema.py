@@ -99,7 +99,7 @@ ERROR_RESPONSES = {
 def errors(*codes: int) -> dict[int, OpenApiResponse]:
     """The API's error answers with these status codes, for ``extend_schema(responses=...)``.
 
-    Every operation can answer 400: the NUL check (``iam.middleware``) refuses
+    Every operation can answer 400: the NUL check (``core.middleware``) refuses
     any request carrying one. Every authenticated one can answer 401 and 429
     (too many failed authentications from the address, or requests with the
     token); every one with a JSON body 413 and 415.
@@ -145,7 +145,7 @@ class StrictSerializerScheme(OpenApiSerializerExtension):
     """What ``StrictSerializer`` enforces, stated in the schema: no unknown
     fields, and exactly one field of each ``exactly_one_of`` group."""
 
-    target_class = "iam.api.serializers.StrictSerializer"
+    target_class = "core.api.serializers.StrictSerializer"
     match_subclasses = True
 
     def map_serializer(self, auto_schema, direction):

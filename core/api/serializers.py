@@ -9,7 +9,7 @@ from rest_framework import serializers
 class StrictSerializer(serializers.Serializer):
     """Refuses unknown fields. ``exactly_one_of`` names groups of alternatives
     of which a request gives exactly one (``("email", "userId")``); the OpenAPI
-    schema states both rules (``tokens.api.schema.StrictSerializerScheme``)."""
+    schema states both rules (``core.api.schema.StrictSerializerScheme``)."""
 
     exactly_one_of: tuple[tuple[str, ...], ...] = ()
 

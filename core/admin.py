@@ -2,7 +2,6 @@
 
 import operator
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from functools import reduce
 
@@ -24,12 +23,14 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 
-from iam.selectors import user_admin_kind
-from tokens.models import PersonalAccessToken
-from tokens.services import collecting_token_impact
+from core.changes import collecting_reports, confirmation_context
 
 CONFIRM_INACTIVATION_FIELD = "_confirm_inactivation"
-TOKEN_VIEWER_KINDS = frozenset({"main", "user"})  # the administrator kinds that may see tokens
+# The administrator kinds, as the admin site names them, and who may do what.
+MAIN_KINDS = frozenset({"main"})
+USER_ADMIN_KINDS = frozenset({"main", "user"})  # users, and the tokens they own
+APPLICATION_ADMIN_KINDS = frozenset({"main", "application"})  # applications, roles, integrations
+TOKEN_VIEWER_KINDS = USER_ADMIN_KINDS  # the kinds that may see tokens
 
 
 MAX_BIGINT = 2**63 - 1
@@ -88,11 +89,11 @@ class AdminKindMixin(StrictLookupsMixin):
     "application"). Objects outside the queryset answer 404, not Django's
     redirect, so a tampered URL reveals nothing."""
 
-    view_kinds: frozenset[str] = frozenset({"main"})
-    change_kinds: frozenset[str] = frozenset({"main"})
+    view_kinds: frozenset[str] = MAIN_KINDS
+    change_kinds: frozenset[str] = MAIN_KINDS
 
     def _kind(self, request: HttpRequest) -> str | None:
-        return user_admin_kind(request.user)
+        return self.admin_site.admin_kind(request.user)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return self._kind(request) in self.view_kinds
@@ -137,7 +138,7 @@ class ConfirmInactivationMixin:
     do), say so.
 
     The change runs once inside a transaction; if the services report such
-    effects (``TokenImpact``) and the administrator has not confirmed, the
+    effects (``core.changes``) and the administrator has not confirmed, the
     transaction is rolled back and a page tells them, with a button that
     submits the same change again, confirmed.
     """
@@ -158,35 +159,23 @@ class ConfirmInactivationMixin:
             return view()
         queued = messages.get_messages(request)
         already_queued = len(getattr(queued, "_queued_messages", []))
-        with transaction.atomic(), collecting_token_impact() as impact:
+        with transaction.atomic(), collecting_reports() as report:
             response = view()
-            if not impact.needs_confirmation:
+            if not report.needs_confirmation:
                 return response
-            inactivated = impact.inactivated
-            ids = [c.token_id for c in inactivated] + [s.token_id for s in impact.shortened]
-            tokens = PersonalAccessToken.objects.filter(pk__in=ids).select_related("owner", "application", "tenant")
-            tokens = {token.pk: token for token in tokens}
-            rows = [(tokens[change.token_id], change.after.reason_text) for change in inactivated]
-            shortened = [(tokens[change.token_id], change.before, change.after) for change in impact.shortened]
+            # An application administrator sees no tokens: how many, per tenant and reason, only.
+            sees_tokens = self.admin_site.admin_kind(request.user) in TOKEN_VIEWER_KINDS
+            effects = confirmation_context(report, sees_tokens=sees_tokens)
             transaction.set_rollback(True)
         if hasattr(queued, "_queued_messages"):
             del queued._queued_messages[already_queued:]
-        summary: list[tuple[str, str, int]] = []
-        if user_admin_kind(request.user) not in TOKEN_VIEWER_KINDS:
-            # An application administrator sees no tokens: how many, per tenant and reason, only.
-            counts = Counter((token.tenant.name, reason) for token, reason in rows)
-            summary = [(tenant, reason, count) for (tenant, reason), count in sorted(counts.items())]
         fields = [
             (key, value) for key, values in request.POST.lists() if key != "csrfmiddlewaretoken" for value in values
         ]
         context = {
             **self.admin_site.each_context(request),
             "title": "Confirm: this change affects live tokens",
-            "rows": [] if summary else rows,
-            "summary": summary,
-            "count": len(rows),
-            "shortened": shortened,
-            "permission_changes": [change for change in impact.permissions if change.live_tokens],
+            **effects,
             "fields": fields,
             "confirm_field": CONFIRM_INACTIVATION_FIELD,
             "opts": self.model._meta,

@@ -5,8 +5,8 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from iam.exceptions import error_body
-from iam.http import is_api_request
+from core.errors import error_body
+from core.http import is_api_request
 
 logger = logging.getLogger(__name__)
 

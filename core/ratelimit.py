@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from django.core.cache import cache
 
-from iam.exceptions import RateLimited
+from core.errors import RateLimited
 
 logger = logging.getLogger(__name__)
 
