@@ -59,7 +59,8 @@ from tokens.models import (
     PersonalAccessToken,
     RevokedAccessToken,
 )
-from tokens.oauth import PAT_TOKEN_TYPE, access_token_claims, oauth_client_create, token_exchange
+from tokens.oauth import PAT_TOKEN_TYPE, oauth_client_create, token_exchange
+from tokens.signing import access_token_claims
 
 pytestmark = pytest.mark.django_db
 

@@ -35,7 +35,8 @@ from iam.models import Role, RoleGrant, User
 from tenants.models import Application, Tenant, TenantApplication
 from tokens import usage
 from tokens.models import OAuthClient, PersonalAccessToken, RevokedAccessToken, TokenKind
-from tokens.rules import TokenFacts, TokenState, evaluate
+from tokens.rules import TokenState, evaluate
+from tokens.verification import Loaded
 
 logger = logging.getLogger(__name__)
 
@@ -47,19 +48,26 @@ BEFORE_ANY_EXPIRY = datetime.min.replace(tzinfo=UTC)
 
 @dataclass(frozen=True)
 class Entry:
-    token: PersonalAccessToken  # with owner, tenant and application; handed out only as copies
-    facts: TokenFacts
-    claims: dict | None  # an access token's verified claims; None for a PAT
+    loaded: Loaded  # the token with owner, tenant and application; handed out only as copies
     stale_after: float  # time.monotonic() after which the entry is reloaded
     unexpired_state: TokenState = field(init=False)
 
     def __post_init__(self):
         # The rules read the time only to compare it with the expiry: until
         # then the state is the same at every request, so it is evaluated once.
-        object.__setattr__(self, "unexpired_state", evaluate(self.facts, BEFORE_ANY_EXPIRY))
+        object.__setattr__(self, "unexpired_state", evaluate(self.loaded.facts, BEFORE_ANY_EXPIRY))
+
+    @property
+    def token(self) -> PersonalAccessToken:
+        return self.loaded.token
+
+    @property
+    def claims(self) -> dict | None:
+        return self.loaded.claims  # an access token's verified claims; None for a PAT
 
     def state(self, now) -> TokenState:
-        return self.unexpired_state if now < self.facts.expires_at else evaluate(self.facts, now)
+        facts = self.loaded.facts
+        return self.unexpired_state if now < facts.expires_at else evaluate(facts, now)
 
     def detached_token(self) -> PersonalAccessToken:
         """A copy of the token and its related rows that a request may change
@@ -123,11 +131,9 @@ def cache_mark() -> int | None:
     return _invalidations
 
 
-def cache_store(
-    key: str, token: PersonalAccessToken, facts: TokenFacts, claims: dict | None, mark: int | None
-) -> Entry:
-    """Remember a freshly loaded token, unless an invalidation arrived since ``mark``."""
-    entry = Entry(token, facts, claims, time.monotonic() + settings.TOKEN_CACHE_SECONDS)
+def cache_store(key: str, loaded: Loaded, mark: int | None) -> Entry:
+    """Remember a freshly loaded credential, unless an invalidation arrived since ``mark``."""
+    entry = Entry(loaded, time.monotonic() + settings.TOKEN_CACHE_SECONDS)
     with _lock:
         if mark is not None and mark == _invalidations:
             _entries[key] = entry

@@ -13,7 +13,7 @@ from tokens import keys
 from tokens.bearer import bearer_authenticate
 from tokens.integrations import integration_credential_authenticate
 from tokens.models import IntegrationCredential
-from tokens.services import TokenContext
+from tokens.verification import TokenContext
 
 
 class BearerTokenAuthentication(BaseAuthentication):

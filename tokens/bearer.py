@@ -8,13 +8,16 @@ Redis and the use is counted in memory (``usage.usage_count``). The token's
 effective state is still evaluated on every request (``rules.evaluate``), so
 expiry is exact to the second.
 
-A token not in the cache is loaded from the database (two queries) after
+The credential is loaded and its context built by ``tokens.verification``,
+as on every other surface. A token not in the cache is loaded from the
+database (two queries) after
 the address's failure count is checked: that limit guards lookups, so a token
 already verified here is not refused because its address also sent bad ones.
 Without Redis, or while it is unreachable, every request loads the token and
 the limits are kept per process (and fail open).
 """
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -28,10 +31,9 @@ from django.utils import timezone
 from core.errors import InvalidToken, RateLimited
 from core.ratelimit import rate_limit_count, rate_limit_enforce, rate_limit_hit, rate_limit_key
 from tokens import authcache, keys, usage
-from tokens.models import PersonalAccessToken
-from tokens.oauth import AccessTokenContext, access_token_authenticate, access_token_load, api_audience, looks_like_jwt
-from tokens.rules import TokenFacts, TokenState
-from tokens.services import TokenContext, token_authenticate, token_load_by_secret
+from tokens.rules import evaluate
+from tokens.signing import api_audience, looks_like_jwt
+from tokens.verification import Loaded, TokenContext, context_build, credential_load
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +70,10 @@ def bearer_authenticate(value: str, *, ip: str | None, now: datetime | None = No
     # cache cannot be used: go straight to the path that needs no Redis.
     if credential is not None and usage.redis_client() is not None and authcache.cache_trusted():
         try:
-            return _authenticate_with_redis(credential, ip=ip, now=now)
+            return _authenticate_with_cache(credential, ip=ip, now=now)
         except redis.RedisError:
             logger.warning("Redis unavailable: authenticating without the token cache")
-    return _authenticate_without_redis(credential, ip=ip, now=now)
+    return _authenticate_without_cache(credential, ip=ip, now=now)
 
 
 def _refuse(ip: str | None) -> InvalidToken:
@@ -86,13 +88,14 @@ def _check_address(ip: str | None) -> None:
         raise RateLimited("Too many failed authentications from this address.", retry_after=WINDOW)
 
 
-def _authenticate_without_redis(credential: Credential | None, *, ip: str | None, now: datetime) -> TokenContext:
+def _load(credential: Credential | None, now: datetime) -> Loaded | None:
+    return credential_load(credential.value, audience=api_audience(), now=now) if credential else None
+
+
+def _authenticate_without_cache(credential: Credential | None, *, ip: str | None, now: datetime) -> TokenContext:
     _check_address(ip)
-    context = None
-    if credential is not None and not credential.is_jwt:
-        context = token_authenticate(credential.value, ip=ip, now=now)
-    elif credential is not None:
-        context = access_token_authenticate(credential.value, audience=api_audience(), now=now)
+    loaded = _load(credential, now)
+    context = context_build(loaded, evaluate(loaded.facts, now), now) if loaded else None
     if context is None:
         raise _refuse(ip)
     rate_limit_enforce(
@@ -101,21 +104,23 @@ def _authenticate_without_redis(credential: Credential | None, *, ip: str | None
         window=WINDOW,
         what="requests with this token",
     )
+    if loaded.claims is None:
+        usage.usage_record(context.token, ip=ip, now=now)  # uses are counted for PATs
     return context
 
 
-def _authenticate_with_redis(credential: Credential, *, ip: str | None, now: datetime) -> TokenContext:
+def _authenticate_with_cache(credential: Credential, *, ip: str | None, now: datetime) -> TokenContext:
     entry = authcache.cache_lookup(credential.cache_key)
-    state = _usable_state(entry, now) if entry is not None else None
-    if state is None:  # not cached, or unusable on old facts: reload, never refuse on those
+    context = context_build(entry.loaded, entry.state(now), now) if entry else None
+    if context is None:  # not cached, or unusable on old facts: reload, never refuse on those
         _check_address(ip)
         mark = authcache.cache_mark()
-        loaded = _load(credential)
+        loaded = _load(credential, now)
         if loaded is None:
             raise _refuse(ip)
-        entry = authcache.cache_store(credential.cache_key, *loaded, mark)
-        state = _usable_state(entry, now)
-        if state is None:
+        entry = authcache.cache_store(credential.cache_key, loaded, mark)
+        context = context_build(entry.loaded, entry.state(now), now)
+        if context is None:
             raise _refuse(ip)
     limit = entry.token.tenant.token_requests_per_minute
     if not request_lease_take(entry.token.pk, limit=limit, now=now):
@@ -123,26 +128,10 @@ def _authenticate_with_redis(credential: Credential, *, ip: str | None, now: dat
             f"Too many requests with this token: at most {limit} per {WINDOW} seconds.",
             retry_after=WINDOW - int(now.timestamp()) % WINDOW,
         )
-    token = entry.detached_token()
     if entry.claims is None:
-        usage.usage_count(token.pk, ip=ip, now=now)  # uses are counted for PATs
-        return TokenContext(token=token, permissions=state.permissions)
-    scope = frozenset(entry.claims.get("scope", "").split())
-    return AccessTokenContext(token=token, permissions=scope & state.permissions, claims=entry.claims)
-
-
-def _usable_state(entry: authcache.Entry, now: datetime) -> TokenState | None:
-    if entry.claims is not None and entry.claims["exp"] <= now.timestamp():
-        return None  # the access token itself expired
-    state = entry.state(now)
-    return state if state.is_usable else None
-
-
-def _load(credential: Credential) -> tuple[PersonalAccessToken, TokenFacts, dict | None] | None:
-    if credential.is_jwt:
-        return access_token_load(credential.value, audience=api_audience())
-    loaded = token_load_by_secret(credential.value)
-    return None if loaded is None else (*loaded, None)
+        usage.usage_count(context.token.pk, ip=ip, now=now)  # uses are counted for PATs
+    # A copy of the cached token and its rows, which the request may change.
+    return dataclasses.replace(context, token=entry.detached_token())
 
 
 # ---------------------------------------------------------------- request limits

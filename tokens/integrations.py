@@ -22,17 +22,15 @@ from tokens.models import (
     TokenKind,
     TokenStatus,
 )
-from tokens.rules import evaluate, load_token_for_authentication
 from tokens.services import (
     IssuedToken,
-    TokenContext,
     _insert_token,
     application_allows_pats,
     embed_token_name,
-    token_authenticate,
     token_create,
     token_revoke,
 )
+from tokens.verification import TokenContext, credential_use
 
 # Documented maxima of the embedding API.
 MAX_SESSION_MINUTES = 24 * 60
@@ -225,7 +223,7 @@ def embed_session_open(
     return None if the token is not a usable embedding token of it. The
     session lasts the token's session minutes, never past the token's expiry."""
     now = now or timezone.now()
-    context = token_authenticate(plaintext, ip=ip, now=now, kind=TokenKind.EMBED)
+    context = credential_use(plaintext, ip=ip, now=now, kind=TokenKind.EMBED)
     if context is None or context.token.application_id != application.pk:
         return None
     token = context.token
@@ -243,25 +241,6 @@ def embed_session_open(
         changes={"application": application.slug, "expires_at": expires_at.isoformat()},
     )
     return OpenedSession(session, secret, context)
-
-
-def embed_session_authenticate(secret: str, now: datetime | None = None) -> tuple[EmbedSession, TokenContext] | None:
-    """Return a live embed session and its token's context, or None.
-
-    A session ends when it expires and as soon as its token is revoked,
-    deleted, expired or inactive: the token's state is evaluated every time.
-    """
-    now = now or timezone.now()
-    session = keys.find_by_secret(EmbedSession.objects.filter(expires_at__gt=now), secret, keys.EMBED_SESSION_PREFIX)
-    if session is None:
-        return None
-    token, facts = load_token_for_authentication(token_id=session.token_id)
-    if token is None or facts is None:
-        return None
-    state = evaluate(facts, now)
-    if not state.is_usable:
-        return None
-    return session, TokenContext(token=token, permissions=state.permissions)
 
 
 def token_issue_for_user(

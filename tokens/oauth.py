@@ -12,11 +12,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
 
-import jwt
-from django.conf import settings
-from django.core.signals import setting_changed
 from django.db import transaction
 from django.utils import timezone
 
@@ -26,17 +22,22 @@ from iam.models import AuditAction, User
 from iam.selectors import user_administers_applications
 from tenants.models import Application
 from tokens import keys
-from tokens.integrations import embed_session_authenticate
-from tokens.models import OAuthClient, PersonalAccessToken, RevokedAccessToken, TokenKind
-from tokens.rules import TokenFacts, evaluate, load_token_for_authentication
-from tokens.services import TokenContext, token_authenticate, token_load_by_secret
+from tokens.models import OAuthClient, RevokedAccessToken
+from tokens.signing import (
+    access_token_claims,
+    access_token_sign,
+    api_audience,
+    application_audience,
+    issuer,
+    looks_like_jwt,
+)
+from tokens.verification import AccessTokenContext, SessionContext, credential_use, credential_verify
 
 GRANT_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 PAT_TOKEN_TYPE = "urn:iam:params:oauth:token-type:personal_access_token"
 LOGTO_PAT_TOKEN_TYPE = "urn:logto:token-type:personal_access_token"
 PAT_TOKEN_TYPES = (PAT_TOKEN_TYPE, LOGTO_PAT_TOKEN_TYPE)
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
-ALGORITHM = "RS256"
 CLIENT_ID_SHAPE = re.compile(r"oc_[0-9a-f]{32}")
 
 
@@ -149,51 +150,6 @@ def oauth_client_authenticate(client_id: str, secret: str) -> OAuthClient | None
     return client
 
 
-# ---------------------------------------------------------------- signing keys
-
-
-@cache
-def _signing_keys() -> list[tuple[str, object]]:
-    return [(kid, _load_private(pem)) for kid, pem in settings.JWT_SIGNING_KEYS.items()]
-
-
-def _load_private(pem: str):
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    return load_pem_private_key(pem.encode(), password=None)
-
-
-def _reset_keys(*, setting: str, **kwargs) -> None:
-    if setting == "JWT_SIGNING_KEYS":
-        _signing_keys.cache_clear()
-
-
-setting_changed.connect(_reset_keys)
-
-
-def jwks() -> dict:
-    """The public signing keys (RFC 7517), current first; rotated-out keys stay
-    published while tokens they signed can still be alive."""
-    published = []
-    for kid, private in _signing_keys():
-        jwk = jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
-        published.append({**jwk, "kid": kid, "use": "sig", "alg": ALGORITHM})
-    return {"keys": published}
-
-
-def issuer() -> str:
-    return settings.PUBLIC_URL
-
-
-def api_audience() -> str:
-    """The audience of this service's own API."""
-    return settings.PUBLIC_URL
-
-
-def application_audience(application: Application) -> str:
-    return f"urn:iam:application:{application.pk}"
-
-
 # ---------------------------------------------------------------- token exchange
 
 
@@ -218,7 +174,7 @@ def token_exchange(
         raise OAuthError("unauthorized_client", "Token exchange is not enabled for this client.")
     if subject_token_type not in PAT_TOKEN_TYPES:
         raise OAuthError("invalid_request", f"subject_token_type must be one of {', '.join(PAT_TOKEN_TYPES)}.")
-    context = token_authenticate(subject_token, ip=ip, now=now)
+    context = credential_use(subject_token, ip=ip, now=now)
     if context is None:
         raise OAuthError("invalid_grant", "The subject token is invalid, expired, revoked or inactive.")
     token = context.token
@@ -240,7 +196,6 @@ def token_exchange(
         raise OAuthError("invalid_target", f"The audience must be among: {' '.join(allowed_audiences)}.")
 
     lifetime = min(client.access_token_lifetime, int((token.expires_at - now).total_seconds()))
-    kid, key = _signing_keys()[0]
     claims = {
         "iss": issuer(),
         "sub": str(token.owner_id),
@@ -254,7 +209,7 @@ def token_exchange(
         "application": str(token.application_id),
         "pat_id": token.pk,
     }
-    access_token = jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid})
+    access_token = access_token_sign(claims)
     audit_record(
         action=AuditAction.TOKEN_EXCHANGED,
         tenant_id=token.tenant_id,
@@ -273,70 +228,6 @@ def token_exchange(
     }
 
 
-def looks_like_jwt(value: str) -> bool:
-    return value.count(".") == 2 and len(value) < 8192
-
-
-def access_token_claims(value: str, *, audience: str | None = None) -> dict | None:
-    """Return the verified claims of one of our access tokens, or None."""
-    try:
-        header = jwt.get_unverified_header(value)
-        keys_by_id = dict(_signing_keys())
-        key = keys_by_id.get(header.get("kid"))
-        if key is None or header.get("alg") != ALGORITHM:
-            return None
-        return jwt.decode(
-            value,
-            key.public_key(),
-            algorithms=[ALGORITHM],
-            issuer=issuer(),
-            audience=audience,
-            options={"require": ["exp", "iat", "jti", "sub", "pat_id"], "verify_aud": audience is not None},
-        )
-    except (jwt.PyJWTError, ValueError, TypeError):
-        return None
-
-
-@dataclass(frozen=True)
-class AccessTokenContext(TokenContext):
-    claims: dict | None = None
-
-
-def access_token_load(
-    value: str, *, audience: str | None = None
-) -> tuple[PersonalAccessToken, TokenFacts, dict] | None:
-    """Verify an access token and load the PAT behind it with its facts, or None
-    (bad signature, revoked, or no such personal token)."""
-    claims = access_token_claims(value, audience=audience)
-    if claims is None or RevokedAccessToken.objects.filter(jti=claims["jti"]).exists():
-        return None
-    if not OAuthClient.objects.filter(client_id=str(claims.get("client_id")), revoked_at__isnull=True).exists():
-        return None  # exchanged through a client revoked since
-    token, facts = load_token_for_authentication(token_id=claims["pat_id"])
-    if token is None or facts is None or token.kind != TokenKind.PERSONAL:
-        return None
-    return token, facts, claims
-
-
-def access_token_authenticate(
-    value: str, *, audience: str | None = None, now: datetime | None = None
-) -> AccessTokenContext | None:
-    """Return the context of a valid access token whose PAT is still usable, or None.
-
-    Its permissions are its scope narrowed to the PAT's permissions now.
-    """
-    loaded = access_token_load(value, audience=audience)
-    if loaded is None:
-        return None
-    token, facts, claims = loaded
-    state = evaluate(facts, now or timezone.now())
-    if not state.is_usable:
-        return None
-    return AccessTokenContext(
-        token=token, permissions=frozenset(claims.get("scope", "").split()) & state.permissions, claims=claims
-    )
-
-
 # ---------------------------------------------------------------- introspection and revocation
 
 INACTIVE = {"active": False}
@@ -345,28 +236,17 @@ INACTIVE = {"active": False}
 def introspect(*, client: OAuthClient, value: str, now: datetime | None = None) -> dict:
     """RFC 7662: describe a PAT, an access token or an embed session of the
     client's application; anything else (or another application's) is inactive."""
-    now = now or timezone.now()
-    context: TokenContext | None = None
-    token_type, exp, iat, client_id = "", None, None, None
-    if value.startswith(keys.PREFIX):
-        context = _usable_pat(value, now)
-        token_type = "personal_access_token"
-        if context:
-            exp, iat = context.token.expires_at, context.token.created_at
-    elif value.startswith(keys.EMBED_SESSION_PREFIX):
-        opened = embed_session_authenticate(value, now)
-        if opened:
-            session, context = opened
-            token_type, exp, iat = "embed_session", session.expires_at, session.created_at
-    elif looks_like_jwt(value):
-        context = access_token_authenticate(value, now=now)
-        token_type = "access_token"
-        if context:
-            exp = datetime.fromtimestamp(context.claims["exp"], tz=UTC)
-            iat = datetime.fromtimestamp(context.claims["iat"], tz=UTC)
-            client_id = context.claims.get("client_id")
+    context = credential_verify(value, now=now)
     if context is None or context.token.application_id != client.application_id:
         return dict(INACTIVE)
+    token_type, exp, iat, client_id = "personal_access_token", context.token.expires_at, context.token.created_at, None
+    if isinstance(context, SessionContext):
+        token_type, exp, iat = "embed_session", context.session.expires_at, context.session.created_at
+    elif isinstance(context, AccessTokenContext):
+        token_type = "access_token"
+        exp = datetime.fromtimestamp(context.claims["exp"], tz=UTC)
+        iat = datetime.fromtimestamp(context.claims["iat"], tz=UTC)
+        client_id = context.claims.get("client_id")
     token = context.token
     return {
         "active": True,
@@ -383,22 +263,10 @@ def introspect(*, client: OAuthClient, value: str, now: datetime | None = None) 
     }
 
 
-def _usable_pat(value: str, now: datetime) -> TokenContext | None:
-    # Embedding tokens travel in URLs: they are not API credentials.
-    loaded = token_load_by_secret(value, TokenKind.PERSONAL)
-    if loaded is None:
-        return None
-    token, facts = loaded
-    state = evaluate(facts, now)
-    return TokenContext(token=token, permissions=state.permissions) if state.is_usable else None
-
-
 def revoke(*, client: OAuthClient, value: str) -> None:
     """RFC 7009: revoke an access token this client obtained. Anything else is
     ignored, as the RFC asks (the response is the same)."""
-    if not looks_like_jwt(value):
-        return
-    claims = access_token_claims(value)
+    claims = access_token_claims(value) if looks_like_jwt(value) else None
     if claims is None or claims.get("client_id") != client.client_id:
         return
     expires_at = datetime.fromtimestamp(claims["exp"], tz=UTC)

@@ -207,6 +207,25 @@ def _loaded_application_name(token: PersonalAccessToken) -> str:
     return application.name if application is not None else ""
 
 
+def facts_build(
+    token: PersonalAccessToken, owner: User, *, application_allows_pats: bool, roles: list[tuple[Role, bool]]
+) -> TokenFacts:
+    """The facts the rules judge a token by, from what a loader read: its owner
+    as now, whether its application allows tokens in its tenant, and each of
+    its roles with whether the owner still holds it. Every loader ends here."""
+    return TokenFacts(
+        status=token.status,
+        expires_at=token.expires_at,
+        application_id=token.application_id,
+        owner_is_active=owner.is_active,
+        owner_can_create_pats=owner.can_create_pats,
+        owner_in_token_tenant=owner.tenant_id == token.tenant_id,
+        application_allows_pats=application_allows_pats,
+        application_name=_loaded_application_name(token),
+        roles=tuple(_role_facts(role, held) for role, held in sorted(roles, key=lambda pair: pair[0].code)),
+    )
+
+
 def load_facts(tokens: Iterable[PersonalAccessToken]) -> dict[int, TokenFacts]:
     """Gather the facts of many tokens in four queries, whatever their number.
 
@@ -238,20 +257,11 @@ def load_facts(tokens: Iterable[PersonalAccessToken]) -> dict[int, TokenFacts]:
     )
     facts = {}
     for token in tokens:
-        owner = owners[token.owner_id]
-        facts[token.pk] = TokenFacts(
-            status=token.status,
-            expires_at=token.expires_at,
-            application_id=token.application_id,
-            owner_is_active=owner.is_active,
-            owner_can_create_pats=owner.can_create_pats,
-            owner_in_token_tenant=owner.tenant_id == token.tenant_id,
+        facts[token.pk] = facts_build(
+            token,
+            owners[token.owner_id],
             application_allows_pats=(token.tenant_id, token.application_id) in allowed,
-            application_name=_loaded_application_name(token),
-            roles=tuple(
-                _role_facts(role, (token.owner_id, role.pk) in held)
-                for role in sorted(roles_of[token.pk], key=lambda role: role.code)
-            ),
+            roles=[(role, (token.owner_id, role.pk) in held) for role in roles_of[token.pk]],
         )
     return facts
 
@@ -293,15 +303,10 @@ def load_token_for_authentication(
     )
     if token is None:
         return None, None
-    facts = TokenFacts(
-        status=token.status,
-        expires_at=token.expires_at,
-        application_id=token.application_id,
-        owner_is_active=token.owner.is_active,
-        owner_can_create_pats=token.owner.can_create_pats,
-        owner_in_token_tenant=token.owner.tenant_id == token.tenant_id,
+    facts = facts_build(
+        token,
+        token.owner,
         application_allows_pats=token.application_allows_pats,
-        roles=tuple(_role_facts(role, role.held) for role in roles),
-        application_name=_loaded_application_name(token),
+        roles=[(role, role.held) for role in roles],
     )
     return token, facts

@@ -5,7 +5,6 @@ error (``core.errors``), and writes its audit event in the same
 transaction as the change.
 """
 
-import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,14 +17,13 @@ from core.errors import IllegalTransition, NotPermitted, ValidationFailed
 from core.ratelimit import rate_limit_enforce
 from iam.audit import actor_label as actor_label_of
 from iam.audit import audit_record
-from iam.models import SERVICE_PERMISSION_PREFIX, AuditAction, Role, User
+from iam.models import AuditAction, Role, User
 from iam.selectors import user_administers_tenant_users
 from tenants.models import Application, Tenant, TenantApplication
 from tokens import keys
 from tokens.models import PersonalAccessToken, RevocationCause, TokenKind, TokenStatus
 from tokens.notifications import enqueue_token_notification
-from tokens.rules import TokenFacts, evaluate, load_token_for_authentication, token_state
-from tokens.usage import usage_record
+from tokens.rules import token_state
 
 NAME_MAX_LENGTH = 100
 MIN_LIFETIME = timedelta(days=1)
@@ -39,27 +37,6 @@ class IssuedToken:
 
     token: PersonalAccessToken
     plaintext: str
-
-
-@dataclass(frozen=True)
-class TokenContext:
-    """What an authenticated request knows about its credential (``request.auth``)."""
-
-    token: PersonalAccessToken
-    permissions: frozenset[str]
-
-    @property
-    def owner(self) -> User:
-        return self.token.owner
-
-    @property
-    def effective_permissions(self) -> frozenset[str]:
-        """The permissions that count: this service's own (``iam.*``) only on an
-        administrative token, never on an application's token or a token
-        exchanged from one, whatever codes an application's roles carry."""
-        if self.token.application_id is None:
-            return self.permissions
-        return frozenset(code for code in self.permissions if not code.startswith(SERVICE_PERMISSION_PREFIX))
 
 
 def token_creation_limit(who: str) -> None:
@@ -511,51 +488,6 @@ def token_report_leaked(plaintext: str, *, ip: str | None = None) -> bool:
         reason="Reported leaked by someone holding the token.",
     )
     return True
-
-
-def token_load_by_secret(
-    plaintext: str, kind: str = TokenKind.PERSONAL
-) -> tuple[PersonalAccessToken, TokenFacts] | None:
-    """Find the token of ``kind`` whose secret this is, with its facts (two
-    queries; none for a malformed secret), or None. A token hashed under a
-    retired pepper is moved to the current one."""
-    if not keys.is_well_formed(plaintext):
-        return None
-    digests = keys.candidate_digests(plaintext)
-    token, facts = load_token_for_authentication(digests)
-    if token is None or facts is None:
-        return None
-    if not any(hmac.compare_digest(token.digest, candidate) for candidate in digests):
-        return None
-    if token.kind != kind:
-        return None
-    if token.pepper_id != keys.current_pepper_id():
-        PersonalAccessToken.objects.filter(pk=token.pk, digest=token.digest).update(
-            digest=digests[0], pepper_id=keys.current_pepper_id()
-        )
-    return token, facts
-
-
-def token_authenticate(
-    plaintext: str, *, ip: str | None = None, now: datetime | None = None, kind: str = TokenKind.PERSONAL
-) -> TokenContext | None:
-    """Return the context of a usable token of ``kind``, or None for anything else.
-
-    None covers malformed, unknown, expired, revoked, deleted and inactive
-    tokens alike; callers must not distinguish them to the client. Embedding
-    tokens (which travel in URLs) only open embed sessions: they are not
-    bearer tokens of the API.
-    """
-    loaded = token_load_by_secret(plaintext, kind)
-    if loaded is None:
-        return None
-    token, facts = loaded
-    now = now or timezone.now()
-    state = evaluate(facts, now)
-    if not state.is_usable:
-        return None
-    usage_record(token, ip=ip, now=now)
-    return TokenContext(token=token, permissions=state.permissions)
 
 
 def inactive_mark_set(token_ids: list[int], *, marked: bool) -> None:

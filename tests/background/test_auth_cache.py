@@ -18,7 +18,8 @@ from tokens import authcache, keys
 from tokens.bearer import bearer_authenticate
 from tokens.oauth import oauth_client_create, revoke, token_exchange
 from tokens.rules import evaluate
-from tokens.services import token_delete, token_edit, token_load_by_secret, token_revoke
+from tokens.services import token_delete, token_edit, token_revoke
+from tokens.verification import credential_load
 
 pytestmark = pytest.mark.django_db
 
@@ -124,9 +125,9 @@ def test_a_cached_state_is_the_rules_state_at_every_instant(world, status, owner
     """An entry evaluates the rules once for the time before expiry; at any
     instant it must answer what the rules answer then."""
     issued = world.issue(days=1)
-    token, facts = token_load_by_secret(issued.plaintext)
-    facts = dataclasses.replace(facts, status=status, owner_is_active=owner_is_active)
-    entry = authcache.Entry(token, facts, None, stale_after=0)
+    loaded = credential_load(issued.plaintext)
+    facts = dataclasses.replace(loaded.facts, status=status, owner_is_active=owner_is_active)
+    entry = authcache.Entry(dataclasses.replace(loaded, facts=facts), stale_after=0)
     expires_at = facts.expires_at
     for now in (timezone.now(), expires_at - timedelta(microseconds=1), expires_at, expires_at + timedelta(days=1)):
         assert entry.state(now) == evaluate(facts, now)

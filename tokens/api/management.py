@@ -33,7 +33,8 @@ from tokens.authentication import BearerTokenAuthentication, CredentialContext, 
 from tokens.integrations import credential_label, token_issue_for_user
 from tokens.models import IntegrationCredential, PersonalAccessToken, RevocationCause, TokenStatus
 from tokens.rules import token_states
-from tokens.services import TokenContext, token_creation_limit, token_rename, token_revoke
+from tokens.services import token_creation_limit, token_rename, token_revoke
+from tokens.verification import TokenContext
 
 
 class CanManageTokens(permissions.BasePermission):

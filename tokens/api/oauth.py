@@ -34,12 +34,11 @@ from tokens.oauth import (
     PAT_TOKEN_TYPES,
     OAuthError,
     introspect,
-    issuer,
-    jwks,
     oauth_client_authenticate,
     revoke,
     token_exchange,
 )
+from tokens.signing import issuer, jwks
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # Longer than any token, scope or URI this service issues or accepts.

@@ -10,7 +10,8 @@ from core.api.schema import errors
 from core.api.serializers import StrictCharField, StrictSerializer
 from core.http import client_ip
 from core.ratelimit import rate_limit_enforce
-from tokens.services import TokenContext, token_report_leaked
+from tokens.services import token_report_leaked
+from tokens.verification import TokenContext
 
 
 class MeView(APIView):

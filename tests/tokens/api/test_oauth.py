@@ -236,7 +236,7 @@ def test_forged_or_expired_access_tokens_are_refused(api, world, oauth_client, s
     assert bearer(api, forged).get("/api/v1/me").status_code == 401
     none_alg = jwt.encode({**claims}, None, algorithm="none")
     assert bearer(api, none_alg).get("/api/v1/me").status_code == 401
-    from tokens.oauth import _signing_keys
+    from tokens.signing import _signing_keys
 
     expired = jwt.encode(
         {**claims, "exp": int(time.time()) - 10}, _signing_keys()[0][1], algorithm="RS256", headers={"kid": "test-2"}

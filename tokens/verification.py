@@ -1,0 +1,168 @@
+"""Turning a credential into a context: the one verification path.
+
+Every surface that accepts a credential goes through here: the API's bearer
+tokens (``bearer``), the token exchange and introspection (``oauth``), and
+embedding (``integrations``, ``embed_views``). A credential is
+
+- a PAT or an embedding token (``pat_…``): found by its digest under any pepper;
+- an exchanged access token (a JWT): its signature and claims checked, then
+  the PAT behind it, unless the token or its OAuth client was revoked;
+- an embed session (``es_…``): found by its digest, then its embedding token.
+
+``credential_load`` finds it and the facts of the token behind it (one
+loader: ``rules.load_token_for_authentication``); ``context_build`` evaluates
+the token's state now and narrows an access token's scope to what the PAT may
+still do. Use is counted by ``credential_use`` (a PAT's or embedding token's
+own secret, presented by its holder), or by the bearer's cache on its hot path.
+"""
+
+import hmac
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.utils import timezone
+
+from iam.models import SERVICE_PERMISSION_PREFIX
+from tokens import keys, signing, usage
+from tokens.models import EmbedSession, OAuthClient, PersonalAccessToken, RevokedAccessToken, TokenKind
+from tokens.rules import TokenFacts, TokenState, evaluate, load_token_for_authentication
+
+
+@dataclass(frozen=True)
+class TokenContext:
+    """What an authenticated request knows about its credential (``request.auth``)."""
+
+    token: PersonalAccessToken
+    permissions: frozenset[str]
+
+    @property
+    def owner(self):
+        return self.token.owner
+
+    @property
+    def effective_permissions(self) -> frozenset[str]:
+        """The permissions that count: this service's own (``iam.*``) only on an
+        administrative token, never on an application's token or a token
+        exchanged from one, whatever codes an application's roles carry."""
+        if self.token.application_id is None:
+            return self.permissions
+        return frozenset(code for code in self.permissions if not code.startswith(SERVICE_PERMISSION_PREFIX))
+
+
+@dataclass(frozen=True)
+class AccessTokenContext(TokenContext):
+    claims: dict | None = None
+
+
+@dataclass(frozen=True)
+class SessionContext(TokenContext):
+    session: EmbedSession | None = None
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A credential found, with the token behind it and that token's facts."""
+
+    token: PersonalAccessToken
+    facts: TokenFacts
+    claims: dict | None = None  # an access token's verified claims
+    session: EmbedSession | None = None  # an embed session
+
+
+def credential_load(
+    value: str, *, kind: str = TokenKind.PERSONAL, audience: str | None = None, now: datetime | None = None
+) -> Loaded | None:
+    """Find the credential ``value`` and the token behind it, or None (malformed,
+    unknown, or a token of another ``kind``: embedding tokens travel in URLs and
+    open embed sessions only). An access token must be for ``audience``, if given."""
+    if value.startswith(keys.EMBED_SESSION_PREFIX):
+        return _session_load(value, now or timezone.now())
+    if value.startswith(keys.PREFIX):
+        return _secret_load(value, kind)
+    if signing.looks_like_jwt(value):
+        return _access_token_load(value, audience)
+    return None
+
+
+def context_build(loaded: Loaded, state: TokenState, now: datetime) -> TokenContext | None:
+    """The context of a loaded credential whose token is in ``state`` now, or
+    None if it cannot be used: the token unusable, the access token expired."""
+    if not state.is_usable:
+        return None
+    if loaded.claims is not None:
+        if loaded.claims["exp"] <= now.timestamp():
+            return None
+        scope = frozenset(loaded.claims.get("scope", "").split())
+        return AccessTokenContext(token=loaded.token, permissions=scope & state.permissions, claims=loaded.claims)
+    if loaded.session is not None:
+        return SessionContext(token=loaded.token, permissions=state.permissions, session=loaded.session)
+    return TokenContext(token=loaded.token, permissions=state.permissions)
+
+
+def credential_verify(
+    value: str, *, kind: str = TokenKind.PERSONAL, audience: str | None = None, now: datetime | None = None
+) -> TokenContext | None:
+    """The context of a usable credential, or None for anything else: callers
+    must not tell malformed, unknown, expired, revoked and inactive apart."""
+    now = now or timezone.now()
+    loaded = credential_load(value, kind=kind, audience=audience, now=now)
+    return None if loaded is None else context_build(loaded, evaluate(loaded.facts, now), now)
+
+
+def credential_use(
+    value: str, *, ip: str | None, kind: str = TokenKind.PERSONAL, now: datetime | None = None
+) -> TokenContext | None:
+    """``credential_verify`` a token's own secret presented by its holder, and
+    count the use (last used, per-day counts, new addresses)."""
+    now = now or timezone.now()
+    context = credential_verify(value, kind=kind, now=now)
+    if context is not None:
+        usage.usage_record(context.token, ip=ip, now=now)
+    return context
+
+
+def _secret_load(plaintext: str, kind: str) -> Loaded | None:
+    """The token of ``kind`` whose secret this is (no query for a malformed
+    one). A token hashed under a retired pepper is moved to the current one."""
+    if not keys.is_well_formed(plaintext):
+        return None
+    digests = keys.candidate_digests(plaintext)
+    token, facts = load_token_for_authentication(digests)
+    if token is None or facts is None:
+        return None
+    if not any(hmac.compare_digest(token.digest, candidate) for candidate in digests):
+        return None
+    if token.kind != kind:
+        return None
+    if token.pepper_id != keys.current_pepper_id():
+        PersonalAccessToken.objects.filter(pk=token.pk, digest=token.digest).update(
+            digest=digests[0], pepper_id=keys.current_pepper_id()
+        )
+    return Loaded(token, facts)
+
+
+def _access_token_load(value: str, audience: str | None) -> Loaded | None:
+    """A validly signed access token, not revoked, from a live client, and the
+    personal token behind it."""
+    claims = signing.access_token_claims(value, audience=audience)
+    if claims is None or RevokedAccessToken.objects.filter(jti=claims["jti"]).exists():
+        return None
+    if not OAuthClient.objects.filter(client_id=str(claims.get("client_id")), revoked_at__isnull=True).exists():
+        return None  # exchanged through a client revoked since
+    token, facts = load_token_for_authentication(token_id=claims["pat_id"])
+    if token is None or facts is None or token.kind != TokenKind.PERSONAL:
+        return None
+    return Loaded(token, facts, claims=claims)
+
+
+def _session_load(secret: str, now: datetime) -> Loaded | None:
+    """A live embed session and its embedding token: the session ends when it
+    expires and as soon as its token cannot be used (evaluated every time)."""
+    sessions = EmbedSession.objects.filter(expires_at__gt=now)
+    session = keys.find_by_secret(sessions, secret, keys.EMBED_SESSION_PREFIX)
+    if session is None:
+        return None
+    token, facts = load_token_for_authentication(token_id=session.token_id)
+    if token is None or facts is None:
+        return None
+    return Loaded(token, facts, session=session)
