@@ -29,6 +29,7 @@ class ChangeKind(StrEnum):
     GRANT_REMOVED = "grant_removed"
     PAT_RIGHT = "pat_right"  # a user's right to create and use tokens
     ACTIVATION = "activation"  # a user account activated or deactivated
+    TENANT_MOVE = "tenant_move"  # a user moved to another tenant (their tokens stay in theirs)
     TENANT_POLICY = "tenant_policy"  # a tenant's settings (its maximum token lifetime…)
 
 

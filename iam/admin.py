@@ -7,8 +7,10 @@ from django.contrib.admin.views.main import SEARCH_VAR
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm
 from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import HttpRequest, StreamingHttpResponse
+from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -29,6 +31,7 @@ from iam import tenancy_admin  # noqa: F401 - registers the pages of tenants and
 from iam.models import AuditEvent, Role, RoleGrant, ServiceRole, User
 from iam.selectors import (
     audit_events_visible_to,
+    tenants_visible_to,
     user_admin_kind,
     user_holds_administrator_role,
     user_is_main_administrator,
@@ -37,12 +40,12 @@ from iam.selectors import (
 )
 from iam.services import (
     ROLE_FIELDS,
+    USER_FIELDS,
     role_grant_add,
     role_grant_remove,
     role_set_pat_eligible,
     role_update,
-    user_set_active,
-    user_set_pat_creation_right,
+    user_update,
 )
 
 # Rights come from roles (iam.Role), never from Django's groups: their page
@@ -228,10 +231,7 @@ class UserAdmin(ConfirmInactivationMixin, AdminKindMixin, DjangoUserAdmin):
     readonly_fields = ["last_login", "date_joined"]
 
     def get_queryset(self, request):
-        users = super().get_queryset(request)
-        if user_is_main_administrator(request.user):
-            return users
-        return users.filter(tenant_id=request.user.tenant_id)
+        return visible_to(request.user, super().get_queryset(request))
 
     def has_change_permission(self, request, obj=None):
         # A user administrator must not take over another administrator's
@@ -247,8 +247,8 @@ class UserAdmin(ConfirmInactivationMixin, AdminKindMixin, DjangoUserAdmin):
         return readonly
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "tenant" and not user_is_main_administrator(request.user):
-            kwargs["queryset"] = db_field.related_model.objects.filter(pk=request.user.tenant_id)
+        if db_field.name == "tenant":
+            kwargs["queryset"] = tenants_visible_to(request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     @admin.display(description="administrator")
@@ -256,17 +256,13 @@ class UserAdmin(ConfirmInactivationMixin, AdminKindMixin, DjangoUserAdmin):
         return user_admin_kind(user) or ""
 
     def save_model(self, request, obj: User, form, change):
-        # Changes that affect tokens go through the services (audit, inactivation).
-        wanted = {field: getattr(obj, field) for field in ("can_create_pats", "is_active")}
-        if change:
-            current = User.objects.get(pk=obj.pk)
-            obj.can_create_pats, obj.is_active = current.can_create_pats, current.is_active
-        super().save_model(request, obj, form, change)
-        if change:
-            ip = client_ip(request)
-            user_set_pat_creation_right(user=obj, allowed=wanted["can_create_pats"], actor=request.user, ip=ip)
-            user_set_active(user=obj, active=wanted["is_active"], actor=request.user, ip=ip)
-            obj.refresh_from_db()
+        if not change:
+            return super().save_model(request, obj, form, change)
+        # Through the service: audited, and what it does to tokens is confirmed first (the mixin).
+        changed = {name: form.cleaned_data[name] for name in form.changed_data if name in USER_FIELDS}
+        user_update(user=obj, changes=changed, actor=request.user, ip=client_ip(request))
+        obj.refresh_from_db()
+        return None
 
     def save_formset(self, request, form, formset, change):
         if formset.model is not RoleGrant:
@@ -380,8 +376,6 @@ class AuditEventAdmin(IndexedSearchMixin, ReadOnlyAdmin):
         return "; ".join(f"{key}: {value}" for key, value in event.changes.items())
 
     def get_urls(self):
-        from django.urls import path
-
         return [
             path("export.csv", self.admin_site.admin_view(self.export_csv), name="iam_auditevent_export"),
             *super().get_urls(),
@@ -391,8 +385,6 @@ class AuditEventAdmin(IndexedSearchMixin, ReadOnlyAdmin):
         """The audit trail as CSV, with the filters of the list applied, and its
         search without the list's cap: every matching event."""
         if not self.has_view_permission(request):
-            from django.core.exceptions import PermissionDenied
-
             raise PermissionDenied
         term = request.GET.get(SEARCH_VAR, "")
         request.GET = request.GET.copy()

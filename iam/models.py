@@ -144,6 +144,7 @@ class AuditAction(models.TextChoices):
     ROLE_GRANT_REMOVED = "role.grant_removed", "Role grant removed"
     USER_PAT_RIGHT_CHANGED = "user.pat_right_changed", "User's PAT creation right changed"
     USER_ACTIVATION_CHANGED = "user.activation_changed", "User activated or deactivated"
+    USER_CHANGED = "user.changed", "User changed"
     APPLICATION_PATS_SWITCHED = "application.pats_switched", "Application's PAT switch changed"
     TOKEN_REPORTED_LEAKED = "token.reported_leaked", "Token reported leaked (and revoked)"
     TOKEN_EXCHANGED = "token.exchanged", "Token exchanged for an access token"

@@ -2,7 +2,8 @@
 
 from django.db.models import QuerySet
 
-from iam.models import ADMINISTRATOR_ROLES, AuditEvent, RoleGrant, ServiceRole, User
+from iam.models import ADMINISTRATOR_ROLES, AuditEvent, Role, RoleGrant, ServiceRole, User
+from tenants.models import Tenant
 
 
 def user_service_roles(user: User) -> set[str]:
@@ -58,6 +59,12 @@ def user_administers_applications(user: User) -> bool:
     return bool(held & {ServiceRole.MAIN_ADMINISTRATOR, ServiceRole.APPLICATION_ADMINISTRATOR})
 
 
+def roles_held_for_tokens(user: User) -> QuerySet[Role]:
+    """Return the roles ``user`` holds that an administrator made available for
+    personal access tokens (seed 003): all a token of theirs may grant."""
+    return Role.objects.filter(pat_eligible=True, grants__user=user)
+
+
 def visible_to(user: User, rows: QuerySet) -> QuerySet:
     """The ``rows`` (of any model with a ``tenant``) an administrator may see:
     all for a main administrator, their own tenant's for a user
@@ -67,6 +74,13 @@ def visible_to(user: User, rows: QuerySet) -> QuerySet:
     if ServiceRole.USER_ADMINISTRATOR in user_service_roles(user):
         return rows.filter(tenant_id=user.tenant_id)
     return rows.none()
+
+
+def tenants_visible_to(user: User) -> QuerySet[Tenant]:
+    """The tenants an administrator may see and choose: every one for a main
+    administrator, their own for anyone else."""
+    tenants = Tenant.objects.order_by("name")
+    return tenants if user_is_main_administrator(user) else tenants.filter(pk=user.tenant_id)
 
 
 def audit_events_visible_to(user: User) -> QuerySet[AuditEvent]:

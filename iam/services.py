@@ -14,6 +14,8 @@ from iam.models import AuditAction, Role, RoleGrant, User
 from iam.selectors import user_administers_applications, user_administers_tenant_users, user_is_main_administrator
 from tenants.models import TenantApplication
 
+# What ``user_update`` changes in an account (the password has its own forms).
+USER_FIELDS = ("username", "first_name", "last_name", "email", "tenant", "can_create_pats", "is_active")
 # What ``role_update`` changes; the PAT flag has role_set_pat_eligible, application and code never change.
 ROLE_FIELDS = ("name", "description", "permissions")
 
@@ -181,4 +183,60 @@ def user_set_active(*, user: User, active: bool, actor: User | None, ip: str | N
         ip=ip,
         changes={"user": user.username, "is_active": active},
     )
+    return report
+
+
+@transaction.atomic
+def user_update(*, user: User, changes: dict, actor: User | None, ip: str | None = None) -> ChangeReport:
+    """Change an account from the console, each field through what it means:
+    names and e-mail audited with old and new values; a move to another
+    tenant by a main administrator only (the user's tokens stay in their
+    tenant and stop working); the PAT right and activation through their own
+    operations. Returns what the change did to tokens."""
+    _require_user_admin(actor, user.tenant_id)
+    unknown = set(changes) - set(USER_FIELDS)
+    if unknown:
+        raise ValueError(f"not a user setting: {', '.join(sorted(unknown))}")
+    user = User.objects.select_for_update().select_related("tenant").get(pk=user.pk)
+    report = ChangeReport()
+    tenant = changes.get("tenant", user.tenant)
+    if tenant.pk != user.tenant_id:
+        if actor is not None and not user_is_main_administrator(actor):
+            raise NotPermitted("Only a main administrator can move a user to another tenant.", code="not_main_admin")
+        old_tenant = user.tenant
+        change = IdentityChange(ChangeKind.TENANT_MOVE, f"moved to tenant {tenant}", actor, ip, user_id=user.pk)
+        with identity_changing(change) as moved:
+            user.tenant = tenant
+            user.save(update_fields=["tenant"])
+        report.effects.extend(moved.effects)
+        for tenant_id in (old_tenant.pk, tenant.pk):  # both tenants' administrators see the move
+            audit_record(
+                action=AuditAction.USER_CHANGED,
+                tenant_id=tenant_id,
+                actor=actor,
+                ip=ip,
+                changes={"user": user.username, "tenant": [old_tenant.slug, tenant.slug]},
+            )
+    profile = {
+        name: [getattr(user, name), changes[name]]
+        for name in ("username", "first_name", "last_name", "email")
+        if name in changes and getattr(user, name) != changes[name]
+    }
+    if profile:
+        for name, (_, value) in profile.items():
+            setattr(user, name, value)
+        user.save(update_fields=list(profile))
+        audit_record(
+            action=AuditAction.USER_CHANGED,
+            tenant_id=user.tenant_id,
+            actor=actor,
+            ip=ip,
+            changes={"user": user.username, **profile},
+        )
+    if "can_create_pats" in changes:
+        report.effects.extend(
+            user_set_pat_creation_right(user=user, allowed=changes["can_create_pats"], actor=actor, ip=ip).effects
+        )
+    if "is_active" in changes:
+        report.effects.extend(user_set_active(user=user, active=changes["is_active"], actor=actor, ip=ip).effects)
     return report

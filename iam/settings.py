@@ -144,6 +144,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
+# Django's default storage; the console holds back what a change it rolls back said.
+MESSAGE_STORAGE = "core.messages.HoldingStorage"
 
 ROOT_URLCONF = "iam.urls"
 WSGI_APPLICATION = "iam.wsgi.application"

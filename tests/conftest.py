@@ -125,7 +125,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture
 def credential(world):
-    from tokens.integrations import integration_credential_create
+    from tokens.credentials import integration_credential_create
 
     return integration_credential_create(tenant=world.tenant, name="portal", actor=None)
 

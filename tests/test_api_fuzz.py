@@ -30,7 +30,7 @@ from iam.models import ServiceRole
 from iam.tenancy import tenant_set_api_issuance
 from tests.factories import UserFactory, administrative_pat, grant, service_role
 from tokens import keys
-from tokens.integrations import integration_credential_create
+from tokens.credentials import integration_credential_create
 from tokens.models import IntegrationCredential
 from tokens.oauth import oauth_client_create
 

@@ -27,7 +27,7 @@ from rest_framework.test import APIClient
 from iam.models import AuditEvent, ServiceRole
 from iam.tenancy import tenant_set_api_issuance
 from tests.factories import UserFactory, administrative_pat, grant, service_role
-from tokens.integrations import integration_credential_create
+from tokens.credentials import integration_credential_create
 from tokens.models import EmbedSession, IntegrationCredential, PersonalAccessToken, RevokedAccessToken
 from tokens.oauth import GRANT_TOKEN_EXCHANGE, PAT_TOKEN_TYPE, oauth_client_create
 

@@ -31,7 +31,7 @@ from tenants.models import TenantApplication
 from tests.conftest import World
 from tests.console.forms import form_data
 from tests.factories import PASSWORD, ApplicationFactory, RoleFactory, TenantApplicationFactory
-from tokens.integrations import integration_credential_create
+from tokens.credentials import integration_credential_create
 from tokens.models import IntegrationCredential, OAuthClient, PersonalAccessToken
 from tokens.oauth import oauth_client_create
 

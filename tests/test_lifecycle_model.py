@@ -61,7 +61,7 @@ from iam.services import role_grant_remove
 from tenants.models import Application, TenantApplication
 from tests.console.forms import form_data
 from tests.factories import RoleFactory, TenantApplicationFactory, TenantFactory, UserFactory, grant, service_role
-from tokens.integrations import integration_credential_create
+from tokens.credentials import integration_credential_create
 from tokens.models import EmbedSession, PersonalAccessToken
 from tokens.oauth import oauth_client_create
 from tokens.services import token_create

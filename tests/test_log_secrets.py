@@ -14,7 +14,7 @@ from django.contrib.auth import authenticate
 from iam.models import RoleGrant
 from tests.log_secrets import LEDGER, LogLine, find_leaks
 from tokens import keys
-from tokens.integrations import integration_credential_create
+from tokens.credentials import integration_credential_create
 from tokens.models import PersonalAccessToken
 from tokens.oauth import PAT_TOKEN_TYPE, oauth_client_create, token_exchange
 

@@ -8,8 +8,8 @@ import pytest
 from django.test import Client
 
 from tests.factories import PASSWORD
-from tokens.integrations import embed_token_issue
 from tokens.models import IntegrationCredential
+from tokens.services import embed_token_issue
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from iam.services import role_grant_remove, user_set_pat_creation_right
 from iam.tenancy import tenant_application_set_pats_allowed
 from tests.conftest import bearer
 from tests.factories import administrative_pat
-from tokens.integrations import integration_credential_create
+from tokens.credentials import integration_credential_create
 from tokens.models import PersonalAccessToken, RevocationCause, TokenKind, TokenStatus
 
 pytestmark = pytest.mark.django_db

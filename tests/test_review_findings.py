@@ -10,7 +10,7 @@ from iam.models import Role, ServiceRole
 from iam.tenancy import tenant_set_api_issuance
 from tests.conftest import bearer
 from tests.factories import RoleFactory, administrative_pat, grant
-from tokens.integrations import integration_credential_create
+from tokens.credentials import integration_credential_create
 from tokens.models import PersonalAccessToken
 from tokens.oauth import oauth_client_create
 

@@ -50,7 +50,7 @@ def test_passwords_are_hashed_with_argon2(world):
 
 
 def test_integration_secrets_are_nowhere_in_the_database_or_the_logs(api, world, caplog):
-    from tokens.integrations import integration_credential_create
+    from tokens.credentials import integration_credential_create
     from tokens.oauth import oauth_client_create
 
     caplog.set_level(logging.DEBUG)

@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 
 from tests.conftest import World
 from tests.factories import PASSWORD
-from tokens.integrations import embed_token_issue
+from tokens.services import embed_token_issue
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.error_urls")]
 

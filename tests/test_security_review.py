@@ -25,7 +25,7 @@ from iam.tenancy import tenant_set_api_issuance
 from tests.conftest import bearer
 from tests.console.forms import form_data
 from tests.factories import RoleFactory, TenantApplicationFactory, UserFactory, administrative_pat, grant, service_role
-from tokens.integrations import integration_credential_create
+from tokens.credentials import integration_credential_create
 from tokens.models import IntegrationCredential, OAuthClient, PersonalAccessToken, TokenKind, TokenStatus
 from tokens.oauth import GRANT_TOKEN_EXCHANGE, PAT_TOKEN_TYPE, oauth_client_create
 

@@ -51,7 +51,7 @@ from tenants.models import Application, Tenant, TenantApplication
 from tests.conftest import World, make_world
 from tests.console.forms import form_data
 from tests.factories import UserFactory, administrative_pat, grant, service_role
-from tokens.integrations import embed_token_issue, integration_credential_create
+from tokens.credentials import integration_credential_create
 from tokens.models import (
     EmbedSession,
     IntegrationCredential,
@@ -60,6 +60,7 @@ from tokens.models import (
     RevokedAccessToken,
 )
 from tokens.oauth import PAT_TOKEN_TYPE, oauth_client_create, token_exchange
+from tokens.services import embed_token_issue
 from tokens.signing import access_token_claims
 
 pytestmark = pytest.mark.django_db

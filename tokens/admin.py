@@ -1,4 +1,5 @@
-"""Analysis > Personal access tokens, and the dashboard.
+"""The console's token pages: Analysis > Personal access tokens, integration
+credentials and OAuth clients (the dashboard is ``tokens.dashboard``).
 
 Administrators never create or edit tokens (Thinkwise): the overview is
 read-only; its one action is revocation, irreversible, behind a confirmation.
@@ -30,11 +31,17 @@ from core.admin import (
 )
 from core.errors import DomainError
 from core.http import client_ip
+from core.text import whitespace_collapsed
 from iam.models import User
-from iam.selectors import user_is_main_administrator
+from iam.selectors import tenants_visible_to, user_is_main_administrator, visible_to
 from tenants.models import Application
+from tokens.credentials import (
+    credential_name_taken,
+    credential_name_taken_message,
+    integration_credential_create,
+    integration_credential_revoke,
+)
 from tokens.dashboard import dashboard_view
-from tokens.integrations import integration_credential_create, integration_credential_revoke
 from tokens.models import (
     IntegrationCredential,
     OAuthClient,
@@ -49,13 +56,6 @@ from tokens.selectors import tokens_visible_to_admin, with_status
 from tokens.services import token_revoke
 
 BULK_REVOKE_MAX = 1000
-STATUS_CHOICES = [
-    (EffectiveStatus.ACTIVE, "Active"),
-    (EffectiveStatus.EXPIRED, "Expired"),
-    (EffectiveStatus.INACTIVE, "Inactive"),
-    (EffectiveStatus.REVOKED, "Revoked"),
-    (EffectiveStatus.DELETED, "Deleted"),
-]
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -63,10 +63,10 @@ class StatusFilter(admin.SimpleListFilter):
     parameter_name = "status"
 
     def lookups(self, request, model_admin):
-        return STATUS_CHOICES
+        return EffectiveStatus.choices
 
     def queryset(self, request, queryset):
-        if self.value() in dict(STATUS_CHOICES):
+        if self.value() in EffectiveStatus.values:
             return with_status(queryset, self.value())
         return queryset
 
@@ -240,9 +240,7 @@ class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
         """Tokens whose name or display prefix starts with the term, or whose
         owner's username or email does (an owner of the administrator's tenant,
         for a user administrator)."""
-        users = User.objects.all()
-        if not user_is_main_administrator(request.user):
-            users = users.filter(tenant_id=request.user.tenant_id)
+        users = visible_to(request.user, User.objects.all())
         owners = self.matching_ids(request, self.users_starting_with(term, users), limit, "owners")
         return [Q(name__startswith=term), Q(display_prefix__startswith=term), Q(owner_id__in=owners)]
 
@@ -463,11 +461,10 @@ class IntegrationCredentialForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        name = " ".join(cleaned.get("name", "").split())
-        cleaned["name"] = name
+        name = cleaned["name"] = whitespace_collapsed(cleaned.get("name"))
         tenant = cleaned.get("tenant")
-        if tenant and IntegrationCredential.objects.filter(tenant=tenant, name=name, revoked_at__isnull=True).exists():
-            self.add_error("name", f"The tenant already has a credential named “{name}”.")
+        if tenant and credential_name_taken(tenant, name):
+            self.add_error("name", credential_name_taken_message(name))
         return cleaned
 
 
@@ -488,14 +485,11 @@ class IntegrationCredentialAdmin(OneTimeSecretMixin, AdminKindMixin, admin.Model
     actions = ["revoke_credentials"]
 
     def get_queryset(self, request):
-        credentials = super().get_queryset(request).select_related("tenant")
-        if user_is_main_administrator(request.user):
-            return credentials
-        return credentials.filter(tenant_id=request.user.tenant_id)
+        return visible_to(request.user, super().get_queryset(request).select_related("tenant"))
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "tenant" and not user_is_main_administrator(request.user):
-            kwargs["queryset"] = db_field.related_model.objects.filter(pk=request.user.tenant_id)
+        if db_field.name == "tenant":
+            kwargs["queryset"] = tenants_visible_to(request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_change_permission(self, request, obj=None):
@@ -538,7 +532,7 @@ class OAuthClientForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        name, application = " ".join(cleaned.get("name", "").split()), cleaned.get("application")
+        name, application = whitespace_collapsed(cleaned.get("name")), cleaned.get("application")
         if not self.instance.pk and application and oauth_client_name_taken(application, name):
             self.add_error("name", f"The application already has an OAuth client named “{name}”.")
         return cleaned

@@ -3,7 +3,7 @@ from django.apps import AppConfig
 
 class TokensConfig(AppConfig):
     name = "tokens"
-    verbose_name = "Analysis"
+    verbose_name = "Tokens"
 
     def ready(self) -> None:
         from core.api import schema  # noqa: F401 - registers the OpenAPI authentication schemes

@@ -31,6 +31,7 @@ from django.db import transaction
 from django.db.models.base import ModelState
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
+from core.redis import redis_client
 from iam.models import Role, RoleGrant, User
 from tenants.models import Application, Tenant, TenantApplication
 from tokens import usage
@@ -191,7 +192,7 @@ def invalidate(scope: str) -> None:
 def _broadcast(scope: str) -> None:
     cache_clear(scope)
     nonce = secrets.token_hex(8)
-    client = usage.redis_client()
+    client = redis_client()
     try:
         channel = channel_of(client)
         listeners = client.publish(channel, f"{nonce} {scope}")

@@ -11,7 +11,7 @@ from core.http import client_ip
 from iam.models import User
 from tokens import keys
 from tokens.bearer import bearer_authenticate
-from tokens.integrations import integration_credential_authenticate
+from tokens.credentials import integration_credential_authenticate
 from tokens.models import IntegrationCredential
 from tokens.verification import TokenContext
 

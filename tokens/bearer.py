@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from core.errors import InvalidToken, RateLimited
 from core.ratelimit import rate_limit_count, rate_limit_enforce, rate_limit_hit, rate_limit_key
+from core.redis import redis_client
 from tokens import authcache, keys, usage
 from tokens.rules import evaluate
 from tokens.signing import api_audience, looks_like_jwt
@@ -68,7 +69,7 @@ def bearer_authenticate(value: str, *, ip: str | None, now: datetime | None = No
     credential = _parse(value)
     # Without a subscribed listener (Redis down, or not yet connected) the
     # cache cannot be used: go straight to the path that needs no Redis.
-    if credential is not None and usage.redis_client() is not None and authcache.cache_trusted():
+    if credential is not None and redis_client() is not None and authcache.cache_trusted():
         try:
             return _authenticate_with_cache(credential, ip=ip, now=now)
         except redis.RedisError:
@@ -95,7 +96,7 @@ def _load(credential: Credential | None, now: datetime) -> Loaded | None:
 def _authenticate_without_cache(credential: Credential | None, *, ip: str | None, now: datetime) -> TokenContext:
     _check_address(ip)
     loaded = _load(credential, now)
-    context = context_build(loaded, evaluate(loaded.facts, now), now) if loaded else None
+    context = context_build(loaded, evaluate(loaded.facts, now), now, ip=ip) if loaded else None
     if context is None:
         raise _refuse(ip)
     rate_limit_enforce(
@@ -111,7 +112,7 @@ def _authenticate_without_cache(credential: Credential | None, *, ip: str | None
 
 def _authenticate_with_cache(credential: Credential, *, ip: str | None, now: datetime) -> TokenContext:
     entry = authcache.cache_lookup(credential.cache_key)
-    context = context_build(entry.loaded, entry.state(now), now) if entry else None
+    context = context_build(entry.loaded, entry.state(now), now, ip=ip) if entry else None
     if context is None:  # not cached, or unusable on old facts: reload, never refuse on those
         _check_address(ip)
         mark = authcache.cache_mark()
@@ -119,7 +120,7 @@ def _authenticate_with_cache(credential: Credential, *, ip: str | None, now: dat
         if loaded is None:
             raise _refuse(ip)
         entry = authcache.cache_store(credential.cache_key, loaded, mark)
-        context = context_build(entry.loaded, entry.state(now), now)
+        context = context_build(entry.loaded, entry.state(now), now, ip=ip)
         if context is None:
             raise _refuse(ip)
     limit = entry.token.tenant.token_requests_per_minute
@@ -159,7 +160,7 @@ def request_lease_take(token_id: int, *, limit: int, now: datetime) -> bool:
             return True
     lease = max(1, min(limit // 100, 1000))
     bucket = rate_limit_key(f"token-requests:{token_id}", window=WINDOW)
-    pipe = usage.redis_client().pipeline(transaction=True)
+    pipe = redis_client().pipeline(transaction=True)
     pipe.incrby(bucket, lease)
     pipe.expire(bucket, WINDOW + 1, nx=True)
     taken = pipe.execute()[0]

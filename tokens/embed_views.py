@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET
 
 from core.http import client_ip
 from tenants.models import Application, parse_origins
-from tokens.integrations import embed_session_open
+from tokens.embedding import embed_session_open
 from tokens.verification import SessionContext, credential_verify
 
 EMBED_CSP = (
@@ -130,7 +130,7 @@ def demo_app_whoami(request: HttpRequest) -> JsonResponse:
     """The demo application's backend: checks the embed session as an
     application would with /oauth/introspect, and says who it belongs to."""
     scheme, _, secret = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-    context = credential_verify(secret) if scheme.lower() == "bearer" else None
+    context = credential_verify(secret, ip=client_ip(request)) if scheme.lower() == "bearer" else None
     if not isinstance(context, SessionContext):  # an embed session, nothing else
         return JsonResponse({"active": False}, status=401)
     session, token = context.session, context.token

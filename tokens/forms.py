@@ -11,6 +11,7 @@ from django.utils import timezone
 from core.api.filters import MAX_DATABASE_INTEGER
 from core.errors import DomainError
 from iam.models import Role, User
+from iam.selectors import roles_held_for_tokens
 from tenants.models import Application
 from tokens.models import PersonalAccessToken
 from tokens.selectors import applications_for_token_creation, roles_for_token
@@ -94,7 +95,8 @@ class TokenCreateForm(TokenFormMixin, forms.Form):
         if service_roles:
             offered |= Q(application__isnull=True)
         self.fields["roles"].queryset = (
-            Role.objects.filter(offered, pat_eligible=True, grants__user=user)
+            roles_held_for_tokens(user)
+            .filter(offered)
             .select_related("application")
             .order_by("application__name", "name")
         )

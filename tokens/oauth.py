@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.errors import NotPermitted, ValidationFailed
+from core.text import whitespace_collapsed
 from iam.audit import audit_record
 from iam.models import AuditAction, User
 from iam.selectors import user_administers_applications
@@ -71,7 +72,7 @@ def oauth_client_create(
     """Register a client of ``application``; its secret exists only in the result."""
     if actor is not None and not user_administers_applications(actor):
         raise NotPermitted("Only a main or application administrator can register OAuth clients.")
-    name = " ".join(str(name or "").split())
+    name = whitespace_collapsed(name)
     if not name or len(name) > 100:
         raise ValidationFailed({"name": ["Enter a name of at most 100 characters."]})
     Application.objects.select_for_update().filter(pk=application.pk).first()  # one client of a name at a time
@@ -233,10 +234,10 @@ def token_exchange(
 INACTIVE = {"active": False}
 
 
-def introspect(*, client: OAuthClient, value: str, now: datetime | None = None) -> dict:
+def introspect(*, client: OAuthClient, value: str, ip: str | None, now: datetime | None = None) -> dict:
     """RFC 7662: describe a PAT, an access token or an embed session of the
     client's application; anything else (or another application's) is inactive."""
-    context = credential_verify(value, now=now)
+    context = credential_verify(value, ip=ip, now=now)
     if context is None or context.token.application_id != client.application_id:
         return dict(INACTIVE)
     token_type, exp, iat, client_id = "personal_access_token", context.token.expires_at, context.token.created_at, None

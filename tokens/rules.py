@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import models
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -21,7 +22,7 @@ from tenants.models import TenantApplication
 from tokens.models import PersonalAccessToken, TokenStatus
 
 
-class EffectiveStatus:
+class EffectiveStatus(models.TextChoices):
     ACTIVE = "active"
     EXPIRED = "expired"
     INACTIVE = "inactive"

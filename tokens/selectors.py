@@ -11,7 +11,7 @@ from django.db.models import Case, CharField, Count, Exists, F, OuterRef, Q, Que
 from django.utils import timezone
 
 from iam.models import Role, RoleGrant, ServiceRole, User
-from iam.selectors import user_is_main_administrator, users_holding_service_role, visible_to
+from iam.selectors import roles_held_for_tokens, user_is_main_administrator, users_holding_service_role, visible_to
 from tenants.models import Application, Tenant, TenantApplication
 from tokens.models import PersonalAccessToken, TenantTokenFigures, TokenStatus, TokenUsageDay
 from tokens.rules import EffectiveStatus, TokenState, token_states
@@ -57,7 +57,7 @@ def with_status(tokens: QuerySet[PersonalAccessToken], status: str, now: datetim
 
     Whether a live token is INACTIVE is read from ``marked_inactive``, which
     every service that changes a token's validity sets in the same
-    transaction, and which ``tokens.background.inactive_marks_reconcile``
+    transaction, and which ``tokens.maintenance.inactive_marks_reconcile``
     checks against the rules every hour (a change that bypassed the services
     shows in these lists after it; each row's own status is always computed
     from the rules). Evaluating the rules' SQL twin here instead costs a
@@ -121,11 +121,7 @@ def token_get_for_owner(owner: User, token_id: int) -> PersonalAccessToken | Non
 
 def roles_for_token(user: User, application: Application | None) -> QuerySet[Role]:
     """Return the PAT-eligible roles ``user`` holds in ``application`` (service roles when None)."""
-    return (
-        Role.objects.filter(application=application, pat_eligible=True, grants__user=user)
-        .select_related("application")
-        .order_by("name")
-    )
+    return roles_held_for_tokens(user).filter(application=application).select_related("application").order_by("name")
 
 
 def applications_for_token_creation(user: User) -> QuerySet[Application]:
@@ -135,7 +131,7 @@ def applications_for_token_creation(user: User) -> QuerySet[Application]:
         Exists(
             TenantApplication.objects.filter(application=OuterRef("pk"), tenant_id=user.tenant_id, allows_pats=True)
         ),
-        Exists(RoleGrant.objects.filter(role__application=OuterRef("pk"), role__pat_eligible=True, user=user)),
+        Exists(roles_held_for_tokens(user).filter(application=OuterRef("pk"))),
     ).order_by("name")
 
 
@@ -149,13 +145,6 @@ def user_administrators_of(user: User) -> list[User]:
     )
 
 
-DASHBOARD_STATUSES = [
-    EffectiveStatus.ACTIVE,
-    EffectiveStatus.EXPIRED,
-    EffectiveStatus.INACTIVE,
-    EffectiveStatus.REVOKED,
-    EffectiveStatus.DELETED,
-]
 EXPIRING_DAYS = (7, 30)
 USE_DAYS = 30
 
@@ -219,7 +208,7 @@ def _merged(per_tenant: list[dict], now: datetime, computed_at: datetime | None)
     first_day = now.date() - timedelta(days=USE_DAYS - 1)
     days = [first_day + timedelta(days=i) for i in range(USE_DAYS)]
     return DashboardFigures(
-        by_status=[(status, status_counts[status]) for status in DASHBOARD_STATUSES],
+        by_status=[(status, status_counts[status]) for status in EffectiveStatus],
         expiring=[(f"next {days} days", expiring[str(days)]) for days in EXPIRING_DAYS],
         use_per_day=[(day, use[day.isoformat()]) for day in days],
         top_applications=sorted(applications.items(), key=lambda item: (-item[1], item[0]))[:5],

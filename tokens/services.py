@@ -15,13 +15,20 @@ from django.utils import timezone
 
 from core.errors import IllegalTransition, NotPermitted, ValidationFailed
 from core.ratelimit import rate_limit_enforce
+from core.text import whitespace_collapsed
 from iam.audit import actor_label as actor_label_of
 from iam.audit import audit_record
 from iam.models import AuditAction, Role, User
-from iam.selectors import user_administers_tenant_users
+from iam.selectors import (
+    roles_held_for_tokens,
+    user_administers_tenant_users,
+    user_holds_administrator_role,
+    user_is_main_administrator,
+)
 from tenants.models import Application, Tenant, TenantApplication
 from tokens import keys
-from tokens.models import PersonalAccessToken, RevocationCause, TokenKind, TokenStatus
+from tokens.credentials import credential_label
+from tokens.models import IntegrationCredential, PersonalAccessToken, RevocationCause, TokenKind, TokenStatus
 from tokens.notifications import enqueue_token_notification
 from tokens.rules import token_state
 
@@ -60,7 +67,7 @@ def _clean_name(name: object, errors: dict[str, list[str]]) -> str:
     if not isinstance(name, str) or not name.strip():
         errors["name"] = ["Enter a token name."]
         return ""
-    name = " ".join(name.split())
+    name = whitespace_collapsed(name)
     if len(name) > NAME_MAX_LENGTH:
         errors["name"] = [f"A token name has at most {NAME_MAX_LENGTH} characters."]
     elif not name.isprintable():
@@ -145,7 +152,7 @@ def embed_token_name(application_name: str, display_prefix: str) -> str:
     return f"Embedding · {application_name} · {display_prefix}"
 
 
-def _insert_token(
+def _token_insert(
     *,
     owner: User,
     application: Application | None,
@@ -229,7 +236,7 @@ def token_create(
     if errors:
         raise ValidationFailed(errors)
 
-    issued = _insert_token(owner=owner, application=application, name=name, expires_at=expires_at, roles=roles, now=now)
+    issued = _token_insert(owner=owner, application=application, name=name, expires_at=expires_at, roles=roles, now=now)
     audit_record(
         action=AuditAction.TOKEN_CREATED,
         tenant_id=issued.token.tenant_id,
@@ -240,6 +247,118 @@ def token_create(
         changes=_creation_changes(issued.token, roles),
     )
     return issued
+
+
+@transaction.atomic
+def embed_token_issue(
+    *,
+    credential: IntegrationCredential,
+    user: User,
+    application: Application,
+    session_minutes: int,
+    pat_seconds: int,
+    ip: str | None = None,
+    now: datetime | None = None,
+) -> IssuedToken:
+    """Issue the embedding token of ``user`` for ``application`` (seed 000).
+
+    It grants all the user's PAT-eligible roles in the application. Issuing
+    revokes the pair's previous embedding token in the same transaction: one
+    active embedding token per application and user, also under concurrent
+    requests (the user's row is locked, and a partial unique index backs it).
+    Raises NotPermitted (403) when the user has no access to the application.
+    """
+    now = now or timezone.now()
+    if user.tenant_id != credential.tenant_id:
+        raise NotPermitted("The user is not in the credential's tenant.", code="user_not_in_tenant")
+    user = User.objects.select_for_update().select_related("tenant").get(pk=user.pk)
+    if user_holds_administrator_role(user):
+        # As through the management API: an integration never holds an administrator's credentials.
+        raise NotPermitted("Embedding tokens are not issued for administrators.", code="owner_is_administrator")
+    roles = list(roles_held_for_tokens(user).filter(application=application).order_by("code"))
+    if not (user.is_active and user.can_create_pats and application_allows_pats(user.tenant, application) and roles):
+        raise NotPermitted("The user does not have access to this application.", code="no_application_access")
+    max_seconds = user.tenant.max_token_lifetime_days * 86400
+    if pat_seconds > max_seconds:
+        raise ValidationFailed({"patExpiry": [f"At most {max_seconds} seconds in this tenant."]})
+    label = credential_label(credential)
+    previous = PersonalAccessToken.objects.filter(
+        owner=user, application=application, kind=TokenKind.EMBED, status=TokenStatus.ACTIVE
+    )
+    for old in previous:
+        token_revoke(
+            token=old,
+            actor=None,
+            cause=RevocationCause.EMBED_REPLACED,
+            actor_label=label,
+            ip=ip,
+            reason="Replaced by a new embedding token.",
+            now=now,
+        )
+    issued = _token_insert(
+        owner=user,
+        application=application,
+        name=lambda prefix: embed_token_name(application.name, prefix),
+        expires_at=now + timedelta(seconds=pat_seconds),
+        roles=roles,
+        now=now,
+        kind=TokenKind.EMBED,
+        embed_session_minutes=session_minutes,
+    )
+    audit_record(
+        action=AuditAction.TOKEN_CREATED,
+        tenant_id=user.tenant_id,
+        actor=None,
+        label=label,
+        token_id=issued.token.pk,
+        ip=ip,
+        changes={
+            "kind": "embed",
+            "application": application.slug,
+            "roles": [role.code for role in roles],
+            "expires_at": issued.token.expires_at.isoformat(),
+            "session_minutes": session_minutes,
+        },
+    )
+    return issued
+
+
+def token_issue_for_user(
+    *,
+    owner: User,
+    actor: User | None,
+    actor_label: str | None,
+    application: Application | None,
+    name: str,
+    expires_at: datetime,
+    role_codes: list[str],
+    ip: str | None = None,
+) -> IssuedToken:
+    """Create a token for ``owner`` on an administrator's or integration's
+    request. Refused (403) unless the owner's tenant allows it: by Thinkwise's
+    rule administrators do not create tokens for users."""
+    if application is None:
+        raise NotPermitted("Administrative tokens are created by their owners only.", code="administrative_token")
+    if user_holds_administrator_role(owner) and not (actor is not None and user_is_main_administrator(actor)):
+        raise NotPermitted(
+            "Only a main administrator may issue tokens for an administrator.", code="owner_is_administrator"
+        )
+    if not Tenant.objects.filter(pk=owner.tenant_id, admins_may_issue_pats_via_api=True).exists():
+        raise NotPermitted(
+            "Administrators may not issue personal access tokens through the API in this tenant "
+            "(tenant policy “administrators may issue PATs through the API” is off).",
+            code="api_issuance_disabled",
+        )
+    return token_create(
+        owner=owner,
+        application=application,
+        name=name,
+        expires_at=expires_at,
+        role_codes=role_codes,
+        ip=ip,
+        actor=actor,
+        actor_label=actor_label,
+    )
 
 
 def _require_owner(token: PersonalAccessToken, actor: User) -> None:
@@ -404,7 +523,7 @@ def token_revoke(
         cause = RevocationCause.ADMINISTRATOR
     cause = RevocationCause(cause or RevocationCause.OPERATOR)
     label = actor_label or actor_label_of(actor)
-    reason = " ".join(reason.split())[:500]
+    reason = whitespace_collapsed(reason)[:500]
     token.status = TokenStatus.REVOKED
     token.revoked_at = now or timezone.now()
     token.revoked_by = actor

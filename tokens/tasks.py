@@ -1,28 +1,30 @@
 """Celery tasks: take ids, reload, call one service; idempotent and retried
 on transient failures (``core.tasks.RETRY``). Without REDIS_URL they run
 in-process (eagerly). The tasks queued on the request path live beside what
-they run (``notifications``, ``background``); importing those modules here
-registers them with the worker."""
+they run (``notifications``); importing it here registers them with the worker."""
 
 from celery import shared_task
 
 from core.tasks import RETRY
-from tokens import background, oauth
-from tokens.background import note_token_address  # noqa: F401 - registered with the worker
-from tokens.notifications import notify_expiry_shortened, notify_token_owner  # noqa: F401 - registered with the worker
+from tokens import maintenance, notifications, oauth
+from tokens.notifications import (  # noqa: F401 - registered with the worker
+    note_token_address,
+    notify_expiry_shortened,
+    notify_token_owner,
+)
 from tokens.usage import usage_flush_from_redis
 
 
 @shared_task(**RETRY)
 def send_expiry_reminder(token_id: int, days_before: int) -> bool:
-    return background.expiry_reminder_send(token_id, days_before)
+    return notifications.expiry_reminder_send(token_id, days_before)
 
 
 @shared_task(**RETRY)
 def sweep_expiry_reminders() -> int:
     """Queue every reminder that is due (beat: every 15 minutes)."""
     queued = 0
-    for token_id, days in background.expiry_reminders_due():
+    for token_id, days in notifications.expiry_reminders_due():
         send_expiry_reminder.delay(token_id, days)
         queued += 1
     return queued
@@ -30,7 +32,7 @@ def sweep_expiry_reminders() -> int:
 
 @shared_task(**RETRY)
 def send_admin_digests() -> int:
-    return background.admin_digests_send()
+    return notifications.admin_digests_send()
 
 
 @shared_task(**RETRY)
@@ -40,18 +42,18 @@ def flush_usage() -> int:
 
 @shared_task(**RETRY)
 def refresh_dashboard_figures() -> int:
-    return background.dashboard_figures_refresh()
+    return maintenance.dashboard_figures_refresh()
 
 
 @shared_task(**RETRY)
 def reconcile_inactive_marks() -> int:
-    return background.inactive_marks_reconcile()
+    return maintenance.inactive_marks_reconcile()
 
 
 @shared_task(**RETRY)
 def housekeeping() -> dict:
     return {
-        "embed_sessions": background.embed_sessions_prune(),
-        "audit_events": background.audit_events_prune(),
+        "embed_sessions": maintenance.embed_sessions_prune(),
+        "audit_events": maintenance.audit_events_prune(),
         "revoked_access_tokens": oauth.prune_revoked_access_tokens(),
     }

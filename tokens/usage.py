@@ -22,31 +22,19 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 
-from tokens import background
+from core.redis import redis_client
+from tokens import notifications
 from tokens.models import PersonalAccessToken, TokenUsageDay, UsageBatch
 
 logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _pending: dict[int, dict[date, int]] = defaultdict(lambda: defaultdict(int))
-_client: redis.Redis | None = None
 
 COUNTS = "usage:counts:"  # + ISO day: hash token id -> count
 LAST = "usage:last"  # hash token id -> "timestamp|ip"
 FLUSHING = "usage:flushing:"  # + batch id: a batch being moved to the database
 ADDRESSES = "usage:ips:"  # + token id: set of addresses seen
-
-
-def redis_client() -> redis.Redis | None:
-    """The shared Redis client, or None when the service runs without Redis."""
-    global _client
-    if not settings.REDIS_URL:
-        return None
-    if _client is None:
-        _client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5, decode_responses=True
-        )
-    return _client
 
 
 _buffer_lock = threading.Lock()
@@ -164,7 +152,7 @@ def usage_record(token: PersonalAccessToken, *, ip: str | None, now: datetime) -
 
 def note_new_address(token_id: int, ip: str) -> None:
     try:
-        background.note_token_address.delay(token_id, ip)
+        notifications.note_token_address.delay(token_id, ip)
     except Exception:  # noqa: BLE001 - a notice must never fail a request
         logger.warning("could not queue the new-address check for token %s", token_id)
 
@@ -185,7 +173,7 @@ def _record_locally(token: PersonalAccessToken, *, ip: str | None, now: datetime
     if claimed:
         usage_flush_local(token.pk)
         if ip and not settings.REDIS_URL:
-            background.token_address_note(token.pk, ip)
+            notifications.token_address_note(token.pk, ip)
 
 
 def usage_flush_local(token_id: int | None = None) -> None:

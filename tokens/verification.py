@@ -2,7 +2,7 @@
 
 Every surface that accepts a credential goes through here: the API's bearer
 tokens (``bearer``), the token exchange and introspection (``oauth``), and
-embedding (``integrations``, ``embed_views``). A credential is
+embedding (``embedding``, ``embed_views``). A credential is
 
 - a PAT or an embedding token (``pat_…``): found by its digest under any pepper;
 - an exchanged access token (a JWT): its signature and claims checked, then
@@ -84,8 +84,9 @@ def credential_load(
     return None
 
 
-def context_build(loaded: Loaded, state: TokenState, now: datetime) -> TokenContext | None:
-    """The context of a loaded credential whose token is in ``state`` now, or
+def context_build(loaded: Loaded, state: TokenState, now: datetime, *, ip: str | None) -> TokenContext | None:
+    """The context of a loaded credential whose token is in ``state`` now,
+    presented from ``ip`` (the request's address, for rules bound to one), or
     None if it cannot be used: the token unusable, the access token expired."""
     if not state.is_usable:
         return None
@@ -100,13 +101,19 @@ def context_build(loaded: Loaded, state: TokenState, now: datetime) -> TokenCont
 
 
 def credential_verify(
-    value: str, *, kind: str = TokenKind.PERSONAL, audience: str | None = None, now: datetime | None = None
+    value: str,
+    *,
+    ip: str | None,
+    kind: str = TokenKind.PERSONAL,
+    audience: str | None = None,
+    now: datetime | None = None,
 ) -> TokenContext | None:
-    """The context of a usable credential, or None for anything else: callers
-    must not tell malformed, unknown, expired, revoked and inactive apart."""
+    """The context of a usable credential presented from ``ip``, or None for
+    anything else: callers must not tell malformed, unknown, expired, revoked
+    and inactive apart."""
     now = now or timezone.now()
     loaded = credential_load(value, kind=kind, audience=audience, now=now)
-    return None if loaded is None else context_build(loaded, evaluate(loaded.facts, now), now)
+    return None if loaded is None else context_build(loaded, evaluate(loaded.facts, now), now, ip=ip)
 
 
 def credential_use(
@@ -115,7 +122,7 @@ def credential_use(
     """``credential_verify`` a token's own secret presented by its holder, and
     count the use (last used, per-day counts, new addresses)."""
     now = now or timezone.now()
-    context = credential_verify(value, kind=kind, now=now)
+    context = credential_verify(value, ip=ip, kind=kind, now=now)
     if context is not None:
         usage.usage_record(context.token, ip=ip, now=now)
     return context

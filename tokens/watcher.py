@@ -34,6 +34,7 @@ VALIDITY_KINDS = frozenset(
         ChangeKind.GRANT_REMOVED,
         ChangeKind.PAT_RIGHT,
         ChangeKind.ACTIVATION,
+        ChangeKind.TENANT_MOVE,
     }
 )
 CLAMP_BATCH = 1000

@@ -13,6 +13,7 @@ import redis
 from django.test import override_settings
 from kombu import pools as kombu_pools
 
+from core.redis import redis_client_forget
 from iam.celery import app as celery_app
 from tokens import authcache, bearer, usage
 
@@ -78,7 +79,7 @@ def with_redis():
 def _forget_process_state() -> None:
     """What this process keeps between requests: its Redis client, cached
     tokens, leases of request allowances and buffered uses."""
-    usage._client = None
+    redis_client_forget()
     authcache.cache_clear()
     bearer._leases.clear()
     with usage._buffer_lock:

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from core.redis import redis_client_forget
 from iam.models import ServiceRole
 from tests.background.conftest import REDIS_TEST_URL, _forget_process_state, _require_redis, _use_redis
 from tests.conftest import bearer
@@ -48,7 +49,7 @@ def test_redis_down_the_api_still_authenticates_and_counts_are_not_lost_or_doubl
     assert APIClient().get(ME, HTTP_AUTHORIZATION="Bearer pat_" + "A" * 36).status_code == 401
     assert not usage.usage_push()  # Redis is down: the process keeps what it counted
     own_redis.start()  # an empty Redis comes back (what it held was lost with it)
-    usage._client = None
+    redis_client_forget()
     client.get(ME)
     usage.usage_flush_local()
     usage.usage_flush_from_redis()

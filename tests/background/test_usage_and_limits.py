@@ -6,6 +6,7 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
+from core.redis import redis_client
 from tests.conftest import bearer
 from tokens import usage
 from tokens.models import PersonalAccessToken, TokenUsageDay
@@ -43,7 +44,7 @@ def test_a_flush_that_dies_after_committing_is_not_counted_twice(api, world, wit
     client = bearer(api, issued.plaintext)
     for _ in range(4):
         client.get(ME)
-    real_client = usage.redis_client()
+    real_client = redis_client()
     monkeypatch.setattr(real_client, "delete", lambda *keys: 0)  # the process dies before deleting its batch
     usage.usage_flush_from_redis()
     assert total_uses(issued.token) == 4

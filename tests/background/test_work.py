@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from iam.models import AuditEvent
 from tests.conftest import bearer
-from tokens import background
+from tokens import maintenance, notifications
 from tokens.models import EmbedSession, ExpiryReminder, PersonalAccessToken
 from tokens.services import token_revoke
 
@@ -41,12 +41,12 @@ def test_reminders_are_due_at_the_nearest_threshold_and_sent_once(world):
     expire_in(week, timedelta(days=6))
     expire_in(day, timedelta(hours=20))
     expire_in(later, timedelta(days=20))
-    assert sorted(background.expiry_reminders_due()) == sorted([(week.pk, 7), (day.pk, 1)])
-    assert background.expiry_reminder_send(week.pk, 7) is True
-    assert background.expiry_reminder_send(week.pk, 7) is False  # a retry or a second worker
+    assert sorted(notifications.expiry_reminders_due()) == sorted([(week.pk, 7), (day.pk, 1)])
+    assert notifications.expiry_reminder_send(week.pk, 7) is True
+    assert notifications.expiry_reminder_send(week.pk, 7) is False  # a retry or a second worker
     assert len(mail.outbox) == 1 and "expires in 7 days" in mail.outbox[0].subject
     assert f"/tokens/{week.pk}/edit/" in mail.outbox[0].body
-    assert sorted(background.expiry_reminders_due()) == [(day.pk, 1)]
+    assert sorted(notifications.expiry_reminders_due()) == [(day.pk, 1)]
 
 
 def test_a_new_expiry_gets_new_reminders_and_tenants_choose_the_days(world):
@@ -54,12 +54,12 @@ def test_a_new_expiry_gets_new_reminders_and_tenants_choose_the_days(world):
     world.tenant.save()
     token = world.issue().token
     expire_in(token, timedelta(days=5))
-    assert list(background.expiry_reminders_due()) == []
+    assert list(notifications.expiry_reminders_due()) == []
     expire_in(token, timedelta(days=2))
-    assert list(background.expiry_reminders_due()) == [(token.pk, 3)]
-    background.expiry_reminder_send(token.pk, 3)
+    assert list(notifications.expiry_reminders_due()) == [(token.pk, 3)]
+    notifications.expiry_reminder_send(token.pk, 3)
     expire_in(token, timedelta(days=2, hours=5))  # extended, then close to expiry again
-    assert list(background.expiry_reminders_due()) == [(token.pk, 3)]
+    assert list(notifications.expiry_reminders_due()) == [(token.pk, 3)]
 
 
 def test_no_reminder_for_revoked_or_short_lived_tokens(world, user_admin):
@@ -67,8 +67,8 @@ def test_no_reminder_for_revoked_or_short_lived_tokens(world, user_admin):
     expire_in(revoked, timedelta(days=2))
     token_revoke(token=revoked, actor=user_admin)
     short = world.issue("short", days=1).token  # lived one day: no 7-day reminder, and the 1-day one is its life
-    assert list(background.expiry_reminders_due()) == []
-    assert background.expiry_reminder_send(revoked.pk, 7) is False
+    assert list(notifications.expiry_reminders_due()) == []
+    assert notifications.expiry_reminder_send(revoked.pk, 7) is False
     assert short.pk
 
 
@@ -82,7 +82,7 @@ def test_concurrent_senders_send_one_reminder(world):
     def send():
         try:
             barrier.wait()
-            results.append(background.expiry_reminder_send(token.pk, 7))
+            results.append(notifications.expiry_reminder_send(token.pk, 7))
         finally:
             connection.close()
 
@@ -98,21 +98,21 @@ def test_concurrent_senders_send_one_reminder(world):
 def test_weekly_digest_for_user_administrators(world, user_admin):
     token = world.issue("soon").token
     expire_in(token, timedelta(days=2))
-    assert background.admin_digests_send() == 1
-    assert background.admin_digests_send() == 0  # once a week
+    assert notifications.admin_digests_send() == 1
+    assert notifications.admin_digests_send() == 0  # once a week
     digest = mail.outbox[0]
     assert digest.to == [user_admin.email] and "soon" in digest.body
 
 
 def test_new_address_notice_after_the_first_address(world):
     token = world.issue().token
-    assert background.token_address_note(token.pk, "10.0.0.1") is False  # the first address
-    assert background.token_address_note(token.pk, "10.0.0.2") is True
-    assert background.token_address_note(token.pk, "10.0.0.2") is False
+    assert notifications.token_address_note(token.pk, "10.0.0.1") is False  # the first address
+    assert notifications.token_address_note(token.pk, "10.0.0.2") is True
+    assert notifications.token_address_note(token.pk, "10.0.0.2") is False
     assert len(mail.outbox) == 1 and "10.0.0.2" in mail.outbox[0].body
     world.tenant.notify_new_ip = False
     world.tenant.save()
-    assert background.token_address_note(token.pk, "10.0.0.3") is False
+    assert notifications.token_address_note(token.pk, "10.0.0.3") is False
 
 
 def test_housekeeping_prunes_expired_sessions_and_old_audit_events(world, settings):
@@ -126,8 +126,8 @@ def test_housekeeping_prunes_expired_sessions_and_old_audit_events(world, settin
     )
     AuditEvent.objects.update(occurred_at=timezone.now() - timedelta(days=31))
     world.issue("recent")
-    assert background.embed_sessions_prune() == 1 and EmbedSession.objects.count() == 1
-    assert background.audit_events_prune() >= 1
+    assert maintenance.embed_sessions_prune() == 1 and EmbedSession.objects.count() == 1
+    assert maintenance.audit_events_prune() >= 1
     assert AuditEvent.objects.filter(occurred_at__lt=timezone.now() - timedelta(days=30)).count() == 0
     assert AuditEvent.objects.exists()
 

@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 from tests.browser.conftest import screenshot, sign_in
 from tests.conftest import make_world
 from tests.factories import PASSWORD
-from tokens.integrations import integration_credential_create
+from tokens.credentials import integration_credential_create
 from tokens.models import PersonalAccessToken, TokenKind
 from tokens.services import token_revoke
 

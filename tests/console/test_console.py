@@ -165,11 +165,15 @@ def test_making_a_role_unavailable_warns_with_the_tokens_then_makes_them_inactiv
     # An application administrator sees no tokens: a count per tenant and reason only.
     assert "uses reader" not in page and world.user.username not in page and token.display_prefix not in page
     assert world.tenant.name in page
+    # The change was rolled back: its "set unavailable" message shows neither here nor on the next page.
+    assert "set unavailable for PAT" not in page
+    assert "set unavailable for PAT" not in client.get(LISTS["roles"]).content.decode()
     world.reader.refresh_from_db()
     assert world.reader.pat_eligible and token_state(token).is_usable
     assert not AuditEvent.objects.filter(action=AuditAction.TOKEN_INACTIVATED).exists()
     confirmed = client.post(LISTS["roles"], form_data(page, "confirm-inactivation-form"))
     assert confirmed.status_code == 302
+    assert "1 role(s) set unavailable for PAT; 1 token(s) changed state." in client.get(LISTS["roles"]).content.decode()
     world.reader.refresh_from_db()
     assert not world.reader.pat_eligible
     assert token_state(token).inactive_reasons[0].code == "role_not_pat_eligible"
@@ -199,6 +203,49 @@ def test_removing_a_users_right_in_the_user_form_warns_first(world, user_admin):
     assert not world.user.can_create_pats
     assert token_state(token).inactive_reasons[0].code == "owner_pat_right_removed"
     assert AuditEvent.objects.filter(action=AuditAction.USER_PAT_RIGHT_CHANGED, actor=user_admin).exists()
+
+
+def test_the_user_form_audits_a_profile_change_with_old_and_new_values(world, user_admin):
+    client = signed_in(user_admin)
+    url = f"/admin/iam/user/{world.user.pk}/change/"
+    data = form_data(client.get(url).content.decode(), "user_form")
+    data.update(first_name="Ada", email="ada@acme.example")
+    assert client.post(url, data).status_code == 302
+    world.user.refresh_from_db()
+    assert (world.user.first_name, world.user.email) == ("Ada", "ada@acme.example")
+    event = AuditEvent.objects.get(action=AuditAction.USER_CHANGED)
+    assert event.actor == user_admin and event.tenant_id == world.tenant.pk
+    assert event.changes["first_name"][1] == "Ada" and event.changes["email"][1] == "ada@acme.example"
+
+
+def test_moving_a_user_to_another_tenant_warns_then_ends_their_tokens_use(world, other_world, main_admin):
+    token = world.issue().token
+    client = signed_in(main_admin)
+    url = f"/admin/iam/user/{world.user.pk}/change/"
+    data = form_data(client.get(url).content.decode(), "user_form")
+    data["tenant"] = str(other_world.tenant.pk)
+    warning = client.post(url, data)
+    assert "This change makes 1 active token inactive" in warning.content.decode()
+    world.user.refresh_from_db()
+    assert world.user.tenant_id == world.tenant.pk and token_state(token).is_usable
+    assert client.post(url, form_data(warning.content.decode(), "confirm-inactivation-form")).status_code == 302
+    world.user.refresh_from_db()
+    assert world.user.tenant_id == other_world.tenant.pk
+    assert not token_state(token).is_usable
+    # Both tenants' trails say so: the one the user left and the one they joined.
+    moves = AuditEvent.objects.filter(action=AuditAction.USER_CHANGED, changes__has_key="tenant")
+    assert sorted(moves.values_list("tenant_id", flat=True)) == sorted([world.tenant.pk, other_world.tenant.pk])
+    assert AuditEvent.objects.filter(action=AuditAction.TOKEN_INACTIVATED, token=token).exists()
+
+
+def test_only_a_main_administrator_moves_a_user_between_tenants(world, other_world, user_admin):
+    from core.errors import NotPermitted
+    from iam.services import user_update
+
+    with pytest.raises(NotPermitted):
+        user_update(user=world.user, changes={"tenant": other_world.tenant}, actor=user_admin)
+    world.user.refresh_from_db()
+    assert world.user.tenant_id == world.tenant.pk
 
 
 def test_removing_a_grant_in_the_user_form_warns_first(world, user_admin):
@@ -327,7 +374,7 @@ def test_user_administrator_cannot_take_over_another_administrators_account(worl
 
 
 def test_integration_credentials_are_shown_once_and_scoped(world, other_world, user_admin):
-    from tokens.integrations import integration_credential_authenticate
+    from tokens.credentials import integration_credential_authenticate
     from tokens.models import IntegrationCredential
 
     client = signed_in(user_admin)

@@ -19,7 +19,7 @@ from iam.services import role_grant_add, role_grant_remove, user_set_active
 from tenants.models import TenantApplication
 from tests.factories import TenantFactory, UserFactory, grant, service_role
 from tokens.admin import PersonalAccessTokenAdmin
-from tokens.background import dashboard_figures_refresh, inactive_marks_reconcile
+from tokens.maintenance import dashboard_figures_refresh, inactive_marks_reconcile
 from tokens.models import PersonalAccessToken, TenantTokenFigures
 from tokens.rules import EffectiveStatus, token_states
 from tokens.selectors import dashboard_figures, tenant_figures, with_effective_status, with_status
@@ -115,7 +115,7 @@ def test_a_change_that_bypasses_the_services_is_reconciled_and_logged(world, mai
     assert names(with_status(tokens, EffectiveStatus.ACTIVE)) == {"t"}
     page = signed_in(main_admin).get(OVERVIEW, {"status": "active"}).content.decode()
     assert "token-status-inactive" in page and "token-status-active" not in page
-    with caplog.at_level(logging.WARNING, logger="tokens.background"):
+    with caplog.at_level(logging.WARNING, logger="tokens.maintenance"):
         assert inactive_marks_reconcile() == 1
     assert "bypassed the services" in caplog.text
     assert names(with_status(tokens, EffectiveStatus.INACTIVE)) == {"t"}

@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 from tests.conftest import World
 from tests.factories import PASSWORD
 from tests.unreachable_database import cut_database, restore_database
-from tokens.integrations import integration_credential_create
+from tokens.credentials import integration_credential_create
 
 # Transactional: closing the connection must not end a test-wide transaction.
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -22,11 +22,11 @@ from core.api.serializers import (
 from core.errors import NotPermitted
 from core.http import client_ip
 from iam.models import User
-from tenants.models import Application
+from tenants.models import MAX_TOKEN_LIFETIME_DAYS, Application
 from tokens.authentication import CredentialContext, IntegrationCredentialAuthentication
-from tokens.integrations import MAX_PAT_SECONDS, MAX_SESSION_MINUTES, embed_token_issue
+from tokens.embedding import MAX_SESSION_MINUTES
 from tokens.models import IntegrationCredential
-from tokens.services import token_creation_limit
+from tokens.services import embed_token_issue, token_creation_limit
 
 
 class HasCredentialScope(permissions.BasePermission):
@@ -56,7 +56,9 @@ class EmbedTokenView(APIView):
         sessionExpiry = StrictIntegerField(
             min_value=1, max_value=MAX_SESSION_MINUTES, help_text="Embed session duration in minutes."
         )
-        patExpiry = StrictIntegerField(min_value=1, max_value=MAX_PAT_SECONDS, help_text="Token validity in seconds.")
+        patExpiry = StrictIntegerField(
+            min_value=1, max_value=MAX_TOKEN_LIFETIME_DAYS * 86400, help_text="Token validity in seconds."
+        )
 
         exactly_one_of = (("email", "userId"), ("appId", "appSlug"))
 

@@ -8,7 +8,7 @@ the tenant with the ``tokens.manage`` scope.
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
-from rest_framework import permissions, serializers, status
+from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,37 +25,34 @@ from core.api.serializers import (
 )
 from core.errors import NotPermitted, ValidationFailed
 from core.http import client_ip
-from core.permissions import effective_permissions
+from core.permissions import HasTokenPermissions
 from iam.models import AdminPermission, User
 from iam.selectors import user_administers_tenant_users
 from tenants.models import Application
 from tokens.authentication import BearerTokenAuthentication, CredentialContext, IntegrationCredentialAuthentication
-from tokens.integrations import credential_label, token_issue_for_user
+from tokens.credentials import credential_label
 from tokens.models import IntegrationCredential, PersonalAccessToken, RevocationCause, TokenStatus
 from tokens.rules import token_states
-from tokens.services import token_creation_limit, token_rename, token_revoke
-from tokens.verification import TokenContext
+from tokens.services import token_creation_limit, token_issue_for_user, token_rename, token_revoke
 
 
-class CanManageTokens(permissions.BasePermission):
+class CanManageTokens(HasTokenPermissions):
+    """A token needs ``iam.tokens.manage``; an integration credential, its scope ``tokens.manage``."""
+
     def has_permission(self, request, view) -> bool:
         context = request.auth
-        if isinstance(context, CredentialContext):
-            if IntegrationCredential.Scope.TOKENS_MANAGE in context.permissions:
-                return True
-            raise NotPermitted("The integration credential lacks the scope tokens.manage.", code="missing_scope")
-        if isinstance(context, TokenContext):
-            if AdminPermission.TOKENS_MANAGE in effective_permissions(context):
-                return True
-            error = NotPermitted("The token lacks the permission iam.tokens.manage.", code="missing_permission")
-            raise error
-        return False
+        if not isinstance(context, CredentialContext):
+            return super().has_permission(request, view)
+        if IntegrationCredential.Scope.TOKENS_MANAGE in context.permissions:
+            return True
+        raise NotPermitted("The integration credential lacks the scope tokens.manage.", code="missing_scope")
 
 
 class ManagementView(APIView):
     # The URL's ``userId`` is Logto's name for it (seed 004); the README and the schema say the same.
     authentication_classes = [BearerTokenAuthentication, IntegrationCredentialAuthentication]
     permission_classes = [CanManageTokens]
+    required_permissions = [AdminPermission.TOKENS_MANAGE]
 
     def target_user(self, request: Request, user_id: int) -> User:
         """The user addressed in the URL, if the caller may manage their tokens (404 otherwise)."""

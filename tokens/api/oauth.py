@@ -268,7 +268,7 @@ class IntrospectView(OAuthView):
     )
     def post(self, request: Request) -> Response:
         client, token = self.client_and_token(request)
-        return Response(introspect(client=client, value=token), headers=NO_STORE)
+        return Response(introspect(client=client, value=token, ip=client_ip(request)), headers=NO_STORE)
 
 
 class RevokeView(OAuthView):

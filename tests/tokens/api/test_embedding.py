@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from iam.models import AuditAction, AuditEvent
 from tests.conftest import bearer
 from tests.factories import UserFactory
-from tokens.integrations import integration_credential_revoke
+from tokens.credentials import integration_credential_revoke
 from tokens.models import EmbedSession, PersonalAccessToken, TokenKind, TokenStatus
 from tokens.services import token_delete, token_revoke
 

@@ -9,7 +9,7 @@ from iam.models import AuditAction, AuditEvent, ServiceRole
 from iam.tenancy import tenant_set_api_issuance
 from tests.conftest import bearer
 from tests.factories import administrative_pat
-from tokens.integrations import integration_credential_create
+from tokens.credentials import integration_credential_create
 from tokens.models import IntegrationCredential, PersonalAccessToken, TokenStatus
 from tokens.services import token_create
 

@@ -5,7 +5,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.errors import DomainError
-from iam.models import Role, User
+from iam.models import User
+from iam.selectors import roles_held_for_tokens
 from tenants.models import Application
 from tokens.services import token_create
 
@@ -44,7 +45,8 @@ class Command(BaseCommand):
         role_codes = options["roles"]
         if role_codes is None:
             role_codes = list(
-                Role.objects.filter(application=application, pat_eligible=True, grants__user=user)
+                roles_held_for_tokens(user)
+                .filter(application=application)
                 .order_by("code")
                 .values_list("code", flat=True)
             )
