@@ -142,48 +142,39 @@ def role_grant_remove(*, user: User, role: Role, actor: User | None, ip: str | N
     return report
 
 
+def _user_switch(
+    user: User, field: str, value: bool, kind: ChangeKind, action: AuditAction, actor: User | None, ip: str | None
+) -> ChangeReport:
+    """Set one of a user's switches through the identity hook, audited."""
+    _require_user_admin(actor, user.tenant_id)
+    user = User.objects.select_for_update().get(pk=user.pk)
+    if getattr(user, field) == value:
+        return ChangeReport()
+    with identity_changing(IdentityChange(kind, f"{field}={value}", actor, ip, user_id=user.pk)) as report:
+        setattr(user, field, value)
+        user.save(update_fields=[field])
+    audit_record(
+        action=action, tenant_id=user.tenant_id, actor=actor, ip=ip, changes={"user": user.username, field: value}
+    )
+    return report
+
+
 @transaction.atomic
 def user_set_pat_creation_right(
     *, user: User, allowed: bool, actor: User | None, ip: str | None = None
 ) -> ChangeReport:
     """Allow or forbid a user to create and use personal access tokens."""
-    _require_user_admin(actor, user.tenant_id)
-    user = User.objects.select_for_update().get(pk=user.pk)
-    if user.can_create_pats == allowed:
-        return ChangeReport()
-    change = IdentityChange(ChangeKind.PAT_RIGHT, f"can_create_pats={allowed}", actor, ip, user_id=user.pk)
-    with identity_changing(change) as report:
-        user.can_create_pats = allowed
-        user.save(update_fields=["can_create_pats"])
-    audit_record(
-        action=AuditAction.USER_PAT_RIGHT_CHANGED,
-        tenant_id=user.tenant_id,
-        actor=actor,
-        ip=ip,
-        changes={"user": user.username, "can_create_pats": allowed},
+    return _user_switch(
+        user, "can_create_pats", allowed, ChangeKind.PAT_RIGHT, AuditAction.USER_PAT_RIGHT_CHANGED, actor, ip
     )
-    return report
 
 
 @transaction.atomic
 def user_set_active(*, user: User, active: bool, actor: User | None, ip: str | None = None) -> ChangeReport:
     """Activate or deactivate a user account; a deactivated owner's tokens stop working."""
-    _require_user_admin(actor, user.tenant_id)
-    user = User.objects.select_for_update().get(pk=user.pk)
-    if user.is_active == active:
-        return ChangeReport()
-    change = IdentityChange(ChangeKind.ACTIVATION, f"is_active={active}", actor, ip, user_id=user.pk)
-    with identity_changing(change) as report:
-        user.is_active = active
-        user.save(update_fields=["is_active"])
-    audit_record(
-        action=AuditAction.USER_ACTIVATION_CHANGED,
-        tenant_id=user.tenant_id,
-        actor=actor,
-        ip=ip,
-        changes={"user": user.username, "is_active": active},
+    return _user_switch(
+        user, "is_active", active, ChangeKind.ACTIVATION, AuditAction.USER_ACTIVATION_CHANGED, actor, ip
     )
-    return report
 
 
 @transaction.atomic

@@ -110,11 +110,7 @@ def integration_credential_authenticate(raw: str, now: datetime | None = None) -
     )
     if credential is None or credential.revoked_at is not None:
         return None
-    if credential.pepper_id != keys.current_pepper_id():
-        # Moved to the current pepper on use, as PATs are, so an old pepper can be retired.
-        IntegrationCredential.objects.filter(pk=credential.pk, digest=credential.digest).update(
-            digest=keys.digest(raw), pepper_id=keys.current_pepper_id()
-        )
+    keys.rehash_on_use(credential, raw)
     now = now or timezone.now()
     if credential.last_used_at is None or credential.last_used_at < now - LAST_USED_WRITE_INTERVAL:
         IntegrationCredential.objects.filter(pk=credential.pk).update(last_used_at=now)

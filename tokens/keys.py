@@ -17,8 +17,12 @@ import re
 import secrets
 import string
 import zlib
+from collections.abc import Callable
+from typing import TypeVar
 
 from django.conf import settings
+
+Found = TypeVar("Found")
 
 PREFIX = "pat_"
 BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
@@ -88,15 +92,33 @@ def _keyed(pepper: bytes):
 
 def find_by_secret(queryset, secret: str, prefix: str = PREFIX):
     """Return the row of ``queryset`` whose ``digest`` is the secret's under any
-    pepper, or None; malformed secrets cost no query. The final comparison is
-    constant-time."""
+    pepper, or None; malformed secrets cost no query."""
+    return match_secret(secret, prefix, lambda digests: queryset.filter(digest__in=digests).first())
+
+
+def match_secret(secret: str, prefix: str, fetch: Callable[[list[str]], Found | None]) -> Found | None:
+    """The one way a secret is looked up: refused without a query when
+    malformed, fetched by its digest under every pepper (``fetch`` returns
+    something with the stored ``digest``, or None), and that digest compared
+    in constant time."""
     if not is_well_formed(secret, prefix):
         return None
     digests = candidate_digests(secret)
-    row = queryset.filter(digest__in=digests).first()
-    if row is None or not any(hmac.compare_digest(row.digest, candidate) for candidate in digests):
+    found = fetch(digests)
+    if found is None or not any(hmac.compare_digest(found.digest, candidate) for candidate in digests):
         return None
-    return row
+    return found
+
+
+def rehash_on_use(row, secret: str, field: str = "digest") -> None:
+    """Move a row hashed under a retired pepper to the current one when its
+    secret is used, so the old pepper can be retired (``pepper_usage`` counts
+    what is left). The filter on the old digest makes concurrent uses write once."""
+    if row.pepper_id == current_pepper_id():
+        return
+    type(row)._default_manager.filter(pk=row.pk, **{field: getattr(row, field)}).update(
+        **{field: digest(secret), "pepper_id": current_pepper_id()}
+    )
 
 
 def candidate_digests(token: str) -> list[str]:

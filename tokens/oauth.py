@@ -143,11 +143,7 @@ def oauth_client_authenticate(client_id: str, secret: str) -> OAuthClient | None
         return None
     if not hmac.compare_digest(client.secret_digest, expected):
         return None
-    if client.pepper_id != keys.current_pepper_id():
-        # Moved to the current pepper on use, as PATs are, so an old pepper can be retired.
-        OAuthClient.objects.filter(pk=client.pk, secret_digest=client.secret_digest).update(
-            secret_digest=keys.digest(secret), pepper_id=keys.current_pepper_id()
-        )
+    keys.rehash_on_use(client, secret, field="secret_digest")
     return client
 
 

@@ -387,6 +387,26 @@ def _require_personal(token: PersonalAccessToken, verb: str) -> None:
         )
 
 
+def _name_change(token: PersonalAccessToken, name: object, errors: dict, changes: dict) -> None:
+    """Rename ``token`` in memory if ``name`` is valid, new and not taken by the owner."""
+    cleaned = _clean_name(name, errors)
+    if "name" in errors or cleaned == token.name:
+        return
+    if _name_taken(token.owner, cleaned, exclude_id=token.pk):
+        errors["name"] = [_name_taken_message(cleaned)]
+    changes["name"] = [token.name, cleaned]
+    token.name = cleaned
+
+
+def _save(token: PersonalAccessToken, fields: list[str]) -> None:
+    try:
+        with transaction.atomic():
+            token.save(update_fields=fields)
+    except IntegrityError:
+        # A concurrent request took the same name between our check and the write.
+        raise ValidationFailed({"name": [_name_taken_message(token.name)]}) from None
+
+
 @transaction.atomic
 def token_edit(
     *,
@@ -415,12 +435,7 @@ def token_edit(
     changes: dict[str, list] = {}
     new_roles: list[Role] | None = None
     if name is not None:
-        cleaned = _clean_name(name, errors)
-        if "name" not in errors and cleaned != token.name:
-            if _name_taken(token.owner, cleaned, exclude_id=token.pk):
-                errors["name"] = [_name_taken_message(cleaned)]
-            changes["name"] = [token.name, cleaned]
-            token.name = cleaned
+        _name_change(token, name, errors, changes)
     if expires_at is not None and expires_at != token.expires_at:
         _check_expiry(expires_at, token.tenant, now, errors)
         if "expires_at" not in errors:
@@ -439,11 +454,7 @@ def token_edit(
     if not changes:
         return token
 
-    try:
-        with transaction.atomic():
-            token.save(update_fields=["name", "expires_at"])
-    except IntegrityError:
-        raise ValidationFailed({"name": [_name_taken_message(token.name)]}) from None
+    _save(token, ["name", "expires_at"])
     if new_roles is not None:
         token.roles.set(new_roles)
     after = token_state(token, now)
@@ -565,19 +576,13 @@ def token_rename(
     _require_not_ended(token, "renamed")
     _require_personal(token, "renamed")
     errors: dict[str, list[str]] = {}
-    cleaned = _clean_name(name, errors)
-    if "name" not in errors and cleaned != token.name and _name_taken(token.owner, cleaned, exclude_id=token.pk):
-        errors["name"] = [_name_taken_message(cleaned)]
+    changes: dict[str, list] = {}
+    _name_change(token, name, errors, changes)
     if errors:
         raise ValidationFailed(errors)
-    if cleaned == token.name:
+    if not changes:
         return token
-    old, token.name = token.name, cleaned
-    try:
-        with transaction.atomic():
-            token.save(update_fields=["name"])
-    except IntegrityError:
-        raise ValidationFailed({"name": [_name_taken_message(cleaned)]}) from None
+    _save(token, ["name"])
     audit_record(
         action=AuditAction.TOKEN_EDITED,
         tenant_id=token.tenant_id,
@@ -585,7 +590,7 @@ def token_rename(
         label=actor_label,
         token_id=token.pk,
         ip=ip,
-        changes={"name": [old, cleaned]},
+        changes=changes,
     )
     return token
 

@@ -16,7 +16,6 @@ still do. Use is counted by ``credential_use`` (a PAT's or embedding token's
 own secret, presented by its holder), or by the bearer's cache on its hot path.
 """
 
-import hmac
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -67,6 +66,10 @@ class Loaded:
     facts: TokenFacts
     claims: dict | None = None  # an access token's verified claims
     session: EmbedSession | None = None  # an embed session
+
+    @property
+    def digest(self) -> str:
+        return self.token.digest
 
 
 def credential_load(
@@ -131,21 +134,16 @@ def credential_use(
 def _secret_load(plaintext: str, kind: str) -> Loaded | None:
     """The token of ``kind`` whose secret this is (no query for a malformed
     one). A token hashed under a retired pepper is moved to the current one."""
-    if not keys.is_well_formed(plaintext):
+    loaded = keys.match_secret(plaintext, keys.PREFIX, _load_by_digests)
+    if loaded is None or loaded.token.kind != kind:
         return None
-    digests = keys.candidate_digests(plaintext)
+    keys.rehash_on_use(loaded.token, plaintext)
+    return loaded
+
+
+def _load_by_digests(digests: list[str]) -> Loaded | None:
     token, facts = load_token_for_authentication(digests)
-    if token is None or facts is None:
-        return None
-    if not any(hmac.compare_digest(token.digest, candidate) for candidate in digests):
-        return None
-    if token.kind != kind:
-        return None
-    if token.pepper_id != keys.current_pepper_id():
-        PersonalAccessToken.objects.filter(pk=token.pk, digest=token.digest).update(
-            digest=digests[0], pepper_id=keys.current_pepper_id()
-        )
-    return Loaded(token, facts)
+    return None if token is None or facts is None else Loaded(token, facts)
 
 
 def _access_token_load(value: str, audience: str | None) -> Loaded | None:
