@@ -56,6 +56,3 @@ def column_chart(rows: list[tuple[object, int]], height: int = 120, column: int 
         "column": column,
         "total": sum(value for _, value in rows),
     }
-
-
-# ---------------------------------------------------------------- integrations
