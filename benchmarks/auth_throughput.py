@@ -92,7 +92,7 @@ def populate(count: int) -> dict[str, str]:
         role_codes=["reader"],
         expires_at=timezone.now() + timedelta(days=300),
     ).plaintext
-    client = oauth_client_create(application=app, name="bench", actor=None, token_exchange=True)
+    client = oauth_client_create(application=app, name=f"bench {secrets.token_hex(4)}", actor=None, token_exchange=True)
     jwt = token_exchange(client=client.client, subject_token=pat, subject_token_type=keys_type())["access_token"]
     views.ARGON2_HASHES[pat[:10]] = make_password(pat)
     views.ARGON2_FILE.write_text(json.dumps(views.ARGON2_HASHES))

@@ -169,6 +169,9 @@ def populate(token_count: int, tenant_count: int) -> None:
                 keys.digest(secret),
                 keys.current_pepper_id(),
                 False,  # marked_inactive: set by the reconciliation below, as after any bypass
+                "administrator" if status == "revoked" else "",  # revocation_cause: a revoked token has one
+                "",
+                "",
             )
         )
         for role in roles[app.pk][: 1 + offset % 2]:
@@ -193,6 +196,9 @@ def populate(token_count: int, tenant_count: int) -> None:
             "digest",
             "pepper_id",
             "marked_inactive",
+            "revocation_cause",
+            "revoked_by_label",
+            "revocation_reason",
         ],
         token_rows,
     )
@@ -372,7 +378,7 @@ def main() -> None:
         results.append(
             measure(
                 f"audit trail of one token, {who}",
-                page(console, f"/admin/iam/auditevent/?token__id__exact={sample_id(tenant)}"),
+                page(console, f"/admin/iam/auditevent/?q={sample_id(tenant)}"),  # search by token id
                 args.repeats,
             )
         )
