@@ -41,10 +41,12 @@ from iam.selectors import (
 from iam.services import (
     ROLE_FIELDS,
     USER_FIELDS,
+    role_create,
     role_grant_add,
     role_grant_remove,
     role_set_pat_eligible,
     role_update,
+    user_create,
     user_update,
 )
 
@@ -96,7 +98,8 @@ class RoleAdmin(ConfirmInactivationMixin, AdminKindMixin, admin.ModelAdmin):
 
     def save_model(self, request, obj: Role, form, change):
         if not change:
-            return super().save_model(request, obj, form, change)
+            role_create(role=obj, actor=request.user, ip=client_ip(request))
+            return None
         # Changes go through the services: audited, and what they do to tokens is confirmed first.
         ip = client_ip(request)
         changed = {name: form.cleaned_data[name] for name in form.changed_data if name in ROLE_FIELDS}
@@ -257,7 +260,8 @@ class UserAdmin(ConfirmInactivationMixin, AdminKindMixin, DjangoUserAdmin):
 
     def save_model(self, request, obj: User, form, change):
         if not change:
-            return super().save_model(request, obj, form, change)
+            user_create(user=obj, actor=request.user, ip=client_ip(request))
+            return None
         # Through the service: audited, and what it does to tokens is confirmed first (the mixin).
         changed = {name: form.cleaned_data[name] for name in form.changed_data if name in USER_FIELDS}
         user_update(user=obj, changes=changed, actor=request.user, ip=client_ip(request))

@@ -31,6 +31,23 @@ def _require_application_admin(actor: User | None) -> None:
 
 
 @transaction.atomic
+def role_create(*, role: Role, actor: User | None, ip: str | None = None) -> Role:
+    """Save a new role of an application, built and validated by the console's form; audited."""
+    _require_application_admin(actor)
+    if role.is_service_role:
+        raise NotPermitted("The service's own roles are fixed.", code="service_role")
+    role.save()
+    audit_record(
+        action=AuditAction.ROLE_CREATED,
+        tenant_id=None,
+        actor=actor,
+        ip=ip,
+        changes={"role": str(role), "permissions": role.permissions, "pat_eligible": role.pat_eligible},
+    )
+    return role
+
+
+@transaction.atomic
 def role_set_pat_eligible(*, role: Role, eligible: bool, actor: User | None, ip: str | None = None) -> ChangeReport:
     """Make a role available (or not) for personal access tokens.
 
@@ -175,6 +192,22 @@ def user_set_active(*, user: User, active: bool, actor: User | None, ip: str | N
     return _user_switch(
         user, "is_active", active, ChangeKind.ACTIVATION, AuditAction.USER_ACTIVATION_CHANGED, actor, ip
     )
+
+
+@transaction.atomic
+def user_create(*, user: User, actor: User | None, ip: str | None = None) -> User:
+    """Save a new account built and validated by the console's form (its
+    password already hashed), in a tenant the actor administers; audited."""
+    _require_user_admin(actor, user.tenant_id)
+    user.save()
+    audit_record(
+        action=AuditAction.USER_CREATED,
+        tenant_id=user.tenant_id,
+        actor=actor,
+        ip=ip,
+        changes={"user": user.username, "email": user.email, "can_create_pats": user.can_create_pats},
+    )
+    return user
 
 
 @transaction.atomic

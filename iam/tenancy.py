@@ -11,6 +11,12 @@ from iam.models import AuditAction, User
 from iam.selectors import user_administers_applications, user_administers_tenant_users, user_is_main_administrator
 from tenants.models import Application, Tenant, TenantApplication
 
+
+def _require_application_admin(actor: User | None) -> None:
+    if actor is not None and not user_administers_applications(actor):
+        raise NotPermitted("Only a main or application administrator can do this.", code="not_application_admin")
+
+
 # The tenant's settings that the console changes through ``tenant_update`` (audited with old and new value).
 TENANT_POLICY_FIELDS = (
     "name",
@@ -81,8 +87,7 @@ def tenant_application_set_pats_allowed(
     tenant's active tokens for the application inactive. Makes the application
     available in the tenant if it was not.
     """
-    if actor is not None and not user_administers_applications(actor):
-        raise NotPermitted("Only a main or application administrator can do this.", code="not_application_admin")
+    _require_application_admin(actor)
     link, _ = TenantApplication.objects.select_for_update().get_or_create(tenant=tenant, application=application)
     if link.allows_pats == allowed:
         return ChangeReport()
@@ -101,3 +106,64 @@ def tenant_application_set_pats_allowed(
         changes={"application": application.slug, "allows_pats": allowed, "tokens_affected": report.tokens_affected},
     )
     return report
+
+
+@transaction.atomic
+def tenant_create(*, tenant: Tenant, actor: User | None, ip: str | None = None) -> Tenant:
+    """Save a new tenant built and validated by the console's form (main administrators); audited."""
+    if actor is not None and not user_is_main_administrator(actor):
+        raise NotPermitted("Only a main administrator can create a tenant.", code="not_main_admin")
+    tenant.save()
+    audit_record(
+        action=AuditAction.TENANT_CREATED,
+        tenant_id=tenant.pk,
+        actor=actor,
+        ip=ip,
+        changes={"tenant": tenant.slug, "name": tenant.name},
+    )
+    return tenant
+
+
+# What ``application_update`` changes (the console's application form).
+APPLICATION_FIELDS = ("name", "slug", "description")
+
+
+@transaction.atomic
+def application_create(*, application: Application, actor: User | None, ip: str | None = None) -> Application:
+    """Save a new application built and validated by the console's form; audited."""
+    _require_application_admin(actor)
+    application.save()
+    audit_record(
+        action=AuditAction.APPLICATION_CREATED,
+        tenant_id=None,
+        actor=actor,
+        ip=ip,
+        changes={"application": application.slug, "name": application.name},
+    )
+    return application
+
+
+@transaction.atomic
+def application_update(
+    *, application: Application, changes: dict, actor: User | None, ip: str | None = None
+) -> Application:
+    """Change an application's name, slug or description, audited with old and new values."""
+    _require_application_admin(actor)
+    unknown = set(changes) - set(APPLICATION_FIELDS)
+    if unknown:
+        raise ValueError(f"not an application setting: {', '.join(sorted(unknown))}")
+    application = Application.objects.select_for_update().get(pk=application.pk)
+    diff = {name: [getattr(application, name), value] for name, value in changes.items()}
+    diff = {name: values for name, values in diff.items() if values[0] != values[1]}
+    if diff:
+        for name, (_, value) in diff.items():
+            setattr(application, name, value)
+        application.save(update_fields=list(diff))
+        audit_record(
+            action=AuditAction.APPLICATION_CHANGED,
+            tenant_id=None,
+            actor=actor,
+            ip=ip,
+            changes={"application": application.slug, **diff},
+        )
+    return application

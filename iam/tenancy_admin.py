@@ -5,7 +5,14 @@ from django.contrib import admin
 
 from core.admin import APPLICATION_ADMIN_KINDS, MAIN_KINDS, AdminKindMixin, ConfirmInactivationMixin
 from core.http import client_ip
-from iam.tenancy import tenant_application_set_pats_allowed, tenant_update
+from iam.tenancy import (
+    APPLICATION_FIELDS,
+    application_create,
+    application_update,
+    tenant_application_set_pats_allowed,
+    tenant_create,
+    tenant_update,
+)
 from tenants.models import Application, Tenant, TenantApplication
 
 
@@ -20,7 +27,8 @@ class TenantAdmin(ConfirmInactivationMixin, AdminKindMixin, admin.ModelAdmin):
         # A change goes through the service: audited, and a shorter maximum
         # lifetime shortens the tokens beyond it (confirmed first, see the mixin).
         if not change:
-            return super().save_model(request, obj, form, change)
+            tenant_create(tenant=obj, actor=request.user, ip=client_ip(request))
+            return None
         changed = {name: form.cleaned_data[name] for name in form.changed_data if name in form.cleaned_data}
         saved = tenant_update(tenant=obj, changes=changed, actor=request.user, ip=client_ip(request))
         obj.__dict__.update({name: getattr(saved, name) for name in changed})
@@ -77,6 +85,14 @@ class ApplicationAdmin(SwitchThroughServiceMixin, ConfirmInactivationMixin, Admi
     @admin.display(description="allows personal access tokens in")
     def allowed_in(self, application: Application) -> str:
         return ", ".join(link.tenant.slug for link in application.tenant_links.all() if link.allows_pats) or "no tenant"
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            application_create(application=obj, actor=request.user, ip=client_ip(request))
+            return None
+        changed = {name: form.cleaned_data[name] for name in form.changed_data if name in APPLICATION_FIELDS}
+        application_update(application=obj, changes=changed, actor=request.user, ip=client_ip(request))
+        return None
 
     def save_formset(self, request, form, formset, change):
         if formset.model is not TenantApplication:

@@ -434,3 +434,60 @@ def test_large_lists_never_count_the_whole_table(world, main_admin):
     for url in (LISTS["tokens"], LISTS["audit"]):
         page = client.get(url, {"_facets": "True"}).content.decode()
         assert "Show counts" not in page and "Hide counts" not in page
+
+
+@pytest.mark.parametrize(
+    ("kind", "add", "form", "fields", "action"),
+    [
+        ("main", "/admin/tenants/tenant/add/", "tenant_form", {"name": "Initech", "slug": "initech"}, "tenant.created"),
+        (
+            "application",
+            "/admin/tenants/application/add/",
+            "application_form",
+            {"name": "Ledger", "slug": "ledger", "tenant_links-TOTAL_FORMS": "0"},
+            "application.created",
+        ),
+        (
+            "user",
+            "/admin/iam/user/add/",
+            "user_form",
+            {
+                "username": "new-hire",
+                "email": "new@acme.example",
+                "password1": "a long passphrase 1",
+                "password2": "a long passphrase 1",
+            },
+            "user.created",
+        ),
+        (
+            "application",
+            "/admin/iam/role/add/",
+            "role_form",
+            {"code": "auditor", "name": "Auditor", "permissions": '["orders.read"]'},
+            "role.created",
+        ),
+    ],
+)
+def test_what_an_administrator_adds_in_the_console_is_audited(world, admins, kind, add, form, fields, action):
+    client = signed_in(admins[kind])
+    data = form_data(client.get(add).content.decode(), form)
+    data.update(fields)
+    if kind == "user":
+        data["tenant"] = str(world.tenant.pk)  # a user administrator's own tenant
+    if "/role/" in add:
+        data["application"] = str(world.application.pk)
+    response = client.post(add, data)
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    event = AuditEvent.objects.get(action=action)
+    assert event.actor == admins[kind]
+    assert (fields.get("slug") or fields.get("username") or fields["code"]) in str(event.changes)
+
+
+def test_renaming_an_application_is_audited_with_old_and_new_names(world, app_admin):
+    client = signed_in(app_admin)
+    url = f"/admin/tenants/application/{world.application.pk}/change/"
+    data = form_data(client.get(url).content.decode(), "application_form")
+    data["name"] = "Acme CRM 2"
+    assert client.post(url, data).status_code == 302
+    event = AuditEvent.objects.get(action=AuditAction.APPLICATION_CHANGED)
+    assert event.changes["name"] == [world.application.name, "Acme CRM 2"] and event.actor == app_admin
