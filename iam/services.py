@@ -25,7 +25,8 @@ def _require_user_admin(actor: User | None, tenant_id: int) -> None:
         raise NotPermitted("Only an administrator of this user's tenant can do this.", code="not_tenant_admin")
 
 
-def _require_application_admin(actor: User | None) -> None:
+def require_application_admin(actor: User | None) -> None:
+    """Refuse unless ``actor`` (None: an operator command) may configure applications and roles."""
     if actor is not None and not user_administers_applications(actor):
         raise NotPermitted("Only a main or application administrator can do this.", code="not_application_admin")
 
@@ -33,7 +34,7 @@ def _require_application_admin(actor: User | None) -> None:
 @transaction.atomic
 def role_create(*, role: Role, actor: User | None, ip: str | None = None) -> Role:
     """Save a new role of an application, built and validated by the console's form; audited."""
-    _require_application_admin(actor)
+    require_application_admin(actor)
     if role.is_service_role:
         raise NotPermitted("The service's own roles are fixed.", code="service_role")
     role.save()
@@ -54,7 +55,7 @@ def role_set_pat_eligible(*, role: Role, eligible: bool, actor: User | None, ip:
     Reports what it did to tokens: withdrawing a role makes
     every active token that grants it inactive.
     """
-    _require_application_admin(actor)
+    require_application_admin(actor)
     if role.is_service_role:
         raise NotPermitted("The availability of the service's own roles is fixed.", code="service_role")
     role = Role.objects.select_for_update().get(pk=role.pk)
@@ -82,7 +83,7 @@ def role_update(*, role: Role, changes: dict, actor: User | None, ip: str | None
     caller's form), audited with old and new values. New codes reach every
     live token that grants the role at once, removed ones leave them: the
     change reports how many (in its ``ChangeReport``) so the console asks first."""
-    _require_application_admin(actor)
+    require_application_admin(actor)
     if role.is_service_role:
         raise NotPermitted("The service's own roles are fixed.", code="service_role")
     unknown = set(changes) - set(ROLE_FIELDS)

@@ -8,14 +8,9 @@ from core.changes import ChangeKind, ChangeReport, IdentityChange, identity_chan
 from core.errors import NotPermitted
 from iam.audit import audit_record
 from iam.models import AuditAction, User
-from iam.selectors import user_administers_applications, user_administers_tenant_users, user_is_main_administrator
+from iam.selectors import user_administers_tenant_users, user_is_main_administrator
+from iam.services import require_application_admin
 from tenants.models import Application, Tenant, TenantApplication
-
-
-def _require_application_admin(actor: User | None) -> None:
-    if actor is not None and not user_administers_applications(actor):
-        raise NotPermitted("Only a main or application administrator can do this.", code="not_application_admin")
-
 
 # The tenant's settings that the console changes through ``tenant_update`` (audited with old and new value).
 TENANT_POLICY_FIELDS = (
@@ -87,7 +82,7 @@ def tenant_application_set_pats_allowed(
     tenant's active tokens for the application inactive. Makes the application
     available in the tenant if it was not.
     """
-    _require_application_admin(actor)
+    require_application_admin(actor)
     link, _ = TenantApplication.objects.select_for_update().get_or_create(tenant=tenant, application=application)
     if link.allows_pats == allowed:
         return ChangeReport()
@@ -131,7 +126,7 @@ APPLICATION_FIELDS = ("name", "slug", "description")
 @transaction.atomic
 def application_create(*, application: Application, actor: User | None, ip: str | None = None) -> Application:
     """Save a new application built and validated by the console's form; audited."""
-    _require_application_admin(actor)
+    require_application_admin(actor)
     application.save()
     audit_record(
         action=AuditAction.APPLICATION_CREATED,
@@ -148,7 +143,7 @@ def application_update(
     *, application: Application, changes: dict, actor: User | None, ip: str | None = None
 ) -> Application:
     """Change an application's name, slug or description, audited with old and new values."""
-    _require_application_admin(actor)
+    require_application_admin(actor)
     unknown = set(changes) - set(APPLICATION_FIELDS)
     if unknown:
         raise ValueError(f"not an application setting: {', '.join(sorted(unknown))}")

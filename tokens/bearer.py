@@ -17,7 +17,6 @@ Without Redis, or while it is unreachable, every request loads the token and
 the limits are kept per process (and fail open).
 """
 
-import dataclasses
 import hashlib
 import logging
 import threading
@@ -112,7 +111,7 @@ def _authenticate_without_cache(credential: Credential | None, *, ip: str | None
 
 def _authenticate_with_cache(credential: Credential, *, ip: str | None, now: datetime) -> TokenContext:
     entry = authcache.cache_lookup(credential.cache_key)
-    context = context_build(entry.loaded, entry.state(now), now, ip=ip) if entry else None
+    context = context_build(entry.loaded, entry.state(now), now, ip=ip, token=entry.detached_token) if entry else None
     if context is None:  # not cached, or unusable on old facts: reload, never refuse on those
         _check_address(ip)
         mark = authcache.cache_mark()
@@ -120,7 +119,7 @@ def _authenticate_with_cache(credential: Credential, *, ip: str | None, now: dat
         if loaded is None:
             raise _refuse(ip)
         entry = authcache.cache_store(credential.cache_key, loaded, mark)
-        context = context_build(entry.loaded, entry.state(now), now, ip=ip)
+        context = context_build(entry.loaded, entry.state(now), now, ip=ip, token=entry.detached_token)
         if context is None:
             raise _refuse(ip)
     limit = entry.token.tenant.token_requests_per_minute
@@ -131,8 +130,7 @@ def _authenticate_with_cache(credential: Credential, *, ip: str | None, now: dat
         )
     if entry.claims is None:
         usage.usage_count(context.token.pk, ip=ip, now=now)  # uses are counted for PATs
-    # A copy of the cached token and its rows, which the request may change.
-    return dataclasses.replace(context, token=entry.detached_token())
+    return context  # its token is a copy of the cached one and its rows, which the request may change
 
 
 # ---------------------------------------------------------------- request limits

@@ -312,13 +312,7 @@ def embed_token_issue(
         label=label,
         token_id=issued.token.pk,
         ip=ip,
-        changes={
-            "kind": "embed",
-            "application": application.slug,
-            "roles": [role.code for role in roles],
-            "expires_at": issued.token.expires_at.isoformat(),
-            "session_minutes": session_minutes,
-        },
+        changes={**_creation_changes(issued.token, roles), "session_minutes": session_minutes},
     )
     return issued
 

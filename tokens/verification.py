@@ -16,6 +16,7 @@ still do. Use is counted by ``credential_use`` (a PAT's or embedding token's
 own secret, presented by its holder), or by the bearer's cache on its hot path.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -87,20 +88,30 @@ def credential_load(
     return None
 
 
-def context_build(loaded: Loaded, state: TokenState, now: datetime, *, ip: str | None) -> TokenContext | None:
+def context_build(
+    loaded: Loaded,
+    state: TokenState,
+    now: datetime,
+    *,
+    ip: str | None,
+    token: Callable[[], PersonalAccessToken] | None = None,
+) -> TokenContext | None:
     """The context of a loaded credential whose token is in ``state`` now,
     presented from ``ip`` (the request's address, for rules bound to one), or
-    None if it cannot be used: the token unusable, the access token expired."""
+    None if it cannot be used: the token unusable, the access token expired.
+    ``token`` makes the token the context carries (the cache hands out copies);
+    it is called only for a usable credential."""
     if not state.is_usable:
         return None
+    if loaded.claims is not None and loaded.claims["exp"] <= now.timestamp():
+        return None
+    carried = token() if token else loaded.token
     if loaded.claims is not None:
-        if loaded.claims["exp"] <= now.timestamp():
-            return None
         scope = frozenset(loaded.claims.get("scope", "").split())
-        return AccessTokenContext(token=loaded.token, permissions=scope & state.permissions, claims=loaded.claims)
+        return AccessTokenContext(token=carried, permissions=scope & state.permissions, claims=loaded.claims)
     if loaded.session is not None:
-        return SessionContext(token=loaded.token, permissions=state.permissions, session=loaded.session)
-    return TokenContext(token=loaded.token, permissions=state.permissions)
+        return SessionContext(token=carried, permissions=state.permissions, session=loaded.session)
+    return TokenContext(token=carried, permissions=state.permissions)
 
 
 def credential_verify(

@@ -119,6 +119,16 @@ def test_expiry_is_exact_for_a_cached_token(world, with_redis):
             bearer_authenticate(issued.plaintext, ip="10.0.0.1", now=at_or_after)
 
 
+def test_a_cached_token_is_handed_to_each_request_as_its_own_copy(world, with_redis):
+    issued = world.issue()
+    first = bearer_authenticate(issued.plaintext, ip="10.0.0.1")
+    assert authcache.cache_lookup(keys.digest(issued.plaintext)) is not None
+    first.token.name, first.token.owner.username = "changed by a request", "someone else"
+    second = bearer_authenticate(issued.plaintext, ip="10.0.0.1")  # from the cache
+    assert second.token is not first.token and second.token.owner is not first.token.owner
+    assert (second.token.name, second.token.owner.username) == (issued.token.name, world.user.username)
+
+
 @pytest.mark.parametrize("status", ["active", "revoked", "deleted"])
 @pytest.mark.parametrize("owner_is_active", [True, False])
 def test_a_cached_state_is_the_rules_state_at_every_instant(world, status, owner_is_active):
