@@ -46,10 +46,10 @@ from django.utils import timezone
 from iam.models import AuditEvent, Role, RoleGrant, User
 from tenants.models import Application, Tenant, TenantApplication
 from tokens import keys
+from tokens.lookup import load_token_for_authentication
 from tokens.maintenance import dashboard_figures_refresh, inactive_marks_reconcile
 from tokens.models import PersonalAccessToken
 from tokens.notifications import expiry_reminders_due
-from tokens.rules import load_token_for_authentication
 
 TOKENS_PER_USER = 10
 APPLICATIONS = 5

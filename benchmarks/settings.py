@@ -17,7 +17,7 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {"timeout": 20}
 else:
-    DATABASES["default"]["OPTIONS"] = {"options": "-c jit=off"}  # as iam/settings.py
+    DATABASES["default"]["OPTIONS"] = {"options": "-c jit=off", "prepare_threshold": 0}  # as iam/settings.py
 # The Argon2 peer must pay Argon2's real cost.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.Argon2PasswordHasher"]
 ROOT_URLCONF = "benchmarks.urls"

@@ -187,6 +187,14 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and not _
     # PostgreSQL's JIT compiles the plan of any query it thinks costly: close to
     # a second for the console's counts, a loss for every query this service runs.
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Authentication's token lookup (tokens.lookup) has seven joins: PostgreSQL
+    # takes longer to plan it than to run it, so it runs as a prepared statement.
+    # Only cursors that bind on the server prepare, and only the lookup uses one.
+    # DATABASE_PREPARED_STATEMENTS=0 behind a pooler that cannot keep them.
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        0 if _env_bool("DATABASE_PREPARED_STATEMENTS", default=True) else None
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "iam.User"

@@ -1,17 +1,18 @@
 """The in-process cache of authenticated tokens, and its invalidation across processes.
 
 Authenticating a token needs its row, its owner, its roles, the owner's grants
-and the tenant's switches: two queries that cost more than the rest of a
-request. Each process keeps what it loaded, keyed by the token's digest (or
+and the tenant's switches: a query (``tokens.lookup``) that costs more than
+the rest of a request. Each process keeps what it loaded, keyed by the token's digest (or
 an access token's ``jti``), so a steady stream of requests costs neither a
 query nor a Redis round trip.
 
 Every change to those facts is broadcast on a Redis channel. Each process
-listens on a thread of its own that drops the affected tenant's entries and
-acknowledges; the change's request waits for every acknowledgement (at most
-``ACK_TIMEOUT``) before it answers, so a revoke is refused by the very next
-request in every process. A process trusts its cache only while its
-listener is subscribed: a lost connection empties it, so a change missed
+listens on a thread of its own that drops the entries the change names (each
+entry is indexed under the token, owner, tenant, application and roles it was
+built from, so this costs what it drops) and acknowledges; the change's
+request waits for every acknowledgement (at most ``ACK_TIMEOUT``) before it
+answers, so a revoke is refused by the very next request in every process.
+A process trusts its cache only while its listener is subscribed: a lost connection empties it, so a change missed
 during a Redis outage is never served from it. Without Redis nothing is
 cached. An entry is reloaded after ``TOKEN_CACHE_SECONDS`` in any case.
 """
@@ -59,6 +60,18 @@ class Entry:
         object.__setattr__(self, "unexpired_state", evaluate(self.loaded.facts, BEFORE_ANY_EXPIRY))
 
     @property
+    def scopes(self) -> tuple[str, ...]:
+        """Every invalidation scope (see ``cache_clear``) that names this entry."""
+        token, facts = self.token, self.loaded.facts
+        scopes = [f"token:{token.pk}", f"tenant:{token.tenant_id}", f"user:{token.owner_id}"]
+        scopes += [f"role:{role.id}" for role in facts.roles]
+        if token.application_id is not None:
+            scopes.append(f"application:{token.application_id}")
+        if self.claims is not None:
+            scopes += [f"jti:{self.claims.get('jti')}", f"client:{self.claims.get('client_id')}"]
+        return tuple(scopes)
+
+    @property
     def token(self) -> PersonalAccessToken:
         return self.loaded.token
 
@@ -89,6 +102,8 @@ def _shallow_copy(instance):
 
 
 _entries: OrderedDict[str, Entry] = OrderedDict()
+# scope -> the keys of the entries it names, so an invalidation visits only those.
+_named: dict[str, set[str]] = {}
 _lock = threading.Lock()
 # Counts every invalidation this process has seen, so a load that overlapped one is not stored.
 _invalidations = 0
@@ -119,7 +134,7 @@ def cache_lookup(key: str) -> Entry | None:
         if entry is None:
             return None
         if entry.stale_after <= time.monotonic():
-            del _entries[key]
+            _forget(key)
             return None
         _entries.move_to_end(key)
         return entry
@@ -137,34 +152,42 @@ def cache_store(key: str, loaded: Loaded, mark: int | None) -> Entry:
     entry = Entry(loaded, time.monotonic() + settings.TOKEN_CACHE_SECONDS)
     with _lock:
         if mark is not None and mark == _invalidations:
+            if key in _entries:
+                _forget(key)
             _entries[key] = entry
+            for scope in entry.scopes:
+                _named.setdefault(scope, set()).add(key)
             while len(_entries) > settings.TOKEN_CACHE_SIZE:
-                _entries.popitem(last=False)
+                _forget(next(iter(_entries)))  # the least recently used
     return entry
 
 
+def _forget(key: str) -> None:
+    """Drop one entry and its names (the caller holds the lock)."""
+    entry = _entries.pop(key)
+    for scope in entry.scopes:
+        keys = _named.get(scope)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del _named[scope]
+
+
 def cache_clear(scope: str = ALL) -> None:
-    """Forget the entries a change can affect: ``ALL``, ``tenant:<id>``,
+    """Forget the entries a change can affect, visiting only those: ``ALL``,
     ``token:<id>`` (the PAT and the access tokens exchanged for it),
-    ``jti:<jti>`` (one access token) or ``client:<client_id>`` (the access
-    tokens exchanged through one OAuth client)."""
+    ``tenant:<id>``, ``user:<id>`` (the tokens of one owner), ``role:<id>``,
+    ``application:<id>``, ``jti:<jti>`` (one access token) or
+    ``client:<client_id>`` (the access tokens exchanged through one OAuth client)."""
     global _invalidations
-    kind, _, value = scope.partition(":")
     with _lock:
         _invalidations += 1
-        if kind == "tenant":
-            doomed = [key for key, entry in _entries.items() if entry.token.tenant_id == int(value)]
-        elif kind == "token":
-            doomed = [key for key, entry in _entries.items() if entry.token.pk == int(value)]
-        elif kind == "jti":
-            doomed = [key for key, entry in _entries.items() if entry.claims and entry.claims.get("jti") == value]
-        elif kind == "client":
-            doomed = [key for key, entry in _entries.items() if entry.claims and entry.claims.get("client_id") == value]
-        else:
+        if scope == ALL:
             _entries.clear()
+            _named.clear()
             return
-        for key in doomed:
-            del _entries[key]
+        for key in list(_named.get(scope, ())):
+            _forget(key)
 
 
 def cache_size() -> int:
@@ -316,12 +339,15 @@ def _scope(instance) -> str:
         return f"tenant:{instance.tenant_id}"
     if isinstance(instance, Tenant):
         return f"tenant:{instance.pk}"
+    if isinstance(instance, User):
+        return f"user:{instance.pk}"
     if isinstance(instance, RoleGrant):
-        # A grant matters only to tokens in its holder's current tenant: those
-        # left in a former tenant are inactive whatever the user holds.
-        tenant_id = User.objects.filter(pk=instance.user_id).values_list("tenant_id", flat=True).first()
-        return ALL if tenant_id is None else f"tenant:{tenant_id}"
-    return ALL  # users (who may change tenant), roles, applications
+        return f"user:{instance.user_id}"  # only its holder's tokens read it
+    if isinstance(instance, Role):
+        return f"role:{instance.pk}"
+    if isinstance(instance, Application):
+        return f"application:{instance.pk}"
+    return ALL
 
 
 def _changed(sender, instance, created: bool = False, update_fields=None, **kwargs) -> None:

@@ -9,10 +9,12 @@ effective state is still evaluated on every request (``rules.evaluate``), so
 expiry is exact to the second.
 
 The credential is loaded and its context built by ``tokens.verification``,
-as on every other surface. A token not in the cache is loaded from the
-database (two queries) after
-the address's failure count is checked: that limit guards lookups, so a token
-already verified here is not refused because its address also sent bad ones.
+as on every other surface. A token not in the cache costs one query
+(``tokens.lookup``) and, usually, no Redis round trip: its first request is
+counted with its next lease (``request_admit``). The failure limit guards
+lookups: an address this process knows is over it is refused before any
+lookup, and a token already verified here is not refused because its address
+also sent bad ones. A failure costs one round trip, to count it.
 Without Redis, or while it is unreachable, every request loads the token and
 the limits are kept per process (and fail open).
 """
@@ -113,24 +115,63 @@ def _authenticate_with_cache(credential: Credential, *, ip: str | None, now: dat
     entry = authcache.cache_lookup(credential.cache_key)
     context = context_build(entry.loaded, entry.state(now), now, ip=ip, token=entry.detached_token) if entry else None
     if context is None:  # not cached, or unusable on old facts: reload, never refuse on those
-        _check_address(ip)
+        _check_address_known_blocked(ip, now)
         mark = authcache.cache_mark()
         loaded = _load(credential, now)
         if loaded is None:
-            raise _refuse(ip)
+            raise _refuse_counted(ip, now)
         entry = authcache.cache_store(credential.cache_key, loaded, mark)
         context = context_build(entry.loaded, entry.state(now), now, ip=ip, token=entry.detached_token)
         if context is None:
-            raise _refuse(ip)
+            raise _refuse_counted(ip, now)
     limit = entry.token.tenant.token_requests_per_minute
-    if not request_lease_take(entry.token.pk, limit=limit, now=now):
+    if not request_admit(entry.token.pk, limit=limit, now=now):
         raise RateLimited(
             f"Too many requests with this token: at most {limit} per {WINDOW} seconds.",
-            retry_after=WINDOW - int(now.timestamp()) % WINDOW,
+            retry_after=_rest_of_window(now),
         )
     if entry.claims is None:
         usage.usage_count(context.token.pk, ip=ip, now=now)  # uses are counted for PATs
     return context  # its token is a copy of the cached one and its rows, which the request may change
+
+
+# ---------------------------------------------------------------- failures per address
+
+# Addresses this process knows are over their failure limit, with the window
+# they are blocked in: checked before a lookup, without a round trip. Each
+# failure is counted in Redis, and its reply tells the process when the
+# address crosses the limit, so an address blocked by other processes costs
+# each process at most one more lookup a window.
+_blocked: dict[str | None, int] = {}
+BLOCKED_REMEMBERED = 10_000
+
+
+def _rest_of_window(now: datetime) -> int:
+    return WINDOW - int(now.timestamp()) % WINDOW
+
+
+def _check_address_known_blocked(ip: str | None, now: datetime) -> None:
+    if _blocked.get(ip) == int(now.timestamp()) // WINDOW:
+        raise RateLimited("Too many failed authentications from this address.", retry_after=_rest_of_window(now))
+
+
+def _remember_if_blocked(ip: str | None, failures: int, now: datetime) -> None:
+    if failures >= settings.AUTH_FAILURES_PER_MINUTE_PER_IP:
+        window = int(now.timestamp()) // WINDOW
+        if len(_blocked) >= BLOCKED_REMEMBERED:
+            for old in [old for old, blocked in _blocked.items() if blocked < window]:
+                del _blocked[old]
+        _blocked[ip] = window
+
+
+def _refuse_counted(ip: str | None, now: datetime) -> InvalidToken:
+    """Count a failure in one round trip and remember the address if it is now over its limit."""
+    key = rate_limit_key(f"auth-failures:{ip}", window=WINDOW)  # the key the path without the cache counts in
+    pipe = redis_client().pipeline(transaction=True)
+    pipe.incr(key)
+    pipe.expire(key, WINDOW + 1, nx=True)
+    _remember_if_blocked(ip, int(pipe.execute()[0]), now)
+    return InvalidToken()
 
 
 # ---------------------------------------------------------------- request limits
@@ -138,35 +179,54 @@ def _authenticate_with_cache(credential: Credential, *, ip: str | None, now: dat
 
 # (token id, window, limit) -> requests this process may still serve; a changed limit starts afresh.
 _leases: dict[tuple[int, int, int], int] = {}
+# The same keys -> requests served before they were counted in Redis (the window's first, at most one).
+_unsettled: dict[tuple[int, int, int], int] = {}
 _leases_lock = threading.Lock()
+_leases_window = 0
 
 
-def request_lease_take(token_id: int, *, limit: int, now: datetime) -> bool:
+def request_admit(token_id: int, *, limit: int, now: datetime) -> bool:
     """Take one request from the token's allowance for the current minute.
 
     The allowance is counted in Redis, but a process takes it in leases of up
     to 1% (at least 1, at most 1,000 requests) and serves them from memory, so
-    most requests need no round trip. The limit is never exceeded; a process
-    may leave part of its last lease unused, so a client spreading requests
-    over P processes may be refused up to P leases early.
+    most requests need no round trip. A token's first request in a process and
+    window is served before it is counted (with the next lease): so a token
+    this process has not seen, an integration calling now and then, costs no
+    round trip at all. A client spreading requests over P processes may so get
+    up to P requests a window more than the limit, and may be refused up to P
+    leases early (a process may leave part of its last lease unused).
     """
     window = int(now.timestamp()) // WINDOW
     key = (token_id, window, limit)
     with _leases_lock:
+        _past_windows_drop(window)
         if _leases.get(key, 0) > 0:
             _leases[key] -= 1
             return True
+        if key not in _unsettled:
+            _unsettled[key] = 1
+            return True
+        owed, _unsettled[key] = _unsettled[key], 0
     lease = max(1, min(limit // 100, 1000))
     bucket = rate_limit_key(f"token-requests:{token_id}", window=WINDOW)
     pipe = redis_client().pipeline(transaction=True)
-    pipe.incrby(bucket, lease)
+    pipe.incrby(bucket, lease + owed)
     pipe.expire(bucket, WINDOW + 1, nx=True)
     taken = pipe.execute()[0]
     granted = max(0, min(lease, limit - (taken - lease)))
     with _leases_lock:
-        for old in [old for old in _leases if old[1] < window]:
-            del _leases[old]
         if granted == 0:
             return False
         _leases[key] = _leases.get(key, 0) + granted - 1
     return True
+
+
+def _past_windows_drop(window: int) -> None:
+    """Once a window, forget the leases of the ones before (the caller holds the lock)."""
+    global _leases_window
+    if window > _leases_window:
+        for table in (_leases, _unsettled):
+            for old in [old for old in table if old[1] < window]:
+                del table[old]
+        _leases_window = window

@@ -5,8 +5,8 @@ token may be used also depends on time (EXPIRED) and on the rest of the IAM
 (INACTIVE): both are derived here on every evaluation, never written by a
 job, so they change back by themselves when the cause goes away.
 
-``evaluate`` is a pure function of ``TokenFacts``; the loaders below gather
-those facts in a fixed, small number of queries.
+``evaluate`` is a pure function of ``TokenFacts``; ``load_facts`` gathers
+those facts for many tokens in four queries, ``lookup`` for one in one.
 """
 
 from collections.abc import Iterable
@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import models
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from iam.models import Role, RoleGrant, User
@@ -209,11 +208,12 @@ def _loaded_application_name(token: PersonalAccessToken) -> str:
 
 
 def facts_build(
-    token: PersonalAccessToken, owner: User, *, application_allows_pats: bool, roles: list[tuple[Role, bool]]
+    token: PersonalAccessToken, owner: User, *, application_allows_pats: bool, roles: Iterable[RoleFacts]
 ) -> TokenFacts:
     """The facts the rules judge a token by, from what a loader read: its owner
     as now, whether its application allows tokens in its tenant, and each of
-    its roles with whether the owner still holds it. Every loader ends here."""
+    its roles with whether the owner still holds it. Every loader ends here
+    (``load_facts`` below, ``lookup.load_token_for_authentication``)."""
     return TokenFacts(
         status=token.status,
         expires_at=token.expires_at,
@@ -223,7 +223,7 @@ def facts_build(
         owner_in_token_tenant=owner.tenant_id == token.tenant_id,
         application_allows_pats=application_allows_pats,
         application_name=_loaded_application_name(token),
-        roles=tuple(_role_facts(role, held) for role, held in sorted(roles, key=lambda pair: pair[0].code)),
+        roles=tuple(sorted(roles, key=lambda role: role.code)),
     )
 
 
@@ -262,7 +262,7 @@ def load_facts(tokens: Iterable[PersonalAccessToken]) -> dict[int, TokenFacts]:
             token,
             owners[token.owner_id],
             application_allows_pats=(token.tenant_id, token.application_id) in allowed,
-            roles=[(role, (token.owner_id, role.pk) in held) for role in roles_of[token.pk]],
+            roles=[_role_facts(role, (token.owner_id, role.pk) in held) for role in roles_of[token.pk]],
         )
     return facts
 
@@ -275,39 +275,3 @@ def token_states(tokens: Iterable[PersonalAccessToken], now: datetime | None = N
 
 def token_state(token: PersonalAccessToken, now: datetime | None = None) -> TokenState:
     return token_states([token], now)[token.pk]
-
-
-def load_token_for_authentication(
-    digests: list[str] | None = None, *, token_id: int | None = None
-) -> tuple[PersonalAccessToken | None, TokenFacts | None]:
-    """Load a token by digest (or id) with all its facts in two queries.
-
-    Both queries always run, even when no token matches, so an unknown token
-    costs the same database work as a known but unusable one.
-    """
-    token = (
-        PersonalAccessToken.objects.select_related("owner", "tenant", "application")
-        .annotate(
-            application_allows_pats=Exists(
-                TenantApplication.objects.filter(
-                    tenant_id=OuterRef("tenant_id"), application_id=OuterRef("application_id"), allows_pats=True
-                )
-            )
-        )
-        .filter(**({"digest__in": digests} if token_id is None else {"pk": token_id}))
-        .first()
-    )
-    roles = list(
-        Role.objects.filter(tokens__id=token.pk if token else 0)
-        .annotate(held=Exists(RoleGrant.objects.filter(role_id=OuterRef("pk"), user_id=token.owner_id if token else 0)))
-        .only("id", "code", "name", "application_id", "pat_eligible", "permissions")
-    )
-    if token is None:
-        return None, None
-    facts = facts_build(
-        token,
-        token.owner,
-        application_allows_pats=token.application_allows_pats,
-        roles=[(role, role.held) for role in roles],
-    )
-    return token, facts

@@ -10,7 +10,7 @@ embedding (``embedding``, ``embed_views``). A credential is
 - an embed session (``es_…``): found by its digest, then its embedding token.
 
 ``credential_load`` finds it and the facts of the token behind it (one
-loader: ``rules.load_token_for_authentication``); ``context_build`` evaluates
+loader: ``lookup.load_token_for_authentication``, one statement); ``context_build`` evaluates
 the token's state now and narrows an access token's scope to what the PAT may
 still do. Use is counted by ``credential_use`` (a PAT's or embedding token's
 own secret, presented by its holder), or by the bearer's cache on its hot path.
@@ -24,8 +24,9 @@ from django.utils import timezone
 
 from iam.models import SERVICE_PERMISSION_PREFIX
 from tokens import keys, signing, usage
+from tokens.lookup import load_token_for_authentication
 from tokens.models import EmbedSession, OAuthClient, PersonalAccessToken, RevokedAccessToken, TokenKind
-from tokens.rules import TokenFacts, TokenState, evaluate, load_token_for_authentication
+from tokens.rules import TokenFacts, TokenState, evaluate
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,8 @@ def _forget_process_state() -> None:
     redis_client_forget()
     authcache.cache_clear()
     bearer._leases.clear()
+    bearer._blocked.clear()
+    bearer._unsettled.clear()
     with usage._buffer_lock:
         usage._buffer.clear(), usage._buffer_last.clear(), usage._buffer_addresses.clear()
         usage._buffer_since = None
