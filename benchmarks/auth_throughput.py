@@ -21,7 +21,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -53,6 +52,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from benchmarks import views
+from benchmarks.load import free_port, wrk_figures
 from iam.models import Role, RoleGrant, User
 from tenants.models import Application, Tenant, TenantApplication
 from tokens import keys
@@ -235,19 +235,13 @@ def in_process(headers: dict[str, str], requests: int, repeats: int) -> dict[str
     return results
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 WRK_LUA = 'wrk.headers["Authorization"] = os.getenv("BENCH_AUTH")\n'
 
 
 def over_http(headers: dict[str, str], seconds: int, rounds: int, workers: int) -> dict[str, dict]:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "benchmarks.settings"}
     server = subprocess.Popen(
         [
@@ -298,7 +292,7 @@ def over_http(headers: dict[str, str], seconds: int, rounds: int, workers: int) 
                     text=True,
                     check=True,
                 ).stdout
-                results[variant].append(_parse_wrk(output))
+                results[variant].append(wrk_figures(output))
                 _drain(port)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -324,20 +318,6 @@ def _drain(port: int) -> None:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/none", timeout=60).read()
         if time.monotonic() - started < 0.05:
             return
-
-
-def _parse_wrk(output: str) -> dict:
-    def latency(label: str) -> float:
-        value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", output).groups()
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return {
-        "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-        "p50": latency("50%"),
-        "p99": latency("99%"),
-        "errors": int(errors.group(1)) if errors else 0,
-    }
 
 
 def report(title: str, results: dict[str, dict], extra: tuple[str, ...] = ()) -> None:

@@ -35,7 +35,6 @@ import random
 import re
 import resource
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,6 +47,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.load import free_port, wrk_figures
+
 PG_SERVER = os.environ.get("BENCH_PG_SERVER", "postgres://iam:iam@127.0.0.1:5432")
 
 
@@ -95,6 +97,7 @@ def drf_key(user_number: int) -> str:
 
 def populate(count: int) -> None:
     from django.core.management import call_command
+    from django.core.management.color import no_style
     from django.db import connection
     from django.utils import timezone
     from rest_framework.authtoken.models import Token
@@ -170,12 +173,6 @@ def populate(count: int) -> None:
         if connection.vendor == "postgresql":
             cursor.execute("ANALYZE")
     print(f"filled {count:,} tokens in {time.perf_counter() - started:.0f} s")
-
-
-def no_style():
-    from django.core.management.color import no_style as style
-
-    return style()
 
 
 # ---------------------------------------------------------------- counting what a request does
@@ -398,12 +395,12 @@ def hit_rates(tokens: int, requests: int, sizes: list[int]) -> None:
             warm = len(secrets_) // 2
             for secret in secrets_[:warm]:  # the first half fills the cache
                 bearer_authenticate(secret, ip="127.0.0.1")
-            loads_before = _loads()
+            loads_before = _load_count
             started = time.perf_counter()
             for secret in secrets_[warm:]:
                 bearer_authenticate(secret, ip="127.0.0.1")
             elapsed = time.perf_counter() - started
-            misses = _loads() - loads_before
+            misses = _load_count - loads_before
         measured = len(secrets_) - warm
         print(f"{size:>16,} {1 - misses / measured:>9.1%} {measured / elapsed:>11,.0f}")
 
@@ -412,23 +409,17 @@ _load_count = 0
 
 
 def _count_loads() -> None:
-    from tokens import verification
+    """Count the bearer path's lookups (its cache misses)."""
+    import tokens.bearer
 
-    original = verification.credential_load
+    original = tokens.bearer.credential_load
 
     def counted(*args, **kwargs):
         global _load_count
         _load_count += 1
         return original(*args, **kwargs)
 
-    verification.credential_load = counted
-    import tokens.bearer
-
     tokens.bearer.credential_load = counted
-
-
-def _loads() -> int:
-    return _load_count
 
 
 # ---------------------------------------------------------------- over HTTP
@@ -468,7 +459,7 @@ def over_http(tokens: int, seconds: int, rounds: int, workers: int, cache_size: 
     files["none"] = files["pat"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_LUA)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "TOKEN_CACHE_SIZE": str(cache_size)}
     server = subprocess.Popen(
         [
@@ -508,7 +499,7 @@ def over_http(tokens: int, seconds: int, rounds: int, workers: int, cache_size: 
                 text=True,
                 check=True,
             ).stdout
-            return _parse_wrk(output)
+            return wrk_figures(output)
 
         for variant in ("none", "pat", "drf_token"):
             run(variant, True, 2)  # warm up: imports, connections, and the hot tokens in each worker's cache
@@ -544,26 +535,6 @@ def over_http(tokens: int, seconds: int, rounds: int, workers: int, cache_size: 
     for name in (*set(files.values()), script.name):
         with contextlib.suppress(OSError):
             os.unlink(name)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _parse_wrk(output: str) -> dict:
-    def latency(label: str) -> float:
-        value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", output).groups()
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return {
-        "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-        "p50": latency("50%"),
-        "p99": latency("99%"),
-        "errors": int(errors.group(1)) if errors else 0,
-    }
 
 
 def main() -> None:
@@ -630,13 +601,13 @@ def profile(sample: list[int]) -> None:
 @contextlib.contextmanager
 def _cache_emptied_per_request():
     """Tokens may repeat across batches on a small table: empty the cache before each
-    lookup, so every measured request pays the cold path (it costs a dict clear)."""
+    lookup, so every measured request pays the cold path (it costs two dict clears)."""
     from tokens import authcache
 
     original = authcache.cache_lookup
 
     def cold_lookup(key):
-        authcache._entries.clear()
+        authcache.cache_clear()
         return original(key)
 
     authcache.cache_lookup = cold_lookup

@@ -40,6 +40,7 @@ from tokens.verification import Loaded, TokenContext, context_build, credential_
 logger = logging.getLogger(__name__)
 
 WINDOW = 60  # seconds, for both the failure and the request limits
+ADDRESS_BLOCKED = "Too many failed authentications from this address."
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def _check_address(ip: str | None) -> None:
     # Brute-force protection: an address with too many failures is turned away
     # before any lookup; valid tokens from other addresses are unaffected.
     if rate_limit_count(f"auth-failures:{ip}", window=WINDOW) >= settings.AUTH_FAILURES_PER_MINUTE_PER_IP:
-        raise RateLimited("Too many failed authentications from this address.", retry_after=WINDOW)
+        raise RateLimited(ADDRESS_BLOCKED, retry_after=WINDOW)
 
 
 def _load(credential: Credential | None, now: datetime) -> Loaded | None:
@@ -152,7 +153,7 @@ def _rest_of_window(now: datetime) -> int:
 
 def _check_address_known_blocked(ip: str | None, now: datetime) -> None:
     if _blocked.get(ip) == int(now.timestamp()) // WINDOW:
-        raise RateLimited("Too many failed authentications from this address.", retry_after=_rest_of_window(now))
+        raise RateLimited(ADDRESS_BLOCKED, retry_after=_rest_of_window(now))
 
 
 def _remember_if_blocked(ip: str | None, failures: int, now: datetime) -> None:

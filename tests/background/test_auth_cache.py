@@ -372,3 +372,22 @@ def test_entries_pushed_out_by_the_size_limit_leave_no_names_behind(api, world, 
     live = set(authcache._entries)
     assert set().union(*authcache._named.values()) == live
     assert f"token:{tokens[0].token.pk}" not in authcache._named
+
+
+def test_an_address_blocked_by_other_processes_costs_this_one_a_single_lookup(
+    api, world, with_redis, settings, django_assert_num_queries
+):
+    """Other processes' failures are in Redis only: this process learns of them
+    from the reply to its own first failure, then refuses before any lookup."""
+    from core.ratelimit import rate_limit_key
+
+    settings.AUTH_FAILURES_PER_MINUTE_PER_IP = 5
+    with_redis.set(rate_limit_key("auth-failures:10.4.4.4", window=60), 7, ex=61)  # as other processes counted
+    guess = {"HTTP_AUTHORIZATION": f"Bearer {keys.generate()}", "REMOTE_ADDR": "10.4.4.4"}
+    with django_assert_num_queries(1):
+        assert api.get(ME, **guess).status_code == 401  # looked up, counted: the reply says 8
+    with django_assert_num_queries(0):
+        assert api.get(ME, **guess).status_code == 429
+    valid = world.issue().plaintext
+    assert api.get(ME, HTTP_AUTHORIZATION=f"Bearer {valid}", REMOTE_ADDR="10.4.4.4").status_code == 429
+    assert api.get(ME, HTTP_AUTHORIZATION=f"Bearer {valid}", REMOTE_ADDR="10.5.5.5").status_code == 200
