@@ -20,7 +20,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -52,7 +51,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from benchmarks import views
-from benchmarks.load import free_port, wrk_figures
+from benchmarks.load import gunicorn_serving, wrk_figures
 from iam.models import Role, RoleGrant, User
 from tenants.models import Application, Tenant, TenantApplication
 from tokens import keys
@@ -241,28 +240,9 @@ WRK_LUA = 'wrk.headers["Authorization"] = os.getenv("BENCH_AUTH")\n'
 def over_http(headers: dict[str, str], seconds: int, rounds: int, workers: int) -> dict[str, dict]:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
-    port = free_port()
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "benchmarks.settings"}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "benchmarks.wsgi",
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            str(workers),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-    )
     results: dict[str, list] = {variant: [] for variant in VARIANTS}
-    try:
-        time.sleep(3)
+    with gunicorn_serving(ROOT, workers, env) as port:
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
             script.write(WRK_LUA)
         for variant in VARIANTS:  # warm up: imports, connections and caches in every worker
@@ -294,9 +274,6 @@ def over_http(headers: dict[str, str], seconds: int, rounds: int, workers: int) 
                 ).stdout
                 results[variant].append(wrk_figures(output))
                 _drain(port)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=10)
     return {
         variant: {
             "rate": statistics.median(r["rate"] for r in runs),

@@ -34,7 +34,6 @@ import os
 import random
 import re
 import resource
-import signal
 import statistics
 import subprocess
 import sys
@@ -48,7 +47,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.load import free_port, wrk_figures
+from benchmarks.load import gunicorn_serving, wrk_figures
 
 PG_SERVER = os.environ.get("BENCH_PG_SERVER", "postgres://iam:iam@127.0.0.1:5432")
 
@@ -459,28 +458,9 @@ def over_http(tokens: int, seconds: int, rounds: int, workers: int, cache_size: 
     files["none"] = files["pat"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_LUA)
-    port = free_port()
     env = {**os.environ, "TOKEN_CACHE_SIZE": str(cache_size)}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "benchmarks.wsgi",
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            str(workers),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-    )
     results: dict[tuple[str, str], list] = {}
-    try:
-        time.sleep(3)
+    with gunicorn_serving(ROOT, workers, env) as port:
 
         def run(variant, skew, duration):
             output = subprocess.run(
@@ -509,9 +489,6 @@ def over_http(tokens: int, seconds: int, rounds: int, workers: int, cache_size: 
                     results.setdefault((variant, "skewed" if skew else "uniform"), []).append(
                         run(variant, skew, seconds)
                     )
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=10)
     print(
         f"\nMany integrations over HTTP: gunicorn -w {workers} + wrk -t2 -c16, {distinct:,} distinct tokens of "
         f"{tokens:,}, TOKEN_CACHE_SIZE {cache_size:,}, {seconds}s x {rounds} rounds (medians)"

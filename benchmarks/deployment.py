@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from benchmarks.load import free_port  # noqa: F401 - load_faults takes it from here
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -124,12 +126,6 @@ class Sample:
     def rss(self) -> str:
         each = ", ".join(f"{v / 1024:.1f}" for v in self.workers.values())
         return f"{sum(self.workers.values()) / 1024:.1f} MiB ({each})"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def port_in_use(port: int) -> bool:

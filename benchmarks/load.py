@@ -1,7 +1,13 @@
-"""What the HTTP benchmarks share: a free port for gunicorn and wrk's output read back."""
+"""What the HTTP benchmarks share: gunicorn on a free port, and wrk's output read back."""
 
+import contextlib
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
+import time
 
 
 def free_port() -> int:
@@ -24,3 +30,24 @@ def wrk_figures(output: str) -> dict:
         "p99": latency("99%"),
         "errors": int(errors.group(1)) if errors else 0,
     }
+
+
+QUIET = ("--log-level", "warning")
+
+
+@contextlib.contextmanager
+def gunicorn_serving(root, workers: int, env: dict):
+    """The benchmark's WSGI app under gunicorn on a free loopback port, for the block's length."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "benchmarks.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers), *QUIET],
+        cwd=root,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(3)  # workers up
+        yield port
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=10)
