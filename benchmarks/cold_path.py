@@ -365,11 +365,30 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def zipf_exponent(distinct: int) -> float:
+    """``1 - s`` of the Zipf law over ``distinct`` ranks under which the top 20 % carry 80 %.
+
+    Sampled by inverting the continuous law's distribution function,
+    ``F(k) = (k**a - 1) / (distinct**a - 1)``; ``F`` falls as ``a`` grows.
+    """
+    low, high = 1e-6, 1.0
+    for _ in range(60):
+        a = (low + high) / 2
+        share = ((distinct * HOT_SHARE) ** a - 1) / (distinct**a - 1)
+        low, high = (a, high) if share > HOT_TRAFFIC else (low, a)
+    return (low + high) / 2
+
+
+def zipf_rank(uniform: float, distinct: int, a: float) -> int:
+    """The 0-based rank drawn by ``uniform`` in [0, 1) (the Lua script draws the same way)."""
+    return min(distinct, int(((distinct**a - 1) * uniform + 1) ** (1 / a))) - 1
+
+
 def skewed_stream(count: int, distinct: int, seed: int) -> list[int]:
-    """``count`` token numbers out of ``distinct`` (spread over the table), 20 % carrying 80 %."""
+    """``count`` token numbers out of ``distinct``, Zipf-like: 20 % of them carry 80 %."""
     rng = random.Random(seed)  # noqa: S311 - a benchmark's load, not a secret
-    hot = int(distinct * HOT_SHARE)
-    return [rng.randrange(hot) if rng.random() < HOT_TRAFFIC else rng.randrange(hot, distinct) for _ in range(count)]
+    a = zipf_exponent(distinct)
+    return [zipf_rank(rng.random(), distinct, a) for _ in range(count)]
 
 
 def hit_rates(tokens: int, requests: int, sizes: list[int]) -> None:
@@ -424,18 +443,16 @@ def _count_loads() -> None:
 # ---------------------------------------------------------------- over HTTP
 
 WRK_LUA = r"""
-local tokens, hot, skewed = {}, 0, os.getenv("BENCH_SKEW") == "1"
+local tokens, skewed, a = {}, os.getenv("BENCH_SKEW") == "1", tonumber(os.getenv("BENCH_ZIPF_A"))
 local counter = 1
 function setup(thread) thread:set("id", counter); counter = counter + 1 end
 function init(args)
   for line in io.lines(os.getenv("BENCH_TOKENS")) do tokens[#tokens + 1] = line end
-  hot = math.floor(#tokens * 0.2)
   math.randomseed(os.time() * 100 + id)
 end
 function request()
   local i
-  if skewed and math.random() < 0.8 then i = math.random(1, hot)
-  elseif skewed then i = math.random(hot + 1, #tokens)
+  if skewed then i = math.min(#tokens, math.floor((((#tokens) ^ a - 1) * math.random() + 1) ^ (1 / a)))
   else i = math.random(1, #tokens) end
   return wrk.format("GET", nil, {Authorization = tokens[i]})
 end
@@ -446,7 +463,7 @@ def over_http(tokens: int, seconds: int, rounds: int, workers: int, cache_size: 
     distinct = min(DISTINCT, tokens)
     stride = tokens // distinct
     numbers = [n * stride for n in range(distinct)]
-    random.Random(5).shuffle(numbers)  # noqa: S311 - the hot fifth spread over the table
+    random.Random(5).shuffle(numbers)  # noqa: S311 - the popular ranks spread over the table
     files = {}
     for variant, header in (
         ("pat", lambda n: f"Bearer {pat_secret(n)}"),
@@ -474,7 +491,12 @@ def over_http(tokens: int, seconds: int, rounds: int, workers: int, cache_size: 
                     script.name,
                     f"http://127.0.0.1:{port}/bench/{variant}",
                 ],
-                env={**os.environ, "BENCH_TOKENS": files[variant], "BENCH_SKEW": "1" if skew else "0"},
+                env={
+                    **os.environ,
+                    "BENCH_TOKENS": files[variant],
+                    "BENCH_SKEW": "1" if skew else "0",
+                    "BENCH_ZIPF_A": repr(zipf_exponent(distinct)),
+                },
                 capture_output=True,
                 text=True,
                 check=True,
@@ -526,6 +548,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--profile", action="store_true", help="only cProfile cold PAT requests")
     parser.add_argument("--cold-only", action="store_true", help="only the in-process cold-path table")
+    parser.add_argument("--http-only", action="store_true", help="only the many-integrations stream over HTTP")
     args = parser.parse_args()
     _setup(args)
     populate(args.tokens)
@@ -544,6 +567,8 @@ def main() -> None:
     while len(sample) < needed:  # a small table: tokens repeat across batches, the cache is emptied between
         sample += rng.sample(range(args.tokens), min(needed - len(sample), args.tokens))
     label = f"{connection.vendor}, {args.tokens:,} tokens"
+    if args.http_only:
+        return over_http(args.tokens, args.seconds, args.rounds, args.workers, settings.TOKEN_CACHE_SIZE)
     if args.profile:
         return profile(sample[: args.requests])
     with _cache_emptied_per_request():

@@ -152,6 +152,8 @@ class AuditAction(models.TextChoices):
     APPLICATION_CHANGED = "application.changed", "Application changed"
     APPLICATION_PATS_SWITCHED = "application.pats_switched", "Application's PAT switch changed"
     TOKEN_REPORTED_LEAKED = "token.reported_leaked", "Token reported leaked (and revoked)"
+    TOKEN_ROTATED = "token.rotated", "Token regenerated"
+    TOKEN_REUSE_DETECTED = "token.reuse_detected", "Replaced secret reused (token revoked)"
     TOKEN_EXCHANGED = "token.exchanged", "Token exchanged for an access token"
     EMBED_SESSION_OPENED = "embed.session_opened", "Embed session opened"
     CREDENTIAL_CREATED = "integration.credential_created", "Integration credential created"

@@ -198,7 +198,7 @@ class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
         ExpiringFilter,
         UseFilter,
     ]
-    search_fields = ["owner", "name", "display_prefix"]  # prefixes of each; see search_kinds
+    search_fields = ["owner", "name", "display_prefix", "purpose"]  # prefixes of each; see search_kinds
     list_select_related = ["owner", "tenant", "application"]
     ordering = ["-created_at", "-id"]
     # Only what an index orders (tenant and application are filters instead).
@@ -210,6 +210,7 @@ class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
     actions = ["revoke_selected"]
     fields = [
         "name",
+        "purpose",
         "kind_label",
         "owner",
         "tenant",
@@ -242,7 +243,12 @@ class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
         for a user administrator)."""
         users = visible_to(request.user, User.objects.all())
         owners = self.matching_ids(request, self.users_starting_with(term, users), limit, "owners")
-        return [Q(name__startswith=term), Q(display_prefix__startswith=term), Q(owner_id__in=owners)]
+        return [
+            Q(name__startswith=term),
+            Q(display_prefix__startswith=term),
+            Q(purpose__startswith=term),
+            Q(owner_id__in=owners),
+        ]
 
     def get_list_filter(self, request):
         if user_is_main_administrator(request.user):
@@ -265,13 +271,14 @@ class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
 
     @admin.display(description="name", ordering="name")
     def token_name(self, token: PersonalAccessToken):
-        """The name with the display prefix, and the kind when it is not an application's personal token."""
+        """The name with the display prefix and purpose, and the kind when it is not an application's personal token."""
         kind = ""
         if token.kind == TokenKind.EMBED:
             kind = mark_safe(' <span class="token-kind">embedding</span>')
         elif token.application_id is None:
             kind = mark_safe(' <span class="token-kind">administrative</span>')
-        return format_html("{}{}<br><code>{}…</code>", token.name, kind, token.display_prefix)
+        purpose = format_html('<br><span class="token-purpose">{}</span>', token.purpose) if token.purpose else ""
+        return format_html("{}{}<br><code>{}…</code>{}", token.name, kind, token.display_prefix, purpose)
 
     @admin.display(description="kind")
     def kind_label(self, token: PersonalAccessToken) -> str:

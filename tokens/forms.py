@@ -60,6 +60,23 @@ class TokenFormMixin:
         today = now.date()
         return today + timedelta(days=1), today + timedelta(days=user.tenant.max_token_lifetime_days)
 
+    def setup_presets(self, user: User) -> None:
+        max_days = user.tenant.max_token_lifetime_days
+        presets = [(str(days), f"{days} days") for days in PRESET_DAYS if days <= max_days]
+        self.fields["expiry_preset"].choices = [*presets, (CUSTOM, "Choose a date")]
+        self.fields["expiry_preset"].initial = presets[min(1, len(presets) - 1)][0] if presets else CUSTOM
+
+    def clean_expiry_choice(self, cleaned: dict) -> None:
+        """Put the expiry chosen by preset or date in ``cleaned["expires_at"]``."""
+        preset = cleaned.get("expiry_preset")
+        if preset == CUSTOM:
+            if not cleaned.get("expires_on"):
+                self.add_error("expires_on", "Choose an expiry date.")
+            else:
+                cleaned["expires_at"] = expiry_from_date(cleaned["expires_on"], self.now)
+        elif preset:
+            cleaned["expires_at"] = self.now + timedelta(days=int(preset))
+
     def setup_expiry(self, user: User, now: datetime) -> None:
         first, last = self.expiry_bounds(user, now)
         self.fields["expires_on"].widget.attrs.update({"min": first.isoformat(), "max": last.isoformat()})
@@ -71,9 +88,19 @@ class TokenFormMixin:
 ADMINISTRATIVE = "administrative"  # the application choice of an administrative token
 
 
+def purpose_field() -> forms.CharField:
+    return forms.CharField(
+        max_length=500,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Optional: what the token is for and where it is kept, up to 500 characters.",
+    )
+
+
 class TokenCreateForm(TokenFormMixin, forms.Form):
     application = forms.ChoiceField()
-    name = forms.CharField(max_length=100, help_text="What the token is for, e.g. “Calendar sync”.")
+    name = forms.CharField(max_length=100, help_text="A short name, e.g. “Calendar sync”.")
+    purpose = purpose_field()
     expiry_preset = forms.ChoiceField(label="Expires in", widget=forms.RadioSelect)
     expires_on = forms.DateField(
         label="Expiry date", required=False, widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
@@ -100,10 +127,7 @@ class TokenCreateForm(TokenFormMixin, forms.Form):
             .select_related("application")
             .order_by("application__name", "name")
         )
-        max_days = user.tenant.max_token_lifetime_days
-        presets = [(str(days), f"{days} days") for days in PRESET_DAYS if days <= max_days]
-        self.fields["expiry_preset"].choices = [*presets, (CUSTOM, "Choose a date")]
-        self.fields["expiry_preset"].initial = presets[min(1, len(presets) - 1)][0] if presets else CUSTOM
+        self.setup_presets(user)
         self.setup_expiry(user, now)
 
     def clean_application(self) -> Application | None:
@@ -112,14 +136,7 @@ class TokenCreateForm(TokenFormMixin, forms.Form):
 
     def clean(self):
         cleaned = super().clean()
-        preset = cleaned.get("expiry_preset")
-        if preset == CUSTOM:
-            if not cleaned.get("expires_on"):
-                self.add_error("expires_on", "Choose an expiry date.")
-            else:
-                cleaned["expires_at"] = expiry_from_date(cleaned["expires_on"], self.now)
-        elif preset:
-            cleaned["expires_at"] = self.now + timedelta(days=int(preset))
+        self.clean_expiry_choice(cleaned)
         roles = cleaned.get("roles")
         if "application" in cleaned and roles:
             application = cleaned["application"]
@@ -141,13 +158,17 @@ class TokenCreateForm(TokenFormMixin, forms.Form):
 
 class TokenEditForm(TokenFormMixin, forms.Form):
     name = forms.CharField(max_length=100)
+    purpose = purpose_field()
     expires_on = forms.DateField(label="Expiry date", widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
     roles = RoleChoiceField(label="Permissions", queryset=Role.objects.none())
 
     def __init__(self, *args, token: PersonalAccessToken, now: datetime, **kwargs):
         self.token, self.now = token, now
         current = timezone.localtime(token.expires_at, timezone.get_current_timezone()).date()
-        kwargs.setdefault("initial", {"name": token.name, "expires_on": current, "roles": list(token.roles.all())})
+        kwargs.setdefault(
+            "initial",
+            {"name": token.name, "purpose": token.purpose, "expires_on": current, "roles": list(token.roles.all())},
+        )
         super().__init__(*args, **kwargs)
         offered = roles_for_token(token.owner, token.application)
         self.fields["roles"].queryset = offered
@@ -172,4 +193,36 @@ class TokenEditForm(TokenFormMixin, forms.Form):
             cleaned["expires_at"] = (
                 self.token.expires_at if day == self.current_expiry_date else expiry_from_date(day, self.now)
             )
+        return cleaned
+
+
+GRACE_CHOICES = (("0", "At once"), ("3600", "In 1 hour"), ("86400", "In 24 hours"))
+
+
+class TokenRegenerateForm(TokenFormMixin, forms.Form):
+    """A new secret for a token: its expiry chosen as at creation, and when the old one stops."""
+
+    expiry_preset = forms.ChoiceField(label="New secret expires in", widget=forms.RadioSelect)
+    expires_on = forms.DateField(
+        label="Expiry date", required=False, widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+    )
+    grace = forms.TypedChoiceField(
+        label="The old secret stops working",
+        choices=GRACE_CHOICES,
+        initial="0",
+        coerce=lambda seconds: timedelta(seconds=int(seconds)),
+        widget=forms.RadioSelect,
+        help_text="A delay lets a deployment switch to the new secret; any use of the old one after it ends "
+        "the token, as someone else must hold it.",
+    )
+
+    def __init__(self, *args, token: PersonalAccessToken, now: datetime, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.token, self.now = token, now
+        self.setup_presets(token.owner)
+        self.setup_expiry(token.owner, now)
+
+    def clean(self):
+        cleaned = super().clean()
+        self.clean_expiry_choice(cleaned)
         return cleaned

@@ -25,17 +25,22 @@ from django.db.backends.utils import CursorDebugWrapper
 
 from iam.models import Role, RoleGrant, User
 from tenants.models import Application, Tenant, TenantApplication
-from tokens.models import PersonalAccessToken
+from tokens.models import PersonalAccessToken, RotatedSecret
 from tokens.rules import RoleFacts, TokenFacts, facts_build
 
 # The instances each row carries, with their aliases in the statement.
-_INSTANCES = ((PersonalAccessToken, "t"), (User, "o"), (Tenant, "n"), (Application, "a"))
+_INSTANCES = ((PersonalAccessToken, "t"), (User, "o"), (Tenant, "n"), (Application, "a"), (RotatedSecret, "s"))
 _ROLE_FIELDS = ("id", "code", "name", "application_id", "pat_eligible", "permissions")
 
 
 @cache
 def lookup_sql(vendor: str, by: str, count: int = 1) -> str:
-    """The statement for a token found by ``count`` candidate digests (``by="digest"``) or by id."""
+    """The statement for a token found by ``count`` candidate digests (``by="digest"``) or by id.
+
+    By digest, the token is the one whose current secret it is or, failing
+    that, the one it was before a rotation (with that ``RotatedSecret``):
+    both are index lookups, so an unknown secret costs what a known one does.
+    """
     q = connections[DEFAULT_DB_ALIAS].ops.quote_name
 
     def table(model) -> str:
@@ -50,13 +55,25 @@ def lookup_sql(vendor: str, by: str, count: int = 1) -> str:
     selected += [column("r", Role, name) for name in _ROLE_FIELDS]
     selected += [f"{column('g', RoleGrant, 'id')} IS NOT NULL", f"{column('ta', TenantApplication, 'id')} IS NOT NULL"]
     token = lambda name: column("t", PersonalAccessToken, name)  # noqa: E731
-    where = f"{token('digest')} IN ({', '.join(['%s'] * count)})" if by == "digest" else f"{token('id')} = %s"
+    secret = lambda name: column("s", RotatedSecret, name)  # noqa: E731
+    candidates = ", ".join(["%s"] * count)
+    if by == "digest":
+        where = (
+            f"{token('id')} = COALESCE((SELECT c.{q('id')} FROM {table(PersonalAccessToken)} c"  # noqa: S608
+            f" WHERE c.{q('digest')} IN ({candidates}) LIMIT 1),"
+            f" (SELECT p.{q('token_id')} FROM {table(RotatedSecret)} p"
+            f" WHERE p.{q('digest')} IN ({candidates}) LIMIT 1))"
+        )
+        rotated = f"{secret('token')} = {token('id')} AND {secret('digest')} IN ({candidates})"
+    else:
+        where, rotated = f"{token('id')} = %s", "1 = 0"
     # Only identifiers from the models go into the text; values are parameters.
     return (
         f"SELECT {', '.join(selected)} FROM {table(PersonalAccessToken)} t"  # noqa: S608
         f" INNER JOIN {table(User)} o ON {column('o', User, 'id')} = {token('owner')}"
         f" INNER JOIN {table(Tenant)} n ON {column('n', Tenant, 'id')} = {token('tenant')}"
         f" LEFT JOIN {table(Application)} a ON {column('a', Application, 'id')} = {token('application')}"
+        f" LEFT JOIN {table(RotatedSecret)} s ON {rotated}"
         f" LEFT JOIN {table(TenantApplication)} ta ON {column('ta', TenantApplication, 'tenant')} = {token('tenant')}"
         f" AND {column('ta', TenantApplication, 'application')} = {token('application')}"
         f" AND {column('ta', TenantApplication, 'allows_pats')}"
@@ -98,16 +115,29 @@ def load_token_for_authentication(
 ) -> tuple[PersonalAccessToken | None, TokenFacts | None]:
     """Load a token by one of its candidate digests (or its id) with all its
     facts in one round trip; an unknown token costs the same statement."""
+    token, facts, _ = _load(digests, token_id)
+    return token, facts
+
+
+def load_secret_for_authentication(
+    digests: list[str],
+) -> tuple[PersonalAccessToken | None, TokenFacts | None, RotatedSecret | None]:
+    """As ``load_token_for_authentication`` by digest, and the ``RotatedSecret``
+    when the digests are of a secret the token had before a rotation."""
+    return _load(digests, None)
+
+
+def _load(digests: list[str] | None, token_id: int | None):
     connection = connections[DEFAULT_DB_ALIAS]
     if token_id is None:
-        sql, params = lookup_sql(connection.vendor, "digest", len(digests)), digests
+        sql, params = lookup_sql(connection.vendor, "digest", len(digests)), digests * 3
     else:
         sql, params = lookup_sql(connection.vendor, "id"), [token_id]
     with _cursor(connection) as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     if not rows:
-        return None, None
+        return None, None, None
     instance_columns, role_columns = _column_converters(connection)
     first = _converted(rows[0], instance_columns, connection)
     instances, offset = [], 0
@@ -116,14 +146,14 @@ def load_token_for_authentication(
         names = [field.attname for field in fields]
         instances.append(None if values[0] is None else model.from_db(connection.alias, names, values))
         offset += len(fields)
-    token, owner, tenant, application = instances
+    token, owner, tenant, application, rotated = instances
     token.owner, token.tenant, token.application = owner, tenant, application
     roles = [
         _role_facts(_converted(row, role_columns, connection)[_ROLE_OFFSET:])
         for row in rows
         if row[0] == first[0] and row[_ROLE_OFFSET] is not None  # one token, even if two digests matched
     ]
-    return token, facts_build(token, owner, application_allows_pats=bool(first[-1]), roles=roles)
+    return token, facts_build(token, owner, application_allows_pats=bool(first[-1]), roles=roles), rotated
 
 
 def _cursor(connection):

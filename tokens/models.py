@@ -25,6 +25,7 @@ class RevocationCause(models.TextChoices):
     OPERATOR = "operator", "Revoked by an operator of the service"
     LEAK_REPORT = "leak_report", "Reported leaked"
     EMBED_REPLACED = "embed_replaced", "Replaced by a newer embedding token"
+    REUSE_DETECTED = "reuse_detected", "A replaced secret was used after its grace period"
 
 
 class PersonalAccessToken(models.Model):
@@ -45,6 +46,7 @@ class PersonalAccessToken(models.Model):
         help_text="Empty for an administrative token of this service's own API.",
     )
     name = models.CharField(max_length=100)
+    purpose = models.CharField(max_length=500, blank=True, help_text="What the token is for, in its owner's words.")
     kind = models.CharField(
         max_length=16,
         choices=TokenKind.choices,
@@ -123,6 +125,7 @@ class PersonalAccessToken(models.Model):
             # prefix search uses them whatever the database's collation.
             models.Index(fields=["display_prefix"], opclasses=["varchar_pattern_ops"], name="token_prefix_search"),
             models.Index(fields=["name"], opclasses=["varchar_pattern_ops"], name="token_name_search"),
+            models.Index(fields=["purpose"], opclasses=["varchar_pattern_ops"], name="token_purpose_search"),
             models.Index(fields=["-created_at", "-id"], name="token_created"),
             models.Index(fields=["tenant", "-created_at", "-id"], name="token_tenant_created"),
             models.Index(fields=["last_used_at", "id"], name="token_last_used"),
@@ -168,6 +171,38 @@ class PersonalAccessToken(models.Model):
         if self.revoked_by_id is not None and self.revoked_by is not None:
             return self.revoked_by.get_full_name() or self.revoked_by.username
         return self.revoked_by_label
+
+
+class RotatedSecret(models.Model):
+    """A secret a token had before it was regenerated (GitLab's rotate).
+
+    It works until ``works_until`` (the grace period its owner asked for, at
+    most a day) and is kept afterwards, so a later use of it is recognised as
+    reuse: someone else holds it, and the token is ended (``services.token_reuse_end``).
+    """
+
+    token = models.ForeignKey(PersonalAccessToken, on_delete=models.CASCADE, related_name="rotated_secrets")
+    digest = models.CharField(max_length=64, help_text="HMAC-SHA256 of the secret under a pepper.")
+    pepper_id = models.CharField(max_length=16)
+    display_prefix = models.CharField(max_length=16)
+    successor_prefix = models.CharField(max_length=16, help_text="The display prefix of the secret that replaced it.")
+    rotated_at = models.DateTimeField()
+    works_until = models.DateTimeField()
+    reuse_detected_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-rotated_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["digest"], name="rotated_secret_digest_unique"),
+            # At most a day later too (``services.MAX_GRACE``); not here, as SQLite
+            # would need a function of Django's to check it.
+            models.CheckConstraint(
+                name="rotated_secret_works_after_rotation", condition=Q(works_until__gte=models.F("rotated_at"))
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.display_prefix}… of token {self.token_id}, replaced by {self.successor_prefix}…"
 
 
 class TokenUsageDay(models.Model):

@@ -37,6 +37,7 @@ BATCH_SIZE = 5000
 SUBJECTS = {
     "revoked": "Your personal access token “{name}” was revoked",
     "reported_leaked": "Your personal access token “{name}” was reported leaked and revoked",
+    "reuse_detected": "An old secret of your personal access token “{name}” was used: the token was revoked",
 }
 # Who ended the token, by its recorded cause (the "revoked" event).
 REVOKERS = {
@@ -50,10 +51,14 @@ BODIES = {
     "reported_leaked": "Someone reported your personal access token “{name}” ({prefix}…) for {application} as "
     "leaked (found in public), so it was revoked at once. Create a new token and replace it wherever "
     "it was used.{detail}",
+    "reuse_detected": "A secret your personal access token “{name}” for {application} had before it was "
+    "regenerated was used after its grace period ended, so someone other than your integration holds it. "
+    "The token was revoked at once, its current secret ({prefix}…) too. Find where the old secret leaked, "
+    "then create a new token.{detail}",
 }
 
 
-def _after_commit(task, send_now, *args) -> None:
+def enqueue_after_commit(task, send_now, *args) -> None:
     """Queue a notice once the current transaction commits (through Celery;
     in-process if the broker cannot be reached, so nothing is lost)."""
 
@@ -69,7 +74,7 @@ def _after_commit(task, send_now, *args) -> None:
 
 def enqueue_token_notification(token_id: int, event: str, detail: str = "") -> None:
     """Email the owner about ``event`` once the current transaction commits."""
-    _after_commit(notify_token_owner, send_token_notification, token_id, event, detail)
+    enqueue_after_commit(notify_token_owner, send_token_notification, token_id, event, detail)
 
 
 def send_token_notification(token_id: int, event: str, detail: str = "") -> bool:
@@ -78,7 +83,7 @@ def send_token_notification(token_id: int, event: str, detail: str = "") -> bool
     if token is None or not token.owner.email or event not in SUBJECTS:
         return False
     revoker = REVOKERS.get(token.revocation_cause, REVOKERS[RevocationCause.OPERATOR])
-    if token.revocation_reason and not detail and event == "revoked":
+    if token.revocation_reason and not detail and event in ("revoked", "reuse_detected"):
         detail = f"Reason given: {token.revocation_reason}"
     values = {
         "name": token.name,
@@ -98,7 +103,7 @@ def send_token_notification(token_id: int, event: str, detail: str = "") -> bool
 
 def enqueue_expiry_shortened_notice(owner_id: int, token_ids: list[int], max_days: int) -> None:
     """Tell an owner, once per policy change, which of their tokens now expire sooner (after commit)."""
-    _after_commit(notify_expiry_shortened, send_expiry_shortened_notice, owner_id, token_ids, max_days)
+    enqueue_after_commit(notify_expiry_shortened, send_expiry_shortened_notice, owner_id, token_ids, max_days)
 
 
 def send_expiry_shortened_notice(owner_id: int, token_ids: list[int], max_days: int) -> bool:
@@ -213,7 +218,9 @@ def expiry_reminder_send(token_id: int, days_before: int, now: datetime | None =
                 f"Your personal access token “{token.name}” ({token.display_prefix}…) for "
                 f"{token.application.name if token.application else 'this service'} expires on "
                 f"{timezone.localtime(token.expires_at):%d %B %Y at %H:%M %Z}.\n\n"
-                f"Extend it here: {settings.PUBLIC_URL}/tokens/{token.pk}/edit/\n",
+                f"Regenerate it (a new secret, the old one stops when you choose): "
+                f"{settings.PUBLIC_URL}/tokens/{token.pk}/regenerate/\n\n"
+                f"Or extend it and keep the same secret: {settings.PUBLIC_URL}/tokens/{token.pk}/edit/\n",
                 settings.DEFAULT_FROM_EMAIL,
                 [token.owner.email],
             )

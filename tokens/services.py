@@ -28,11 +28,20 @@ from iam.selectors import (
 from tenants.models import Application, Tenant, TenantApplication
 from tokens import keys
 from tokens.credentials import credential_label
-from tokens.models import IntegrationCredential, PersonalAccessToken, RevocationCause, TokenKind, TokenStatus
+from tokens.models import (
+    IntegrationCredential,
+    PersonalAccessToken,
+    RevocationCause,
+    RotatedSecret,
+    TokenKind,
+    TokenStatus,
+)
 from tokens.notifications import enqueue_token_notification
 from tokens.rules import token_state
 
 NAME_MAX_LENGTH = 100
+PURPOSE_MAX_LENGTH = 500
+MAX_GRACE = timedelta(hours=24)  # how long a regenerated token's old secret may keep working
 MIN_LIFETIME = timedelta(days=1)
 # Forms and clients compute "one day ahead" a moment before we check it.
 EXPIRY_LEEWAY = timedelta(minutes=5)
@@ -73,6 +82,20 @@ def _clean_name(name: object, errors: dict[str, list[str]]) -> str:
     elif not name.isprintable():
         errors["name"] = ["A token name cannot contain control characters."]
     return name
+
+
+def _clean_purpose(purpose: object, errors: dict[str, list[str]]) -> str:
+    if purpose is None:
+        return ""
+    if not isinstance(purpose, str):
+        errors["purpose"] = ["Describe the purpose as text."]
+        return ""
+    purpose = whitespace_collapsed(purpose)
+    if len(purpose) > PURPOSE_MAX_LENGTH:
+        errors["purpose"] = [f"A purpose has at most {PURPOSE_MAX_LENGTH} characters."]
+    elif not purpose.isprintable():
+        errors["purpose"] = ["A purpose cannot contain control characters."]
+    return purpose
 
 
 def _check_expiry(expires_at: object, tenant: Tenant, now: datetime, errors: dict[str, list[str]]) -> None:
@@ -160,6 +183,7 @@ def _token_insert(
     expires_at: datetime,
     roles: list[Role],
     now: datetime,
+    purpose: str = "",
     kind: str = TokenKind.PERSONAL,
     embed_session_minutes: int | None = None,
 ) -> IssuedToken:
@@ -173,6 +197,7 @@ def _token_insert(
                 tenant_id=owner.tenant_id,
                 application=application,
                 name=name,
+                purpose=purpose,
                 kind=kind,
                 embed_session_minutes=embed_session_minutes,
                 created_at=now,
@@ -194,6 +219,7 @@ def _token_insert(
 def _creation_changes(token: PersonalAccessToken, roles: list[Role]) -> dict:
     return {
         "name": token.name,
+        **({"purpose": token.purpose} if token.purpose else {}),
         "kind": token.kind,
         "application": token.application.slug if token.application else None,
         "roles": sorted(role.code for role in roles),
@@ -209,6 +235,7 @@ def token_create(
     expires_at: datetime,
     role_codes: Sequence[str],
     application: Application | None = None,
+    purpose: str | None = None,
     ip: str | None = None,
     now: datetime | None = None,
     actor: User | None = None,
@@ -227,6 +254,7 @@ def token_create(
     _require_may_hold_tokens(owner)
     errors: dict[str, list[str]] = {}
     name = _clean_name(name, errors)
+    purpose = _clean_purpose(purpose, errors)
     _check_expiry(expires_at, owner.tenant, now, errors)
     if application is not None and not application_allows_pats(owner.tenant, application):
         errors["application"] = ["This application does not allow personal access tokens in your tenant."]
@@ -236,7 +264,9 @@ def token_create(
     if errors:
         raise ValidationFailed(errors)
 
-    issued = _token_insert(owner=owner, application=application, name=name, expires_at=expires_at, roles=roles, now=now)
+    issued = _token_insert(
+        owner=owner, application=application, name=name, purpose=purpose, expires_at=expires_at, roles=roles, now=now
+    )
     audit_record(
         action=AuditAction.TOKEN_CREATED,
         tenant_id=issued.token.tenant_id,
@@ -326,6 +356,7 @@ def token_issue_for_user(
     name: str,
     expires_at: datetime,
     role_codes: list[str],
+    purpose: str | None = None,
     ip: str | None = None,
 ) -> IssuedToken:
     """Create a token for ``owner`` on an administrator's or integration's
@@ -333,26 +364,33 @@ def token_issue_for_user(
     rule administrators do not create tokens for users."""
     if application is None:
         raise NotPermitted("Administrative tokens are created by their owners only.", code="administrative_token")
-    if user_holds_administrator_role(owner) and not (actor is not None and user_is_main_administrator(actor)):
-        raise NotPermitted(
-            "Only a main administrator may issue tokens for an administrator.", code="owner_is_administrator"
-        )
-    if not Tenant.objects.filter(pk=owner.tenant_id, admins_may_issue_pats_via_api=True).exists():
-        raise NotPermitted(
-            "Administrators may not issue personal access tokens through the API in this tenant "
-            "(tenant policy “administrators may issue PATs through the API” is off).",
-            code="api_issuance_disabled",
-        )
+    _require_may_issue_for(owner, actor, "issue")
     return token_create(
         owner=owner,
         application=application,
         name=name,
         expires_at=expires_at,
         role_codes=role_codes,
+        purpose=purpose,
         ip=ip,
         actor=actor,
         actor_label=actor_label,
     )
+
+
+def _require_may_issue_for(owner: User, actor: User | None, verb: str) -> None:
+    """Whether an administrator (``actor``) or an integration (None) may get a
+    new secret for ``owner``: by Thinkwise's rule only where the tenant allows it."""
+    if user_holds_administrator_role(owner) and not (actor is not None and user_is_main_administrator(actor)):
+        raise NotPermitted(
+            f"Only a main administrator may {verb} tokens for an administrator.", code="owner_is_administrator"
+        )
+    if not Tenant.objects.filter(pk=owner.tenant_id, admins_may_issue_pats_via_api=True).exists():
+        raise NotPermitted(
+            f"Administrators may not {verb} personal access tokens through the API in this tenant "
+            "(tenant policy “administrators may issue PATs through the API” is off).",
+            code="api_issuance_disabled",
+        )
 
 
 def _require_owner(token: PersonalAccessToken, actor: User) -> None:
@@ -407,12 +445,13 @@ def token_edit(
     token: PersonalAccessToken,
     actor: User,
     name: str | None = None,
+    purpose: str | None = None,
     expires_at: datetime | None = None,
     role_codes: Sequence[str] | None = None,
     ip: str | None = None,
     now: datetime | None = None,
 ) -> PersonalAccessToken:
-    """Change a token's name, expiry and/or roles (None leaves a field as it is).
+    """Change a token's name, purpose, expiry and/or roles (None leaves a field as it is).
 
     A new expiry reactivates an expired token; a valid set of roles
     reactivates an inactive one. Only the owner may edit; revoked and deleted
@@ -430,6 +469,11 @@ def token_edit(
     new_roles: list[Role] | None = None
     if name is not None:
         _name_change(token, name, errors, changes)
+    if purpose is not None:
+        cleaned = _clean_purpose(purpose, errors)
+        if "purpose" not in errors and cleaned != token.purpose:
+            changes["purpose"] = [token.purpose, cleaned]
+            token.purpose = cleaned
     if expires_at is not None and expires_at != token.expires_at:
         _check_expiry(expires_at, token.tenant, now, errors)
         if "expires_at" not in errors:
@@ -448,7 +492,7 @@ def token_edit(
     if not changes:
         return token
 
-    _save(token, ["name", "expires_at"])
+    _save(token, ["name", "purpose", "expires_at"])
     if new_roles is not None:
         token.roles.set(new_roles)
     after = token_state(token, now)
@@ -464,6 +508,125 @@ def token_edit(
         changes=changes,
     )
     return token
+
+
+@transaction.atomic
+def token_rotate(
+    *,
+    token: PersonalAccessToken,
+    actor: User | None,
+    expires_at: datetime | None = None,
+    grace: timedelta = timedelta(0),
+    by_itself: bool = False,
+    actor_label: str | None = None,
+    ip: str | None = None,
+    now: datetime | None = None,
+) -> IssuedToken:
+    """Regenerate a token's secret (GitLab's rotate, GitHub's regenerate).
+
+    The token keeps its name, purpose, application, permissions and policy;
+    its new expiry is checked as at creation (None: as far ahead as the
+    current secret's lifetime, within the tenant's maximum). The old secret keeps working
+    for ``grace`` (at most a day, and never past its own expiry), then is
+    kept only to recognise its reuse (``token_reuse_end``). The audit event
+    names both secrets by their display prefixes.
+
+    Asked by the owner (``actor``), by the token itself (``by_itself``: the
+    bearer of its current secret), or through the management API by an
+    administrator of the tenant or an integration (``actor`` None), where the
+    tenant lets administrators issue tokens: the caller receives the secret.
+    """
+    now = now or timezone.now()
+    token = _lock(token)
+    if not by_itself and (actor is None or actor.pk != token.owner_id):
+        if actor is not None and not user_administers_tenant_users(actor, token.tenant_id):
+            raise NotPermitted("Only the owner or an administrator of the tenant can regenerate this token.")
+        _require_may_issue_for(token.owner, actor, "regenerate")
+    _require_not_ended(token, "regenerated")
+    _require_personal(token, "regenerated")
+    _require_may_hold_tokens(token.owner)
+    if expires_at is None:
+        expires_at = now + _secret_lifetime(token)
+    errors: dict[str, list[str]] = {}
+    _check_expiry(expires_at, token.tenant, now, errors)
+    if not isinstance(grace, timedelta) or not timedelta(0) <= grace <= MAX_GRACE:
+        errors["grace"] = ["The old secret can keep working for at most 24 hours."]
+    if errors:
+        raise ValidationFailed(errors)
+
+    plaintext = keys.generate()
+    old_prefix, old_expiry = token.display_prefix, token.expires_at
+    works_until = max(now, min(now + grace, old_expiry))  # an expired secret is not revived
+    RotatedSecret.objects.create(
+        token=token,
+        digest=token.digest,
+        pepper_id=token.pepper_id,
+        display_prefix=old_prefix,
+        successor_prefix=keys.display_prefix(plaintext),
+        rotated_at=now,
+        works_until=works_until,
+    )
+    token.digest, token.pepper_id = keys.digest(plaintext), keys.current_pepper_id()
+    token.display_prefix, token.expires_at = keys.display_prefix(plaintext), expires_at
+    token.save(update_fields=["digest", "pepper_id", "display_prefix", "expires_at"])
+    inactive_mark_set([token.pk], marked=bool(token_state(token, now).inactive_reasons))
+    audit_record(
+        action=AuditAction.TOKEN_ROTATED,
+        tenant_id=token.tenant_id,
+        actor=actor if actor is not None or actor_label is not None else (token.owner if by_itself else None),
+        label=actor_label or ("the token itself" if by_itself else None),
+        token_id=token.pk,
+        ip=ip,
+        changes={
+            "secret": [old_prefix, token.display_prefix],
+            "expires_at": [old_expiry.isoformat(), expires_at.isoformat()],
+            "old_secret_works_until": works_until.isoformat(),
+        },
+    )
+    return IssuedToken(token=token, plaintext=plaintext)
+
+
+def _secret_lifetime(token: PersonalAccessToken) -> timedelta:
+    """How long the token's current secret was issued for: from its creation or last regeneration to its expiry."""
+    last = token.rotated_secrets.order_by("-rotated_at").values_list("rotated_at", flat=True).first()
+    lifetime = token.expires_at - (last or token.created_at)
+    return min(max(lifetime, MIN_LIFETIME), timedelta(days=token.tenant.max_token_lifetime_days))
+
+
+def previous_secret_in_grace(token: PersonalAccessToken, now: datetime | None = None) -> RotatedSecret | None:
+    """The replaced secret that still works, if the token was regenerated with a grace period."""
+    return token.rotated_secrets.filter(works_until__gt=now or timezone.now()).order_by("-works_until").first()
+
+
+@transaction.atomic
+def token_reuse_end(*, secret_id: int, ip: str | None, now: datetime | None = None) -> bool:
+    """A replaced secret was presented after its grace period: someone other
+    than the integration that switched over holds it. End the token, its
+    current secret too, say why, and tell the owner. Idempotent: returns
+    whether this call ended it."""
+    now = now or timezone.now()
+    secret = RotatedSecret.objects.select_for_update().filter(pk=secret_id).first()
+    if secret is None or secret.reuse_detected_at is not None or secret.works_until > now:
+        return False
+    secret.reuse_detected_at = now
+    secret.save(update_fields=["reuse_detected_at"])
+    token = secret.token
+    if token.status != TokenStatus.ACTIVE:
+        return False
+    token_revoke(
+        token=token,
+        actor=None,
+        cause=RevocationCause.REUSE_DETECTED,
+        actor_label="reuse detection",
+        ip=ip,
+        reason=(
+            f"The secret {secret.display_prefix}…, replaced by {secret.successor_prefix}… on "
+            f"{secret.rotated_at:%Y-%m-%d %H:%M} UTC, was used from {ip or 'an unknown address'} after its grace "
+            "period ended: someone else holds it."
+        ),
+        now=now,
+    )
+    return True
 
 
 @transaction.atomic
@@ -492,6 +655,11 @@ NOTIFIED_CAUSES = {
     RevocationCause.INTEGRATION: "revoked",
     RevocationCause.OPERATOR: "revoked",
     RevocationCause.LEAK_REPORT: "reported_leaked",
+    RevocationCause.REUSE_DETECTED: "reuse_detected",
+}
+AUDITED_AS = {
+    RevocationCause.LEAK_REPORT: AuditAction.TOKEN_REPORTED_LEAKED,
+    RevocationCause.REUSE_DETECTED: AuditAction.TOKEN_REUSE_DETECTED,
 }
 
 
@@ -544,7 +712,7 @@ def token_revoke(
         ]
     )
     audit_record(
-        action=AuditAction.TOKEN_REPORTED_LEAKED if cause == RevocationCause.LEAK_REPORT else AuditAction.TOKEN_REVOKED,
+        action=AUDITED_AS.get(cause, AuditAction.TOKEN_REVOKED),
         tenant_id=token.tenant_id,
         actor=actor,
         label=label,

@@ -12,6 +12,7 @@ from tokens.notifications import (  # noqa: F401 - registered with the worker
     notify_expiry_shortened,
     notify_token_owner,
 )
+from tokens.reuse import handle_secret_reuse  # noqa: F401 - registered with the worker
 from tokens.usage import usage_flush_from_redis
 
 

@@ -7,5 +7,6 @@ urlpatterns = [
     path("", views.token_list, name="list"),
     path("new/", views.token_create_view, name="create"),
     path("<int:token_id>/edit/", views.token_edit_view, name="edit"),
+    path("<int:token_id>/regenerate/", views.token_regenerate_view, name="regenerate"),
     path("<int:token_id>/delete/", views.token_delete_view, name="delete"),
 ]

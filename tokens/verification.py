@@ -4,7 +4,8 @@ Every surface that accepts a credential goes through here: the API's bearer
 tokens (``bearer``), the token exchange and introspection (``oauth``), and
 embedding (``embedding``, ``embed_views``). A credential is
 
-- a PAT or an embedding token (``pat_…``): found by its digest under any pepper;
+- a PAT or an embedding token (``pat_…``): found by its digest under any pepper
+  (or a secret it had before it was regenerated, during its grace period);
 - an exchanged access token (a JWT): its signature and claims checked, then
   the PAT behind it, unless the token or its OAuth client was revoked;
 - an embed session (``es_…``): found by its digest, then its embedding token.
@@ -24,8 +25,17 @@ from django.utils import timezone
 
 from iam.models import SERVICE_PERMISSION_PREFIX
 from tokens import keys, signing, usage
-from tokens.lookup import load_token_for_authentication
-from tokens.models import EmbedSession, OAuthClient, PersonalAccessToken, RevokedAccessToken, TokenKind
+from tokens.lookup import load_secret_for_authentication, load_token_for_authentication
+from tokens.models import (
+    EmbedSession,
+    OAuthClient,
+    PersonalAccessToken,
+    RevokedAccessToken,
+    RotatedSecret,
+    TokenKind,
+    TokenStatus,
+)
+from tokens.reuse import reuse_report
 from tokens.rules import TokenFacts, TokenState, evaluate
 
 
@@ -35,6 +45,7 @@ class TokenContext:
 
     token: PersonalAccessToken
     permissions: frozenset[str]
+    by_replaced_secret: bool = False  # presented a secret the token had before it was regenerated (grace period)
 
     @property
     def owner(self):
@@ -68,10 +79,11 @@ class Loaded:
     facts: TokenFacts
     claims: dict | None = None  # an access token's verified claims
     session: EmbedSession | None = None  # an embed session
+    rotated: RotatedSecret | None = None  # the secret presented, if the token has since been regenerated
 
     @property
     def digest(self) -> str:
-        return self.token.digest
+        return self.rotated.digest if self.rotated else self.token.digest
 
 
 def credential_load(
@@ -102,6 +114,10 @@ def context_build(
     None if it cannot be used: the token unusable, the access token expired.
     ``token`` makes the token the context carries (the cache hands out copies);
     it is called only for a usable credential."""
+    if loaded.rotated is not None and now >= loaded.rotated.works_until:
+        if loaded.token.status == TokenStatus.ACTIVE:
+            reuse_report(loaded.rotated.pk, ip)
+        return None
     if not state.is_usable:
         return None
     if loaded.claims is not None and loaded.claims["exp"] <= now.timestamp():
@@ -112,7 +128,7 @@ def context_build(
         return AccessTokenContext(token=carried, permissions=scope & state.permissions, claims=loaded.claims)
     if loaded.session is not None:
         return SessionContext(token=carried, permissions=state.permissions, session=loaded.session)
-    return TokenContext(token=carried, permissions=state.permissions)
+    return TokenContext(token=carried, permissions=state.permissions, by_replaced_secret=loaded.rotated is not None)
 
 
 def credential_verify(
@@ -149,13 +165,14 @@ def _secret_load(plaintext: str, kind: str) -> Loaded | None:
     loaded = keys.match_secret(plaintext, keys.PREFIX, _load_by_digests)
     if loaded is None or loaded.token.kind != kind:
         return None
-    keys.rehash_on_use(loaded.token, plaintext)
+    if loaded.rotated is None:  # a replaced secret's digest is not the token's to rewrite
+        keys.rehash_on_use(loaded.token, plaintext)
     return loaded
 
 
 def _load_by_digests(digests: list[str]) -> Loaded | None:
-    token, facts = load_token_for_authentication(digests)
-    return None if token is None or facts is None else Loaded(token, facts)
+    token, facts, rotated = load_secret_for_authentication(digests)
+    return None if token is None or facts is None else Loaded(token, facts, rotated=rotated)
 
 
 def _access_token_load(value: str, audience: str | None) -> Loaded | None:

@@ -16,11 +16,18 @@ from django.views.decorators.http import require_http_methods
 
 from core.errors import DomainError
 from core.http import client_ip
-from tokens.forms import TokenCreateForm, TokenEditForm
+from tokens.forms import TokenCreateForm, TokenEditForm, TokenRegenerateForm
 from tokens.models import PersonalAccessToken, TokenStatus
 from tokens.rules import EffectiveStatus, TokenState, token_state
 from tokens.selectors import TokenRow, token_get_for_owner, token_page_for_owner, user_administrators_of
-from tokens.services import token_create, token_creation_limit, token_delete, token_edit
+from tokens.services import (
+    previous_secret_in_grace,
+    token_create,
+    token_creation_limit,
+    token_delete,
+    token_edit,
+    token_rotate,
+)
 
 # One-time ids of create forms handed out, so a reload or resubmission of a
 # create request never creates (or shows) a token twice.
@@ -78,6 +85,7 @@ def token_create_view(request: HttpRequest) -> HttpResponse:
                     owner=user,
                     application=form.cleaned_data["application"],
                     name=form.cleaned_data["name"],
+                    purpose=form.cleaned_data["purpose"],
                     expires_at=form.cleaned_data["expires_at"],
                     role_codes=[role.code for role in form.cleaned_data["roles"]],
                     ip=client_ip(request),
@@ -89,7 +97,8 @@ def token_create_view(request: HttpRequest) -> HttpResponse:
                 _consume_form_id(request, form_id)
                 # Rendered in the POST response itself: the secret is never
                 # put in a URL, a cookie, the session or the browser's storage.
-                return render(request, "tokens/created.html", {"token": issued.token, "plaintext": issued.plaintext})
+                context = {"token": issued.token, "plaintext": issued.plaintext, "regenerated": False, "previous": None}
+                return render(request, "tokens/created.html", context)
     else:
         form = TokenCreateForm(user=user, now=now)
     context = {"form": form, "form_id": _issue_form_id(request)}
@@ -113,6 +122,7 @@ def token_edit_view(request: HttpRequest, token_id: int) -> HttpResponse:
                     token=token,
                     actor=request.user,
                     name=form.cleaned_data["name"],
+                    purpose=form.cleaned_data["purpose"],
                     expires_at=form.cleaned_data["expires_at"],
                     role_codes=[role.code for role in form.cleaned_data["roles"]],
                     ip=client_ip(request),
@@ -125,8 +135,53 @@ def token_edit_view(request: HttpRequest, token_id: int) -> HttpResponse:
                 return redirect("tokens:list")
     else:
         form = TokenEditForm(token=token, now=now)
-    context = {"token": token, "form": form, "view_row": row}
+    context = {"token": token, "form": form, "view_row": row, "previous": previous_secret_in_grace(token, now)}
     return render(request, "tokens/edit.html", context, status=400 if form.errors else 200)
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def token_regenerate_view(request: HttpRequest, token_id: int) -> HttpResponse:
+    """A new secret for one of the user's tokens, shown once as at creation."""
+    token = _owned_token(request, token_id)
+    now = timezone.now()
+    row = TokenRow(token, token_state(token, now))
+    if token.status == TokenStatus.REVOKED or token.is_embedding:
+        return render(request, "tokens/regenerate.html", {"token": token, "form": None, "view_row": row}, status=409)
+    if request.method == "POST":
+        form_id = request.POST.get("form_id", "")
+        if form_id not in request.session.get(FORM_IDS_SESSION_KEY, []):
+            # A reload or second submission: the secret was shown once already.
+            messages.info(request, "That form was already submitted. A token's secret is shown only once.")
+            return redirect("tokens:list")
+        form = TokenRegenerateForm(request.POST, token=token, now=now)
+        if form.is_valid():
+            try:
+                token_creation_limit(f"user:{request.user.pk}")
+                issued = token_rotate(
+                    token=token,
+                    actor=request.user,
+                    expires_at=form.cleaned_data["expires_at"],
+                    grace=form.cleaned_data["grace"],
+                    ip=client_ip(request),
+                    now=now,
+                )
+            except DomainError as error:
+                form.apply_domain_error(error)
+            else:
+                _consume_form_id(request, form_id)
+                context = {
+                    "token": issued.token,
+                    "plaintext": issued.plaintext,
+                    "previous": previous_secret_in_grace(issued.token, now),
+                    "regenerated": True,
+                }
+                return render(request, "tokens/created.html", context)
+    else:
+        form = TokenRegenerateForm(token=token, now=now)
+    context = {"token": token, "form": form, "view_row": row, "form_id": _issue_form_id(request)}
+    return render(request, "tokens/regenerate.html", context, status=400 if form.errors else 200)
 
 
 def _tell_saved(request: HttpRequest, token: PersonalAccessToken, state: TokenState) -> None:

@@ -5,6 +5,8 @@ whose owner administers the user's tenant, or an integration credential of
 the tenant with the ``tokens.manage`` scope.
 """
 
+from datetime import timedelta
+
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
@@ -18,6 +20,7 @@ from core.api.schema import errors
 from core.api.serializers import (
     StrictCharField,
     StrictDateTimeField,
+    StrictIntegerField,
     StrictListField,
     StrictSerializer,
     StrictSlugField,
@@ -33,7 +36,14 @@ from tokens.authentication import BearerTokenAuthentication, CredentialContext, 
 from tokens.credentials import credential_label
 from tokens.models import IntegrationCredential, PersonalAccessToken, RevocationCause, TokenStatus
 from tokens.rules import token_states
-from tokens.services import token_creation_limit, token_issue_for_user, token_rename, token_revoke
+from tokens.services import (
+    MAX_GRACE,
+    token_creation_limit,
+    token_issue_for_user,
+    token_rename,
+    token_revoke,
+    token_rotate,
+)
 
 
 class CanManageTokens(HasTokenPermissions):
@@ -84,6 +94,7 @@ class ManagementView(APIView):
 class TokenSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
+    purpose = serializers.CharField()
     kind = serializers.CharField()
     prefix = serializers.CharField(source="display_prefix")
     application = serializers.SerializerMethodField()
@@ -112,9 +123,50 @@ def serialize_tokens(tokens: list[PersonalAccessToken]) -> list[dict]:
     return TokenSerializer(tokens, many=True, context={"states": token_states(tokens)}).data
 
 
+class RotateRequestSerializer(StrictSerializer):
+    expiresAt = StrictDateTimeField(
+        required=False,
+        help_text="The new secret's expiry, as at creation. Default: as far ahead as the current secret's lifetime.",
+    )
+    gracePeriodSeconds = StrictIntegerField(
+        required=False,
+        min_value=0,
+        max_value=int(MAX_GRACE.total_seconds()),
+        help_text="How long the old secret keeps working (default 0: it stops at once).",
+    )
+
+
+class RotatedTokenSerializer(CreatedTokenSerializer):
+    previousSecretWorksUntil = serializers.DateTimeField(help_text="When the old secret stops working.")
+
+
+def rotate_answer(request: Request, **rotation) -> Response:
+    """Regenerate a token from the validated request and answer with its new secret (201)."""
+    data = RotateRequestSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    fields = data.validated_data
+    token_creation_limit(f"user:{rotation['token'].owner_id}")
+    try:
+        with transaction.atomic():  # as at creation: a 503 means no new secret was issued
+            issued = token_rotate(
+                **rotation,
+                expires_at=fields.get("expiresAt"),
+                grace=timedelta(seconds=fields.get("gracePeriodSeconds", 0)),
+                ip=client_ip(request),
+            )
+            body = serialize_tokens([issued.token])[0]
+            body["previousSecretWorksUntil"] = issued.token.rotated_secrets.first().works_until
+    except ValidationFailed as error:
+        names = {"expires_at": "expiresAt", "grace": "gracePeriodSeconds"}
+        raise ValidationFailed({names.get(name, name): texts for name, texts in error.fields.items()}) from None
+    body["token"] = issued.plaintext
+    return Response(RotatedTokenSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
 class UserTokenListView(ManagementView):
     class TokenCreateRequestSerializer(StrictSerializer):
         name = StrictCharField(max_length=100)
+        purpose = StrictCharField(max_length=500, required=False, allow_blank=True)
         expiresAt = StrictDateTimeField()
         applicationId = StrictUUIDField(required=False)
         applicationSlug = StrictSlugField(required=False, max_length=50)
@@ -156,6 +208,7 @@ class UserTokenListView(ManagementView):
                 request_only=True,
                 value={
                     "name": "Nightly import",
+                    "purpose": "Imports orders from the web shop every night",
                     "expiresAt": "2027-01-31T00:00:00Z",
                     "applicationSlug": "crm",
                     "roles": ["crm_reader"],
@@ -187,6 +240,7 @@ class UserTokenListView(ManagementView):
                     actor_label=label,
                     application=application,
                     name=fields["name"],
+                    purpose=fields.get("purpose"),
                     expires_at=fields["expiresAt"],
                     role_codes=fields["roles"],
                     ip=client_ip(request),
@@ -249,3 +303,23 @@ class UserTokenDetailView(ManagementView):
             reason="Ended through the management API.",
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class UserTokenRotateView(ManagementView):
+    @extend_schema(
+        operation_id="user_tokens_rotate",
+        summary="Regenerate a user's token (GitLab's rotate; off unless the tenant allows administrators to issue)",
+        description="The token keeps its name, application and permissions and gets a new secret, returned once. "
+        "The old secret stops at once or after `gracePeriodSeconds`; any use of it after that revokes the token.",
+        request=RotateRequestSerializer,
+        responses={
+            201: OpenApiResponse(RotatedTokenSerializer, description="The token, with its new secret `token`."),
+            **errors(400, 401, 403, 404, 409, 413, 415, 429),
+        },
+        tags=["management"],
+    )
+    def post(self, request: Request, userId: int, name: str) -> Response:
+        user = self.target_user(request, userId)
+        token = self.token_by_name(user, name)
+        actor, label = self.actor(request)
+        return rotate_answer(request, token=token, actor=actor, actor_label=label)

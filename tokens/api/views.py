@@ -1,5 +1,5 @@
 from django.conf import settings
-from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -8,10 +8,12 @@ from rest_framework.views import APIView
 
 from core.api.schema import errors
 from core.api.serializers import StrictCharField, StrictSerializer
+from core.errors import IllegalTransition, NotPermitted
 from core.http import client_ip
 from core.ratelimit import rate_limit_enforce
+from tokens.api.management import RotatedTokenSerializer, RotateRequestSerializer, rotate_answer
 from tokens.services import token_report_leaked
-from tokens.verification import TokenContext
+from tokens.verification import AccessTokenContext, TokenContext
 
 
 class MeView(APIView):
@@ -128,3 +130,35 @@ class LeakReportView(APIView):
         # A pasted token often brings a newline along; the answer is the same either way.
         token_report_leaked(data.validated_data["token"].strip(), ip=ip)
         return Response({"status": "received"}, status=status.HTTP_202_ACCEPTED)
+
+
+class SelfRotateView(APIView):
+    """The token of the request regenerates itself (GitLab's ``/self/rotate``)."""
+
+    @extend_schema(
+        operation_id="token_self_rotate",
+        summary="Regenerate the token of this request: its successor, with a new secret shown once",
+        description="A PAT used as `Authorization: Bearer …` gets a new secret, keeping its name, application "
+        "and permissions. The old secret stops at once, or after `gracePeriodSeconds` (at most 86400). Any use "
+        "of it after that revokes the token. An exchanged access token cannot regenerate its PAT.",
+        request=RotateRequestSerializer,
+        responses={
+            201: OpenApiResponse(RotatedTokenSerializer, description="The token, with its new secret `token`."),
+            **errors(400, 401, 403, 409, 413, 415, 429),
+        },
+        examples=[
+            OpenApiExample(
+                "Request", request_only=True, value={"expiresAt": "2027-03-01T00:00:00Z", "gracePeriodSeconds": 3600}
+            )
+        ],
+        tags=["tokens"],
+    )
+    def post(self, request: Request) -> Response:
+        context = request.auth
+        if isinstance(context, AccessTokenContext):
+            raise NotPermitted("Only a personal access token can regenerate itself.", code="pat_required")
+        if context.by_replaced_secret:
+            raise IllegalTransition(
+                "This secret has been replaced: regenerate with the current one.", code="secret_replaced"
+            )
+        return rotate_answer(request, token=context.token, actor=None, by_itself=True)

@@ -1,0 +1,25 @@
+"""A rotated-out secret presented after its grace period: someone else holds it.
+
+The request that presented it is refused like any other failure; ending the
+token (its current secret too) happens in the background, so the request
+path still writes nothing (``services.token_reuse_end``, idempotent).
+"""
+
+from celery import shared_task
+
+from core.tasks import RETRY
+from tokens.notifications import enqueue_after_commit
+from tokens.services import token_reuse_end
+
+
+def reuse_report(secret_id: int, ip: str | None) -> None:
+    enqueue_after_commit(handle_secret_reuse, token_reuse_end_now, secret_id, ip)
+
+
+def token_reuse_end_now(secret_id: int, ip: str | None) -> bool:
+    return token_reuse_end(secret_id=secret_id, ip=ip)
+
+
+@shared_task(**RETRY)
+def handle_secret_reuse(secret_id: int, ip: str | None) -> bool:
+    return token_reuse_end(secret_id=secret_id, ip=ip)
