@@ -148,10 +148,14 @@ def cache_mark() -> int | None:
 
 
 def cache_store(key: str, loaded: Loaded, mark: int | None) -> Entry:
-    """Remember a freshly loaded credential, unless an invalidation arrived since ``mark``."""
+    """Remember a freshly loaded credential, unless an invalidation arrived since ``mark``.
+
+    A secret replaced by a regeneration is never remembered: its grace period
+    ends to the second and its reuse after that is reported once, by the lookup.
+    """
     entry = Entry(loaded, time.monotonic() + settings.TOKEN_CACHE_SECONDS)
     with _lock:
-        if mark is not None and mark == _invalidations:
+        if mark is not None and mark == _invalidations and loaded.rotated is None:
             if key in _entries:
                 _forget(key)
             _entries[key] = entry

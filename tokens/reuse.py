@@ -13,11 +13,8 @@ from tokens.services import token_reuse_end
 
 
 def reuse_report(secret_id: int, ip: str | None) -> None:
-    enqueue_after_commit(handle_secret_reuse, token_reuse_end_now, secret_id, ip)
-
-
-def token_reuse_end_now(secret_id: int, ip: str | None) -> bool:
-    return token_reuse_end(secret_id=secret_id, ip=ip)
+    # Calling the task itself runs it in-process, if the broker cannot be reached.
+    enqueue_after_commit(handle_secret_reuse, handle_secret_reuse, secret_id, ip)
 
 
 @shared_task(**RETRY)

@@ -13,7 +13,7 @@ from django.utils import timezone
 from iam.models import Role, RoleGrant, ServiceRole, User
 from iam.selectors import roles_held_for_tokens, user_is_main_administrator, users_holding_service_role, visible_to
 from tenants.models import Application, Tenant, TenantApplication
-from tokens.models import PersonalAccessToken, TenantTokenFigures, TokenStatus, TokenUsageDay
+from tokens.models import PersonalAccessToken, RotatedSecret, TenantTokenFigures, TokenStatus, TokenUsageDay
 from tokens.rules import EffectiveStatus, TokenState, token_states
 
 
@@ -117,6 +117,11 @@ def token_get_for_owner(owner: User, token_id: int) -> PersonalAccessToken | Non
         .select_related("application", "tenant", "revoked_by")
         .first()
     )
+
+
+def previous_secret_in_grace(token: PersonalAccessToken, now: datetime | None = None) -> RotatedSecret | None:
+    """The replaced secret that still works, if the token was regenerated with a grace period."""
+    return token.rotated_secrets.filter(works_until__gt=now or timezone.now()).order_by("-works_until").first()
 
 
 def roles_for_token(user: User, application: Application | None) -> QuerySet[Role]:

@@ -72,30 +72,28 @@ def _lock(token: PersonalAccessToken) -> PersonalAccessToken:
     return PersonalAccessToken.objects.select_for_update().select_related("owner", "tenant").get(pk=token.pk)
 
 
+def _clean_text(value: object, field: str, what: str, max_length: int, errors: dict[str, list[str]]) -> str:
+    """``value`` with its whitespace collapsed, or an error on ``field`` if it is not short printable text."""
+    if not isinstance(value, str):
+        errors[field] = [f"Give the {what} as text."]
+        return ""
+    value = whitespace_collapsed(value)
+    if len(value) > max_length:
+        errors[field] = [f"A {what} has at most {max_length} characters."]
+    elif not value.isprintable():
+        errors[field] = [f"A {what} cannot contain control characters."]
+    return value
+
+
 def _clean_name(name: object, errors: dict[str, list[str]]) -> str:
     if not isinstance(name, str) or not name.strip():
         errors["name"] = ["Enter a token name."]
         return ""
-    name = whitespace_collapsed(name)
-    if len(name) > NAME_MAX_LENGTH:
-        errors["name"] = [f"A token name has at most {NAME_MAX_LENGTH} characters."]
-    elif not name.isprintable():
-        errors["name"] = ["A token name cannot contain control characters."]
-    return name
+    return _clean_text(name, "name", "token name", NAME_MAX_LENGTH, errors)
 
 
 def _clean_purpose(purpose: object, errors: dict[str, list[str]]) -> str:
-    if purpose is None:
-        return ""
-    if not isinstance(purpose, str):
-        errors["purpose"] = ["Describe the purpose as text."]
-        return ""
-    purpose = whitespace_collapsed(purpose)
-    if len(purpose) > PURPOSE_MAX_LENGTH:
-        errors["purpose"] = [f"A purpose has at most {PURPOSE_MAX_LENGTH} characters."]
-    elif not purpose.isprintable():
-        errors["purpose"] = ["A purpose cannot contain control characters."]
-    return purpose
+    return "" if purpose is None else _clean_text(purpose, "purpose", "purpose", PURPOSE_MAX_LENGTH, errors)
 
 
 def _check_expiry(expires_at: object, tenant: Tenant, now: datetime, errors: dict[str, list[str]]) -> None:
@@ -573,7 +571,7 @@ def token_rotate(
     audit_record(
         action=AuditAction.TOKEN_ROTATED,
         tenant_id=token.tenant_id,
-        actor=actor if actor is not None or actor_label is not None else (token.owner if by_itself else None),
+        actor=token.owner if by_itself else actor,
         label=actor_label or ("the token itself" if by_itself else None),
         token_id=token.pk,
         ip=ip,
@@ -591,11 +589,6 @@ def _secret_lifetime(token: PersonalAccessToken) -> timedelta:
     last = token.rotated_secrets.order_by("-rotated_at").values_list("rotated_at", flat=True).first()
     lifetime = token.expires_at - (last or token.created_at)
     return min(max(lifetime, MIN_LIFETIME), timedelta(days=token.tenant.max_token_lifetime_days))
-
-
-def previous_secret_in_grace(token: PersonalAccessToken, now: datetime | None = None) -> RotatedSecret | None:
-    """The replaced secret that still works, if the token was regenerated with a grace period."""
-    return token.rotated_secrets.filter(works_until__gt=now or timezone.now()).order_by("-works_until").first()
 
 
 @transaction.atomic

@@ -19,9 +19,14 @@ from core.http import client_ip
 from tokens.forms import TokenCreateForm, TokenEditForm, TokenRegenerateForm
 from tokens.models import PersonalAccessToken, TokenStatus
 from tokens.rules import EffectiveStatus, TokenState, token_state
-from tokens.selectors import TokenRow, token_get_for_owner, token_page_for_owner, user_administrators_of
-from tokens.services import (
+from tokens.selectors import (
+    TokenRow,
     previous_secret_in_grace,
+    token_get_for_owner,
+    token_page_for_owner,
+    user_administrators_of,
+)
+from tokens.services import (
     token_create,
     token_creation_limit,
     token_delete,

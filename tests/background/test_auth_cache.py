@@ -391,3 +391,18 @@ def test_an_address_blocked_by_other_processes_costs_this_one_a_single_lookup(
     valid = world.issue().plaintext
     assert api.get(ME, HTTP_AUTHORIZATION=f"Bearer {valid}", REMOTE_ADDR="10.4.4.4").status_code == 429
     assert api.get(ME, HTTP_AUTHORIZATION=f"Bearer {valid}", REMOTE_ADDR="10.5.5.5").status_code == 200
+
+
+def test_a_replaced_secret_is_never_cached_and_stops_when_its_grace_ends(world, with_redis):
+    from tokens.services import token_rotate
+
+    issued = world.issue()
+    bearer_authenticate(issued.plaintext, ip="10.0.0.1")  # the current secret, cached
+    rotated = token_rotate(token=issued.token, actor=world.user, grace=timedelta(hours=1))
+    assert authcache.cache_lookup(keys.digest(issued.plaintext)) is None  # the rotation dropped it
+    assert bearer_authenticate(issued.plaintext, ip="10.0.0.1").token.pk == issued.token.pk
+    assert authcache.cache_lookup(keys.digest(issued.plaintext)) is None
+    grace_end = issued.token.rotated_secrets.get().works_until
+    with pytest.raises(InvalidToken):
+        bearer_authenticate(issued.plaintext, ip="10.0.0.1", now=grace_end)
+    assert bearer_authenticate(rotated.plaintext, ip="10.0.0.1", now=grace_end)  # until the reuse is handled

@@ -160,7 +160,7 @@ def rotate_answer(request: Request, **rotation) -> Response:
         names = {"expires_at": "expiresAt", "grace": "gracePeriodSeconds"}
         raise ValidationFailed({names.get(name, name): texts for name, texts in error.fields.items()}) from None
     body["token"] = issued.plaintext
-    return Response(RotatedTokenSerializer(body).data, status=status.HTTP_201_CREATED)
+    return Response(body, status=status.HTTP_201_CREATED)
 
 
 class UserTokenListView(ManagementView):
