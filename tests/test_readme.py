@@ -72,6 +72,7 @@ def test_every_readme_curl_example_works_as_written(live_server, settings):
             "ALICE_ID",
             "create_oauth_client",
             "LEAKED",
+            "CI_TOKEN",
         )
     }
     me = by_marker['--app crm --name "my script"']
@@ -83,3 +84,5 @@ def test_every_readme_curl_example_works_as_written(live_server, settings):
     exchanged_me = by_marker["create_oauth_client"]
     assert exchanged_me["permissions"] == ["crm.orders.read"] and exchanged_me["user"]["username"] == "alice"
     assert by_marker["LEAKED"] == {"status": "received"}
+    rotated = by_marker["CI_TOKEN"]
+    assert rotated["token"].startswith("pat_") and rotated["previousSecretWorksUntil"]

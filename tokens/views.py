@@ -5,6 +5,7 @@ query goes through ``request.user``, so another user's token is a 404.
 """
 
 import secrets
+from datetime import datetime
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -44,6 +45,15 @@ def _owned_token(request: HttpRequest, token_id: int) -> PersonalAccessToken:
     if token is None:
         raise Http404("No such token.")
     return token
+
+
+def _token_to_change(request: HttpRequest, token_id: int) -> tuple[PersonalAccessToken, TokenRow, datetime, bool]:
+    """One of the user's tokens to edit or regenerate, its state now, and whether
+    it can change at all (a revoked or embedding token cannot: its page says why)."""
+    token = _owned_token(request, token_id)
+    now = timezone.now()
+    changeable = token.status != TokenStatus.REVOKED and not token.is_embedding
+    return token, TokenRow(token, token_state(token, now)), now, changeable
 
 
 def _issue_form_id(request: HttpRequest) -> str:
@@ -114,10 +124,8 @@ def token_create_view(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def token_edit_view(request: HttpRequest, token_id: int) -> HttpResponse:
-    token = _owned_token(request, token_id)
-    now = timezone.now()
-    row = TokenRow(token, token_state(token, now))
-    if token.status == TokenStatus.REVOKED or token.is_embedding:
+    token, row, now, changeable = _token_to_change(request, token_id)
+    if not changeable:
         return render(request, "tokens/edit.html", {"token": token, "form": None, "view_row": row}, status=409)
     if request.method == "POST":
         form = TokenEditForm(request.POST, token=token, now=now)
@@ -149,10 +157,8 @@ def token_edit_view(request: HttpRequest, token_id: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def token_regenerate_view(request: HttpRequest, token_id: int) -> HttpResponse:
     """A new secret for one of the user's tokens, shown once as at creation."""
-    token = _owned_token(request, token_id)
-    now = timezone.now()
-    row = TokenRow(token, token_state(token, now))
-    if token.status == TokenStatus.REVOKED or token.is_embedding:
+    token, row, now, changeable = _token_to_change(request, token_id)
+    if not changeable:
         return render(request, "tokens/regenerate.html", {"token": token, "form": None, "view_row": row}, status=409)
     if request.method == "POST":
         form_id = request.POST.get("form_id", "")
