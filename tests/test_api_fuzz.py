@@ -143,6 +143,8 @@ def variants(operation, creds: Credentials) -> list[tuple[str, dict, dict, int]]
 RULES_BEYOND_THE_SCHEMA = {
     "POST /api/v1/users/{userId}/personal-access-tokens",
     "PATCH /api/v1/users/{userId}/personal-access-tokens/{name}",
+    "POST /api/v1/users/{userId}/personal-access-tokens/{name}/rotate",
+    "POST /api/v1/tokens/self/rotate",
     "POST /oauth/token",
     "POST /oauth/introspect",
     "POST /oauth/revoke",

@@ -150,6 +150,20 @@ def test_the_management_api_regenerates_only_where_the_tenant_allows_issuing(api
     assert PersonalAccessToken.objects.get(pk=other.token.pk).digest == other.token.digest
 
 
+def test_only_its_owner_regenerates_an_administrative_token(api, world, user_admin):
+    from tests.factories import UserFactory, grant, service_role
+
+    developer = UserFactory(username="dev", tenant=world.tenant)
+    grant(developer, service_role(ServiceRole.DEVELOPER))
+    administrative_pat(developer, ServiceRole.DEVELOPER)
+    name = PersonalAccessToken.objects.get(owner=developer).name
+    tenant_set_api_issuance(tenant=world.tenant, allowed=True, actor=user_admin)
+    client = bearer(api, administrative_pat(user_admin, ServiceRole.USER_ADMINISTRATOR).plaintext)
+    refused = client.post(f"/api/v1/users/{developer.pk}/personal-access-tokens/{name}/rotate", {}, format="json")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "administrative_token"
+    assert not RotatedSecret.objects.exists()
+
+
 def test_revoked_and_embedding_tokens_are_not_regenerated(world, user_admin):
     revoked = world.issue("revoked")
     token_revoke(token=revoked.token, actor=user_admin)
