@@ -7,6 +7,9 @@ class IamConfig(AppConfig):
     name = "iam"
     verbose_name = "Authorization"
 
+    def ready(self) -> None:
+        from iam import reauth  # noqa: F401 - connects the sign-in receiver
+
 
 class IamAdminConfig(admin_apps.AdminConfig):
     """Django's admin with the console's own site (``iam.admin_site``)."""

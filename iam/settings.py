@@ -266,7 +266,7 @@ CELERY_BEAT_SCHEDULE["dashboard-figures"] = {
 }
 AUDIT_RETENTION_DAYS = int(os.environ.get("AUDIT_RETENTION_DAYS", "730"))
 
-EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "core.mail.ConsoleEmailBackend")
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
@@ -313,6 +313,9 @@ TOKEN_CREATIONS_PER_MINUTE = 10
 SIGN_IN_FAILURES_PER_IP = _env_positive_int("SIGN_IN_FAILURES_PER_IP", 50)
 SIGN_IN_FAILURES_PER_USERNAME = _env_positive_int("SIGN_IN_FAILURES_PER_USERNAME", 10)
 SIGN_IN_WINDOW_SECONDS = _env_positive_int("SIGN_IN_WINDOW_SECONDS", 900)
+# Creating, regenerating, widening or extending a token in the browser asks for
+# the password again once the session's sign-in is older than this (sudo mode).
+REAUTHENTICATION_SECONDS = _env_positive_int("REAUTHENTICATION_SECONDS", 600)
 LEAK_REPORTS_PER_MINUTE = 10  # per client address
 # Authenticated tokens are cached in each process (only with Redis, which
 # carries the invalidations): at most this long, and this many per process.

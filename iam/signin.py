@@ -76,3 +76,11 @@ def sign_in_attempt_succeeded(attempt: SignInAttempt) -> None:
     """Refund a successful attempt: only failures count towards the limits."""
     for key in attempt.keys:
         rate_limit_refund(key, window=settings.SIGN_IN_WINDOW_SECONDS)
+
+
+def wait_text(seconds: int) -> str:
+    """How long until the limit lets another attempt through, in words."""
+    if seconds < 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = -(-seconds // 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"

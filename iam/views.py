@@ -8,7 +8,7 @@ from django.views import defaults
 from core.errors import json_not_found, json_server_error
 from core.http import client_ip, is_api_request
 from core.middleware import DATABASE_UNAVAILABLE_ERRORS, database_unavailable_response
-from iam.signin import SignInAttempt, sign_in_attempt_count, sign_in_attempt_succeeded
+from iam.signin import SignInAttempt, sign_in_attempt_count, sign_in_attempt_succeeded, wait_text
 
 
 def handler404_view(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
@@ -58,14 +58,7 @@ class SignInView(auth_views.LoginView):
     def too_many_attempts(self, attempt: SignInAttempt) -> HttpResponse:
         """429 without checking the password, so guessing learns nothing until the window ends."""
         form = SignInForm(self.request, initial={"username": self.request.POST.get("username", "")})
-        refusal = f"Too many sign-in attempts. Try again in {_duration(attempt.retry_after)}."
+        refusal = f"Too many sign-in attempts. Try again in {wait_text(attempt.retry_after)}."
         response = self.render_to_response(self.get_context_data(form=form, refusal=refusal), status=429)
         response["Retry-After"] = str(attempt.retry_after)
         return response
-
-
-def _duration(seconds: int) -> str:
-    if seconds < 60:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
-    minutes = -(-seconds // 60)
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"

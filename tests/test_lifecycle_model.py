@@ -50,7 +50,7 @@ import pytest
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F
-from django.test import Client, override_settings
+from django.test import Client, TestCase, override_settings
 from django.utils import timezone
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
@@ -79,6 +79,7 @@ COVERAGE = {
     "revoke_many": {"active", "inactive"},
     "leak_report": {"active", "expired", "inactive", "revoked"},
     "exchange": {"active", "expired", "inactive", "revoked"},
+    "regenerate": {"active", "expired", "inactive", "revoked"},
 }
 OTHER_OPERATIONS = {
     "create",
@@ -96,6 +97,7 @@ OTHER_OPERATIONS = {
     "lifetime_policy",
     "time_passes",
     "reminders",
+    "reuse_detected",
 }
 SEEN: Counter = Counter()
 IDENTITY_CHANGES = [
@@ -140,6 +142,7 @@ class ModelToken:
     secret: str
     stored: str = "active"  # active, revoked, deleted
     cause: str = ""
+    replaced: list[str] = field(default_factory=list)  # secrets regenerated away, their grace over
 
 
 @dataclass
@@ -482,6 +485,44 @@ class Lifecycle(RuleBasedStateMachine):
             assert abs(row.expires_at - new_expiry) < timedelta(minutes=1) or row.expires_at == token.expires_at
         token.expires_at = row.expires_at
 
+    def regenerate(self, state, index, later):
+        """The owner regenerates a token on its page; the old secret stops at
+        once, or (``later``) in an hour."""
+        token, state = self.pick("regenerate", state, index)
+        if token is None or not self.users[token.owner].active:
+            return
+        SEEN[("regenerate", state)] += 1
+        client, path = self.clients[token.owner], f"/tokens/{token.pk}/regenerate/"
+        page = client.get(path)
+        if token.stored == "revoked":
+            assert page.status_code == 409
+            return
+        assert page.status_code == 200
+        form_id = re.search(r'name="form_id" value="([^"]+)"', body(page)).group(1)
+        response = client.post(path, {"form_id": form_id, "expiry_preset": "7", "grace": "3600" if later else "0"})
+        if self.max_days[token.tenant] < 7:
+            assert response.status_code == 400
+            return
+        assert response.status_code == 200, body(response)[-2000:]
+        old, token.secret = token.secret, re.search(r"pat_[0-9A-Za-z]{36}", body(response)).group(0)
+        if not later:
+            token.replaced.append(old)
+        token.expires_at = PersonalAccessToken.objects.get(pk=token.pk).expires_at
+        assert abs(token.expires_at - (timezone.now() + timedelta(days=7))) < timedelta(minutes=1)
+
+    def reuse(self, index):
+        """Someone presents a secret regenerated away: refused, and the token ends (its new secret too)."""
+        replaced = [(token, secret) for token in self.tokens.values() for secret in token.replaced]
+        if not replaced:
+            return
+        SEEN["reuse_detected"] += 1
+        token, secret = replaced[index % len(replaced)]
+        with TestCase.captureOnCommitCallbacks(execute=True):  # the background task that ends it
+            me = self.api.get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {secret}")
+        assert me.status_code == 401
+        if token.stored == "active":
+            token.stored, token.cause = "revoked", "reuse_detected"
+
     def role_account(self, key: str) -> Role:
         return self.roles.get(key) or service_role(key.removeprefix("iam:"))
 
@@ -615,7 +656,7 @@ class Lifecycle(RuleBasedStateMachine):
         tokens = [
             t for t in self.tokens.values() if t.kind in kinds and t.stored != "deleted" and self.expected(t) == state
         ]
-        if operation in ("edit", "delete"):
+        if operation in ("edit", "delete", "regenerate"):
             tokens = [t for t in tokens if self.users[t.owner].active]
         if operation == "exchange":
             tokens = [t for t in tokens if t.app is not None]
@@ -653,6 +694,8 @@ class Lifecycle(RuleBasedStateMachine):
             self.leak_report(state, index)
         elif operation == "exchange":
             self.exchange(state, index)
+        elif operation == "regenerate":
+            self.regenerate(state, index, flag)
         else:
             self.revoke_access_token(index)
 
@@ -667,6 +710,7 @@ class Lifecycle(RuleBasedStateMachine):
         *["identity"] * 8,
         *["time"] * 2,
         "reminders",
+        "reuse",
     ]
 
     @rule(
@@ -713,6 +757,8 @@ class Lifecycle(RuleBasedStateMachine):
             self.change_identity_or_policy(change, owner, app, sorted(codes)[0], tenant, policy_days, flag)
         elif action == "time":
             self.time_passes(shift)
+        elif action == "reuse":
+            self.reuse(index)
         else:
             self.reminders()
 
@@ -1013,6 +1059,7 @@ UNLIMITED = {
     "AUTH_FAILURES_PER_MINUTE_PER_IP": 10**6,
     "TOKEN_CREATIONS_PER_MINUTE": 10**6,
     "LEAK_REPORTS_PER_MINUTE": 10**6,
+    "REAUTHENTICATION_SECONDS": 10**6,  # sudo mode has its own tests
 }
 
 
@@ -1083,12 +1130,14 @@ def test_a_tour_of_every_operation_on_every_state_keeps_every_surface_working_an
                         "revoke_many": lambda state=state: machine.revoke_many(state, 2, True),
                         "leak_report": lambda state=state: machine.leak_report(state, 4),
                         "exchange": lambda state=state: machine.exchange(state, 5),
+                        "regenerate": lambda state=state: machine.regenerate(state, 6, state == "inactive"),
                     }[operation]
                     steps.append(lambda operation=operation, state=state: supply(machine, operation, state))
                     steps.append(act)
             steps += [
                 lambda: machine.exchange("active", 6),
                 lambda: machine.revoke_access_token(0),
+                lambda: machine.reuse(0),
                 lambda: machine.grant_change("u1", "read", "a1", False),  # removed
                 lambda: machine.grant_change("u1", "read", "a1", True),  # given back
                 lambda: machine.pat_right("u2", False),

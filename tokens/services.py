@@ -36,7 +36,7 @@ from tokens.models import (
     TokenKind,
     TokenStatus,
 )
-from tokens.notifications import enqueue_token_notification
+from tokens.notifications import enqueue_issued_notice, enqueue_token_notification
 from tokens.rules import token_state
 
 NAME_MAX_LENGTH = 100
@@ -274,7 +274,25 @@ def token_create(
         ip=ip,
         changes=_creation_changes(issued.token, roles),
     )
+    enqueue_issued_notice(
+        issued.token.pk,
+        "created",
+        issuer=_issuer_text(owner, actor, actor_label),
+        ip=ip,
+        prefix=issued.token.display_prefix,
+    )
     return issued
+
+
+def _issuer_text(owner: User, actor: User | None, actor_label: str | None, *, by_itself: bool = False) -> str:
+    """Who issued a secret, as its owner's notice says it."""
+    if by_itself:
+        return "the token itself (a bearer of its previous secret)"
+    if actor is not None and actor.pk != owner.pk:
+        return f"{actor_label_of(actor)}, an administrator"
+    if actor is None and actor_label is not None:
+        return f"the {actor_label}"
+    return "you"
 
 
 @transaction.atomic
@@ -584,6 +602,13 @@ def token_rotate(
             "expires_at": [old_expiry.isoformat(), expires_at.isoformat()],
             "old_secret_works_until": works_until.isoformat(),
         },
+    )
+    enqueue_issued_notice(
+        token.pk,
+        "regenerated",
+        issuer=_issuer_text(token.owner, actor, actor_label, by_itself=by_itself),
+        ip=ip,
+        prefix=token.display_prefix,
     )
     return IssuedToken(token=token, plaintext=plaintext)
 

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_http_methods
 
 from core.errors import DomainError
 from core.http import client_ip
+from iam.reauth import confirm_password
 from tokens.forms import TokenCreateForm, TokenEditForm, TokenRegenerateForm
 from tokens.models import PersonalAccessToken, TokenStatus
 from tokens.rules import EffectiveStatus, TokenState, token_state
@@ -94,6 +95,8 @@ def token_create_view(request: HttpRequest) -> HttpResponse:
             form.is_valid()
             form.add_error(None, "This form is incomplete. Reload the page and try again.")
         elif form.is_valid():
+            if confirmation := confirm_password(request, action="create a token"):
+                return confirmation
             try:
                 token_creation_limit(f"user:{user.pk}")
                 issued = token_create(
@@ -130,6 +133,10 @@ def token_edit_view(request: HttpRequest, token_id: int) -> HttpResponse:
     if request.method == "POST":
         form = TokenEditForm(request.POST, token=token, now=now)
         if form.is_valid():
+            if _widens(token, form.cleaned_data) and (
+                confirmation := confirm_password(request, action=f"widen or extend “{token.name}”")
+            ):
+                return confirmation
             try:
                 token = token_edit(
                     token=token,
@@ -168,6 +175,8 @@ def token_regenerate_view(request: HttpRequest, token_id: int) -> HttpResponse:
             return redirect("tokens:list")
         form = TokenRegenerateForm(request.POST, token=token, now=now)
         if form.is_valid():
+            if confirmation := confirm_password(request, action=f"regenerate “{token.name}”"):
+                return confirmation
             try:
                 token_creation_limit(f"user:{request.user.pk}")
                 issued = token_rotate(
@@ -193,6 +202,12 @@ def token_regenerate_view(request: HttpRequest, token_id: int) -> HttpResponse:
         form = TokenRegenerateForm(token=token, now=now)
     context = {"token": token, "form": form, "view_row": row, "form_id": _issue_form_id(request)}
     return render(request, "tokens/regenerate.html", context, status=400 if form.errors else 200)
+
+
+def _widens(token: PersonalAccessToken, cleaned: dict) -> bool:
+    """Whether an edit gives the token a permission it lacks or a later expiry (sudo mode asks first)."""
+    held = set(token.roles.values_list("pk", flat=True))
+    return any(role.pk not in held for role in cleaned["roles"]) or cleaned["expires_at"] > token.expires_at
 
 
 def _tell_saved(request: HttpRequest, token: PersonalAccessToken, state: TokenState) -> None:
