@@ -353,3 +353,38 @@ class ReadOnlyAdmin(AdminKindMixin, admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+class ShownOnce(str):
+    """A secret for a template: rendered whole, but its repr (what Django's
+    template engine logs with the context when a variable is missing) shows
+    only its non-secret start."""
+
+    def __repr__(self) -> str:
+        return f"'{self[:10]}…'"
+
+
+class OneTimeSecretMixin:
+    """Show a created secret once, in the response to the add form itself:
+    never in a message, the session, a URL or the admin log."""
+
+    secret_label = "secret"
+
+    def response_add(self, request, obj, post_url_continue=None):
+        secret = getattr(request, "_issued_secret", None)
+        if secret is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{self.model._meta.verbose_name.capitalize()} created",
+            "object": obj,
+            "subtitle": None,  # admin/base.html asks for it; a missing variable is logged with the context
+            "secret": ShownOnce(secret),
+            "secret_label": self.secret_label,
+            "secret_kept": getattr(self, "secret_kept", "Only a fingerprint of it is kept."),
+            "extra": getattr(request, "_issued_extra", None),
+            "opts": self.model._meta,
+        }
+        response = TemplateResponse(request, "admin/one_time_secret.html", context)
+        response["Cache-Control"] = "no-store"
+        return response

@@ -27,7 +27,15 @@ MENUS = [
             ("iam", "User"),
         ],
     ),
-    ("Integrations", [("tokens", "IntegrationCredential"), ("tokens", "OAuthClient")]),
+    (
+        "Integrations",
+        [
+            ("tokens", "IntegrationCredential"),
+            ("tokens", "OAuthClient"),
+            ("tokens", "WebhookEndpoint"),
+            ("tokens", "WebhookDelivery"),
+        ],
+    ),
     ("Analysis", [("tokens", "PersonalAccessToken"), ("iam", "AuditEvent")]),
 ]
 

@@ -1,5 +1,6 @@
 """Writing the audit trail. Callers run inside the transaction of the change."""
 
+from collections.abc import Callable
 from typing import Any
 
 from iam.models import AuditAction, AuditEvent, User
@@ -7,6 +8,22 @@ from iam.models import AuditAction, AuditEvent, User
 
 def actor_label(actor: User | None) -> str:
     return actor.username if actor is not None else "system"
+
+
+# Called with every batch of events recorded, in the transaction that records
+# them: how the layers above learn of changes (tokens sends webhooks) without
+# identity importing them.
+_listeners: list[Callable[[list[AuditEvent]], None]] = []
+
+
+def audit_listener_register(listener: Callable[[list[AuditEvent]], None]) -> None:
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def _told(events: list[AuditEvent]) -> None:
+    for listener in _listeners:
+        listener(events)
 
 
 def audit_record(
@@ -21,7 +38,7 @@ def audit_record(
     label: str | None = None,
 ) -> AuditEvent:
     """Record one event; ``actor`` None means an operator command or the system."""
-    return AuditEvent.objects.create(
+    event = AuditEvent.objects.create(
         action=action,
         tenant_id=tenant_id,
         actor=actor,
@@ -31,6 +48,8 @@ def audit_record(
         changes=changes or {},
         reason=reason[:500],
     )
+    _told([event])
+    return event
 
 
 def audit_record_many(
@@ -44,7 +63,7 @@ def audit_record_many(
 ) -> None:
     """Record one event per token (with its own changes) in one INSERT, for
     changes that reach many tokens at once."""
-    AuditEvent.objects.bulk_create(
+    events = AuditEvent.objects.bulk_create(
         [
             AuditEvent(
                 action=action,
@@ -60,3 +79,4 @@ def audit_record_many(
         ],
         batch_size=500,
     )
+    _told(events)

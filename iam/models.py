@@ -164,6 +164,9 @@ class AuditAction(models.TextChoices):
     TOKEN_EXPIRY_SHORTENED = "token.expiry_shortened", "Token expiry shortened by a tenant policy"
     ROLE_CHANGED = "role.changed", "Role changed"
     TENANT_API_ISSUANCE_SWITCHED = "tenant.api_issuance_switched", "Administrators may issue PATs through the API"
+    WEBHOOK_ENDPOINT_CREATED = "webhook.endpoint_created", "Webhook endpoint created"
+    WEBHOOK_ENDPOINT_DISABLED = "webhook.endpoint_disabled", "Webhook endpoint disabled"
+    WEBHOOK_ENDPOINT_ENABLED = "webhook.endpoint_enabled", "Webhook endpoint enabled"
 
 
 class AuditEvent(models.Model):

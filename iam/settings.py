@@ -250,6 +250,7 @@ CELERY_BEAT_SCHEDULE = {
     "flush-usage": {"task": "tokens.tasks.flush_usage", "schedule": 30.0},
     "expiry-reminders": {"task": "tokens.tasks.sweep_expiry_reminders", "schedule": 15 * 60.0},
     "housekeeping": {"task": "tokens.tasks.housekeeping", "schedule": 60 * 60.0},
+    "webhook-deliveries": {"task": "tokens.tasks.sweep_webhook_deliveries", "schedule": 60.0},
     "inactive-marks": {"task": "tokens.tasks.reconcile_inactive_marks", "schedule": 60 * 60.0},
     "admin-digests": {
         "task": "tokens.tasks.send_admin_digests",
@@ -265,6 +266,11 @@ CELERY_BEAT_SCHEDULE["dashboard-figures"] = {
     "schedule": float(DASHBOARD_REFRESH_SECONDS),
 }
 AUDIT_RETENTION_DAYS = int(os.environ.get("AUDIT_RETENTION_DAYS", "730"))
+# Webhooks: HTTPS to public addresses only; plain HTTP to loopback only with
+# this on (development, tests). Deliveries done are kept this many days.
+WEBHOOK_ALLOW_LOOPBACK = _env_bool("WEBHOOK_ALLOW_LOOPBACK")
+WEBHOOK_TIMEOUT_SECONDS = _env_positive_int("WEBHOOK_TIMEOUT_SECONDS", 10)
+WEBHOOK_DELIVERY_RETENTION_DAYS = _env_positive_int("WEBHOOK_DELIVERY_RETENTION_DAYS", 30)
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "core.mail.ConsoleEmailBackend")
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")

@@ -148,6 +148,7 @@ def _password(value: object) -> list[object]:
 WATCHED: list[tuple[str, str, Callable[[object, tuple, dict], list[object]]]] = [
     ("tokens.keys", "generate", lambda result, args, kwargs: [result]),
     ("tokens.oauth", "token_exchange", lambda result, args, kwargs: [result.get("access_token")]),
+    ("tokens.webhooks", "webhook_endpoint_create", lambda result, args, kwargs: [result.secret]),
     (
         "django.contrib.auth.hashers",
         "make_password",

@@ -7,6 +7,7 @@ os.environ.setdefault(
     "TOKEN_PEPPERS", "t2:test-pepper-two-0123456789abcdefghijklmnop,t1:test-pepper-one-0123456789abcdefghijklmnop"
 )
 os.environ.setdefault("DEBUG", "0")
+os.environ.setdefault("WEBHOOK_ALLOW_LOOPBACK", "1")  # the tests' receivers listen on 127.0.0.1
 
 
 def _test_signing_keys() -> str:

@@ -70,9 +70,10 @@ def test_authenticated_operations_document_401_and_429(schema, path, method):
     assert {"400", "401", "429"} <= set(schema["paths"][path][method]["responses"])
 
 
-def test_a_rename_needs_its_name(schema):
+def test_a_change_needs_a_name_or_a_purpose(schema):
     body = request_body(schema, "/api/v1/users/{userId}/personal-access-tokens/{name}", "patch")
-    assert body["required"] == ["name"]
+    assert body["allOf"] == [{"anyOf": [{"required": ["name"]}, {"required": ["purpose"]}]}]
+    assert body["additionalProperties"] is False
 
 
 def test_alternatives_are_exactly_one_of(schema):

@@ -32,8 +32,9 @@ from tests.conftest import World
 from tests.console.forms import form_data
 from tests.factories import PASSWORD, ApplicationFactory, RoleFactory, TenantApplicationFactory
 from tokens.credentials import integration_credential_create
-from tokens.models import IntegrationCredential, OAuthClient, PersonalAccessToken
+from tokens.models import IntegrationCredential, OAuthClient, PersonalAccessToken, WebhookEndpoint
 from tokens.oauth import oauth_client_create
+from tokens.webhooks import webhook_endpoint_create
 
 pytestmark = pytest.mark.django_db
 
@@ -51,6 +52,7 @@ class Objects:
     switch_off: TenantApplication
     credential: IntegrationCredential
     oauth_client: OAuthClient
+    webhook: WebhookEndpoint
 
 
 @pytest.fixture
@@ -66,6 +68,9 @@ def objects(world, main_admin) -> Objects:
         switch_off=TenantApplicationFactory(tenant=world.tenant, allows_pats=False),
         credential=integration_credential_create(tenant=world.tenant, name="portal", actor=None).credential,
         oauth_client=oauth_client_create(application=world.application, name="backend", actor=None).client,
+        webhook=webhook_endpoint_create(
+            tenant=world.tenant, url="http://127.0.0.1:9/hooks", events=["token.created"], actor=None
+        ).endpoint,
     )
 
 
@@ -92,7 +97,7 @@ def browser(user: User | None, page: str) -> tuple[Client, str]:
 Prepared = tuple[Client, str, dict]
 
 
-def console_form(url: str, form_id: str, **changes) -> Callable[[Objects], Prepared]:
+def console_form(url: str, form_id: str, /, **changes) -> Callable[[Objects], Prepared]:
     """The console's form at ``url`` as the browser would submit it, with ``changes``."""
 
     def prepare(o: Objects) -> Prepared:
@@ -249,6 +254,22 @@ CASES: dict[str, Callable[[Objects], Prepared]] = {
     ),
     "tokens.oauthclient:action:revoke_clients": console_post(
         "/admin/tokens/oauthclient/", action("revoke_clients", lambda o: o.oauth_client.pk)
+    ),
+    "tokens.webhookendpoint:add": console_form(
+        "/admin/tokens/webhookendpoint/add/",
+        "webhookendpoint_form",
+        tenant=lambda o: str(o.world.tenant.pk),
+        url="http://127.0.0.1:9/other-hooks",
+    ),
+    "tokens.webhookendpoint:test": console_post(
+        "/admin/tokens/webhookendpoint/{o.webhook.pk}/test/",
+        lambda o: {},
+        page="/admin/tokens/webhookendpoint/{o.webhook.pk}/change/",
+    ),
+    "tokens.webhookendpoint:active": console_post(
+        "/admin/tokens/webhookendpoint/{o.webhook.pk}/active/",
+        lambda o: {"active": "0"},
+        page="/admin/tokens/webhookendpoint/{o.webhook.pk}/change/",
     ),
 }
 

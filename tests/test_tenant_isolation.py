@@ -58,10 +58,13 @@ from tokens.models import (
     OAuthClient,
     PersonalAccessToken,
     RevokedAccessToken,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from tokens.oauth import PAT_TOKEN_TYPE, oauth_client_create, token_exchange
 from tokens.services import embed_token_issue
 from tokens.signing import access_token_claims
+from tokens.webhooks import webhook_endpoint_create, webhook_test_send
 
 pytestmark = pytest.mark.django_db
 
@@ -190,6 +193,8 @@ U = "/admin/iam/user/"
 EV = "/admin/iam/auditevent/"
 CR = "/admin/tokens/integrationcredential/"
 OC = "/admin/tokens/oauthclient/"
+WH = "/admin/tokens/webhookendpoint/"
+WD = "/admin/tokens/webhookdelivery/"
 TN = "/admin/tenants/tenant/"
 AP = "/admin/tenants/application/"
 SW = "/admin/tenants/tenantapplication/"
@@ -300,6 +305,25 @@ ROWS = [
     console("POST", "revoke B's credential",  CR,                         B302,  BOUNCE, E403, LOGIN, LOGIN, B302,
             body=action("revoke_credentials", "b_credential")),
     console("GET",  "B's credential: delete", CR + "{b_credential}/delete/", E403, E403, E403, LOGIN, LOGIN, E403),
+
+    # webhook endpoints and their deliveries                     main   ua-A   app    end-A  anon   ua-B
+    console("GET",  "webhooks",               WH,                         SEES,  HIDES, E403,  LOGIN, LOGIN, SEES),
+    console("GET",  "B's webhook",            WH + "{b_webhook}/change/", SEES,  E404,  E403,  LOGIN, LOGIN, SEES),
+    console("POST", "B's webhook: edit",      WH + "{b_webhook}/change/", E403,  E404,  E403,  LOGIN, LOGIN, E403,
+            body={"url": "http://127.0.0.1:9/hijacked", "events": ["token.created"]}),
+    console("GET",  "B's webhook: history",   WH + "{b_webhook}/history/", SEES, E404,  E403,  LOGIN, LOGIN, SEES),
+    console("GET",  "webhooks: add",          WH + "add/",                SEES,  HIDES, E403,  LOGIN, LOGIN, SEES),
+    console("POST", "webhooks: add in B",     WH + "add/",                B200,  OK,    E403,  LOGIN, LOGIN, B200,
+            body={"tenant": "{b_tenant}", "url": "http://127.0.0.1:9/planted", "events": ["token.created"]}),
+    console("GET",  "B's webhook: delete",    WH + "{b_webhook}/delete/", E403,  E403,  E403,  LOGIN, LOGIN, E403),
+    console("POST", "B's webhook: test",      WH + "{b_webhook}/test/",   B302,  E404,  E403,  LOGIN, LOGIN, B302),
+    console("POST", "B's webhook: disable",   WH + "{b_webhook}/active/", B302,  E404,  E403,  LOGIN, LOGIN, B302,
+            body={"active": "0"}),
+    console("GET",  "webhook deliveries",     WD,                         SEES,  HIDES, E403,  LOGIN, LOGIN, SEES),
+    console("GET",  "B's delivery",           WD + "{b_delivery}/change/", SEES, E404,  E403,  LOGIN, LOGIN, SEES),
+    console("GET",  "B's delivery: history",  WD + "{b_delivery}/history/", OK,  E404,  E403,  LOGIN, LOGIN, OK),
+    console("GET",  "deliveries: add",        WD + "add/",                E403,  E403,  E403,  LOGIN, LOGIN, E403),
+    console("GET",  "B's delivery: delete",   WD + "{b_delivery}/delete/", E403, E403,  E403,  LOGIN, LOGIN, E403),
 
     # tenants: main administrators only                          main   ua-A   app    end-A  anon   ua-B
     console("GET",  "tenants",                TN,                         SEES,  E403,  E403,  LOGIN, LOGIN, E403),
@@ -481,6 +505,10 @@ def build_scene() -> Scene:
         credential=embed.credential, user=a.user, application=a.application, session_minutes=5, pat_seconds=600
     )
     b_event = AuditEvent.objects.get(token=b_token.token, action=AuditAction.TOKEN_CREATED)
+    b_webhook = webhook_endpoint_create(
+        tenant=b.tenant, url="http://127.0.0.1:9/globex-hooks", events=["token.created"], actor=None
+    ).endpoint
+    b_delivery = webhook_test_send(endpoint=b_webhook, actor=other_user_admin)
     ids = {
         "a_user": a.user.pk,
         "a_email": a.user.email,
@@ -501,6 +529,8 @@ def build_scene() -> Scene:
         "b_event": b_event.pk,
         "b_credential": b_credential.credential.pk,
         "b_oauth": client_b.client.pk,
+        "b_webhook": b_webhook.pk,
+        "b_delivery": b_delivery.pk,
         "ct_token": ContentType.objects.get_for_model(PersonalAccessToken).pk,
         "in_a_week": (timezone.now() + timedelta(days=7)).isoformat(),
     }
@@ -612,6 +642,10 @@ def world_state(scene: Scene) -> dict:
         "OAuth clients",
         OAuthClient.objects.order_by("pk").values_list("application__tenant_links__tenant", "pk", "revoked_at"),
     )
+    collect(
+        "webhooks", WebhookEndpoint.objects.order_by("pk").values_list("tenant", "pk", "url", "events", "is_active")
+    )
+    collect("webhook deliveries", WebhookDelivery.objects.order_by("pk").values_list("endpoint__tenant", "pk"))
     collect("embed sessions", EmbedSession.objects.order_by("pk").values_list("token__tenant", "pk"))
     collect("audit", AuditEvent.objects.order_by("pk").values_list("tenant", "pk"))
     revoked = set(RevokedAccessToken.objects.values_list("jti", flat=True))

@@ -26,6 +26,7 @@ from core.admin import (
     CappedCountPaginator,
     IndexedSearchMixin,
     LargeTableChangeList,
+    OneTimeSecretMixin,
     ReadOnlyAdmin,
     TenantListFilter,
 )
@@ -421,40 +422,6 @@ class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
 
-class ShownOnce(str):
-    """A secret for a template: rendered whole, but its repr (what Django's
-    template engine logs with the context when a variable is missing) shows
-    only its non-secret start."""
-
-    def __repr__(self) -> str:
-        return f"'{self[:10]}…'"
-
-
-class OneTimeSecretMixin:
-    """Show a created secret once, in the response to the add form itself:
-    never in a message, the session, a URL or the admin log."""
-
-    secret_label = "secret"
-
-    def response_add(self, request, obj, post_url_continue=None):
-        secret = getattr(request, "_issued_secret", None)
-        if secret is None:
-            return super().response_add(request, obj, post_url_continue)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"{self.model._meta.verbose_name.capitalize()} created",
-            "object": obj,
-            "subtitle": None,  # admin/base.html asks for it; a missing variable is logged with the context
-            "secret": ShownOnce(secret),
-            "secret_label": self.secret_label,
-            "extra": getattr(request, "_issued_extra", None),
-            "opts": self.model._meta,
-        }
-        response = TemplateResponse(request, "admin/one_time_secret.html", context)
-        response["Cache-Control"] = "no-store"
-        return response
-
-
 class IntegrationCredentialForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(
         choices=IntegrationCredential.Scope.choices,
@@ -587,3 +554,4 @@ class OAuthClientAdmin(OneTimeSecretMixin, AdminKindMixin, admin.ModelAdmin):
 
 
 admin.site.page_register("dashboard/", dashboard_view, name="dashboard")
+from tokens import webhooks_admin  # noqa: E402,F401 - registers the webhook pages

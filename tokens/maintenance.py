@@ -6,6 +6,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from iam.models import AuditEvent
@@ -13,6 +14,7 @@ from tenants.models import Tenant
 from tokens.models import (
     EmbedSession,
     PersonalAccessToken,
+    RotatedSecret,
     TenantTokenFigures,
     TokenStatus,
 )
@@ -34,6 +36,22 @@ def audit_events_prune(now: datetime | None = None) -> int:
     """Delete audit events older than AUDIT_RETENTION_DAYS, in batches."""
     cutoff = (now or timezone.now()) - timedelta(days=settings.AUDIT_RETENTION_DAYS)
     return _delete_in_batches(AuditEvent.objects.filter(occurred_at__lt=cutoff))
+
+
+# How long a replaced secret is kept to recognise its reuse once its token can
+# no longer be used anyway (ended, or expired): reuse then ends nothing.
+ROTATED_SECRET_AFTERLIFE = timedelta(days=30)
+
+
+def rotated_secrets_prune(now: datetime | None = None) -> int:
+    """Forget the replaced secrets of tokens ended or expired more than ``ROTATED_SECRET_AFTERLIFE`` ago."""
+    cutoff = (now or timezone.now()) - ROTATED_SECRET_AFTERLIFE
+    over = (
+        Q(token__status=TokenStatus.REVOKED, token__revoked_at__lt=cutoff)
+        | Q(token__status=TokenStatus.DELETED, token__deleted_at__lt=cutoff)
+        | Q(token__expires_at__lt=cutoff)
+    )
+    return _delete_in_batches(RotatedSecret.objects.filter(over))
 
 
 def _delete_in_batches(queryset) -> int:

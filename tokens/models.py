@@ -373,3 +373,86 @@ class TenantTokenFigures(models.Model):
 
     def __str__(self) -> str:
         return f"figures of tenant {self.tenant_id} at {self.computed_at:%Y-%m-%d %H:%M}"
+
+
+class WebhookEvent(models.TextChoices):
+    """What a webhook endpoint can subscribe to (``type`` in the payload)."""
+
+    CREATED = "token.created", "Created"
+    EDITED = "token.edited", "Edited"
+    REGENERATED = "token.regenerated", "Regenerated"
+    REVOKED = "token.revoked", "Revoked (with its cause)"
+    DELETED = "token.deleted", "Deleted by its owner"
+    INACTIVE = "token.inactive", "Became inactive (with the reason)"
+    ACTIVE = "token.active", "Became active again"
+    EXPIRING = "token.expiring", "Expires in N days (the tenant's reminder days)"
+    EXPIRED = "token.expired", "Expired"
+    REUSE_DETECTED = "token.reuse_detected", "A replaced secret was reused (the token was revoked)"
+    LEAK_REPORTED = "token.leak_reported", "Reported leaked (and revoked)"
+
+
+class WebhookEndpoint(models.Model):
+    """Where a tenant's token events are sent, signed (Standard Webhooks).
+
+    The signing secret must be usable to sign, so it is kept encrypted with a
+    key derived from the current token pepper (``tokens.webhooks``), never in
+    plain text. Changes go through ``tokens.webhooks``.
+    """
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="webhook_endpoints")
+    url = models.URLField("URL", max_length=500)
+    description = models.CharField(max_length=200, blank=True)
+    events = models.JSONField(default=list)
+    secret_ciphertext = models.TextField(editable=False)
+    pepper_id = models.CharField(max_length=16, editable=False)
+    secret_prefix = models.CharField(max_length=16, editable=False)
+    is_active = models.BooleanField(default=True, editable=False)
+    failing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    disabled_reason = models.CharField(max_length=200, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = "webhook endpoint"
+        indexes = [models.Index(fields=["tenant", "is_active"], name="webhook_tenant_active")]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Gave up"
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint, and how sending it went. Written in the
+    transaction of the change it announces, so none is lost or invented."""
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    message_id = models.CharField(max_length=40, unique=True)
+    event_type = models.CharField(max_length=40)
+    token_id = models.BigIntegerField(null=True, blank=True)  # deliveries of one token go in order
+    payload = models.JSONField()
+    created_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_response_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=200, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+        indexes = [
+            models.Index(fields=["endpoint", "status", "id"], name="webhook_delivery_queue"),
+            models.Index(fields=["status", "next_attempt_at"], name="webhook_delivery_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.message_id}"

@@ -14,6 +14,7 @@ from celery import shared_task
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from core.tasks import RETRY
@@ -28,7 +29,10 @@ from tokens.models import (
     TokenAddress,
     TokenKind,
     TokenStatus,
+    WebhookEndpoint,
+    WebhookEvent,
 )
+from tokens.webhooks import webhook_event_emit
 
 logger = logging.getLogger(__name__)
 
@@ -259,12 +263,14 @@ def expiry_reminder_send(token_id: int, days_before: int, now: datetime | None =
         token is None
         or token.status != TokenStatus.ACTIVE
         or not (now < token.expires_at <= now + timedelta(days=days_before))
-        or not token.owner.email
     ):
         return False
     try:
         with transaction.atomic():
             ExpiryReminder.objects.create(token=token, days_before=days_before, expires_at=token.expires_at)
+            webhook_event_emit(token, WebhookEvent.EXPIRING, {"daysBefore": days_before})
+            if not token.owner.email:
+                return False
             # Inside the transaction: if sending fails the row goes too and a retry sends.
             send_mail(
                 f"Your personal access token “{token.name}” expires in {_days(days_before)}",
@@ -280,6 +286,32 @@ def expiry_reminder_send(token_id: int, days_before: int, now: datetime | None =
     except IntegrityError:
         return False  # already sent (another worker, an overlapping sweep, a retry)
     return True
+
+
+def expired_tokens_announce(now: datetime | None = None) -> int:
+    """Send ``token.expired`` for the tokens that expired in the last day, once
+    each (the reminder sweep calls it); only where an endpoint wants it."""
+    now = now or timezone.now()
+    tenants = {
+        endpoint.tenant_id
+        for endpoint in WebhookEndpoint.objects.filter(is_active=True)
+        if WebhookEvent.EXPIRED in endpoint.events
+    }
+    expired = PersonalAccessToken.objects.filter(
+        tenant_id__in=tenants, status=TokenStatus.ACTIVE, expires_at__lte=now, expires_at__gt=now - timedelta(days=1)
+    ).exclude(
+        Exists(ExpiryReminder.objects.filter(token=OuterRef("pk"), days_before=0, expires_at=OuterRef("expires_at")))
+    )
+    announced = 0
+    for token in expired.select_related("owner", "application").iterator(chunk_size=BATCH_SIZE):
+        try:
+            with transaction.atomic():
+                ExpiryReminder.objects.create(token=token, days_before=0, expires_at=token.expires_at)
+                webhook_event_emit(token, WebhookEvent.EXPIRED)
+        except IntegrityError:
+            continue  # another sweep announced it
+        announced += 1
+    return announced
 
 
 def _days(days: int) -> str:

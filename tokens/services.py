@@ -446,6 +446,15 @@ def _name_change(token: PersonalAccessToken, name: object, errors: dict, changes
     token.name = cleaned
 
 
+def _purpose_change(token: PersonalAccessToken, purpose: object, errors: dict, changes: dict) -> None:
+    if purpose is None:
+        return
+    cleaned = _clean_purpose(purpose, errors)
+    if "purpose" not in errors and cleaned != token.purpose:
+        changes["purpose"] = [token.purpose, cleaned]
+        token.purpose = cleaned
+
+
 def _save(token: PersonalAccessToken, fields: list[str]) -> None:
     try:
         with transaction.atomic():
@@ -485,11 +494,7 @@ def token_edit(
     new_roles: list[Role] | None = None
     if name is not None:
         _name_change(token, name, errors, changes)
-    if purpose is not None:
-        cleaned = _clean_purpose(purpose, errors)
-        if "purpose" not in errors and cleaned != token.purpose:
-            changes["purpose"] = [token.purpose, cleaned]
-            token.purpose = cleaned
+    _purpose_change(token, purpose, errors, changes)
     if expires_at is not None and expires_at != token.expires_at:
         _check_expiry(expires_at, token.tenant, now, errors)
         if "expires_at" not in errors:
@@ -750,10 +755,17 @@ def token_revoke(
 
 @transaction.atomic
 def token_rename(
-    *, token: PersonalAccessToken, name: str, actor: User | None, actor_label: str | None = None, ip: str | None = None
+    *,
+    token: PersonalAccessToken,
+    actor: User | None,
+    name: str | None = None,
+    purpose: str | None = None,
+    actor_label: str | None = None,
+    ip: str | None = None,
 ) -> PersonalAccessToken:
-    """Rename a token for the management API: by its owner, an administrator of
-    its tenant, or (``actor`` None) a caller that authorised itself."""
+    """Rename a token or change its purpose (None: as it is) for the management
+    API: by its owner, an administrator of its tenant, or (``actor`` None) a
+    caller that authorised itself. Neither widens the token."""
     token = _lock(token)
     if actor is not None and actor.pk != token.owner_id and not user_administers_tenant_users(actor, token.tenant_id):
         raise NotPermitted("Only the owner or an administrator of the tenant can rename this token.")
@@ -761,12 +773,14 @@ def token_rename(
     _require_personal(token, "renamed")
     errors: dict[str, list[str]] = {}
     changes: dict[str, list] = {}
-    _name_change(token, name, errors, changes)
+    if name is not None:
+        _name_change(token, name, errors, changes)
+    _purpose_change(token, purpose, errors, changes)
     if errors:
         raise ValidationFailed(errors)
     if not changes:
         return token
-    _save(token, ["name"])
+    _save(token, ["name", "purpose"])
     audit_record(
         action=AuditAction.TOKEN_EDITED,
         tenant_id=token.tenant_id,

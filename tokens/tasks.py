@@ -15,6 +15,7 @@ from tokens.notifications import (  # noqa: F401 - registered with the worker
 )
 from tokens.reuse import handle_secret_reuse  # noqa: F401 - registered with the worker
 from tokens.usage import usage_flush_from_redis
+from tokens.webhooks import deliver_webhooks, sweep_webhook_deliveries, webhook_deliveries_prune  # noqa: F401
 
 
 @shared_task(**RETRY)
@@ -29,6 +30,7 @@ def sweep_expiry_reminders() -> int:
     for token_id, days in notifications.expiry_reminders_due():
         send_expiry_reminder.delay(token_id, days)
         queued += 1
+    notifications.expired_tokens_announce()
     return queued
 
 
@@ -58,4 +60,6 @@ def housekeeping() -> dict:
         "embed_sessions": maintenance.embed_sessions_prune(),
         "audit_events": maintenance.audit_events_prune(),
         "revoked_access_tokens": oauth.prune_revoked_access_tokens(),
+        "webhook_deliveries": webhook_deliveries_prune(),
+        "rotated_secrets": maintenance.rotated_secrets_prune(),
     }

@@ -143,7 +143,7 @@ def _map_without_base_docstring(extension: OpenApiSerializerExtension, auto_sche
 
 class StrictSerializerScheme(OpenApiSerializerExtension):
     """What ``StrictSerializer`` enforces, stated in the schema: no unknown
-    fields, and exactly one field of each ``exactly_one_of`` group."""
+    fields, exactly one field of each ``exactly_one_of`` group, one or more of ``at_least_one_of``."""
 
     target_class = "core.api.serializers.StrictSerializer"
     match_subclasses = True
@@ -152,6 +152,8 @@ class StrictSerializerScheme(OpenApiSerializerExtension):
         schema = _map_without_base_docstring(self, auto_schema, direction)
         schema["additionalProperties"] = False
         groups = [{"oneOf": [{"required": [name]} for name in group]} for group in self.target.exactly_one_of]
+        if self.target.at_least_one_of:
+            groups.append({"anyOf": [{"required": [name]} for name in self.target.at_least_one_of]})
         if groups:
             schema["allOf"] = groups
         return schema

@@ -8,10 +8,12 @@ from rest_framework import serializers
 
 class StrictSerializer(serializers.Serializer):
     """Refuses unknown fields. ``exactly_one_of`` names groups of alternatives
-    of which a request gives exactly one (``("email", "userId")``); the OpenAPI
-    schema states both rules (``core.api.schema.StrictSerializerScheme``)."""
+    of which a request gives exactly one (``("email", "userId")``),
+    ``at_least_one_of`` fields of which it gives one or more; the OpenAPI
+    schema states these rules (``core.api.schema.StrictSerializerScheme``)."""
 
     exactly_one_of: tuple[tuple[str, ...], ...] = ()
+    at_least_one_of: tuple[str, ...] = ()
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
@@ -25,6 +27,8 @@ class StrictSerializer(serializers.Serializer):
             if sum(name in value for name in group) != 1
             for name in group
         }
+        if self.at_least_one_of and not any(name in value for name in self.at_least_one_of):
+            errors.update({name: [f"Give {' or '.join(self.at_least_one_of)}."] for name in self.at_least_one_of})
         if errors:
             raise serializers.ValidationError(errors)
         return value

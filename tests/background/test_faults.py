@@ -200,3 +200,25 @@ def servers(count: int, redis_url: str):
         for process in processes:
             process.terminate()
             process.wait(timeout=10)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook_events_made_while_redis_is_down_wait_in_the_database_and_go_out_after(world, own_redis):
+    from tests.tokens.test_webhooks import Receiver
+    from tokens.models import DeliveryStatus, WebhookDelivery
+    from tokens.webhooks import webhook_deliveries_due, webhook_deliveries_send, webhook_endpoint_create
+
+    hooks = Receiver()
+    try:
+        endpoint = webhook_endpoint_create(tenant=world.tenant, url=hooks.url, events=["token.created"], actor=None)
+        own_redis.stop()
+        issued = world.issue("made during the outage")  # the broker cannot be reached: the row waits
+        assert issued.token.pk and hooks.received == []
+        assert WebhookDelivery.objects.get().status == DeliveryStatus.PENDING
+        own_redis.start()
+        redis_client_forget()
+        assert webhook_deliveries_due() == [endpoint.endpoint.pk]  # what the sweep queues
+        assert webhook_deliveries_send(endpoint.endpoint.pk) == 1
+        assert len(hooks.received) == 1 and WebhookDelivery.objects.get().status == DeliveryStatus.DELIVERED
+    finally:
+        hooks.close()

@@ -164,3 +164,39 @@ def test_notices_wait_while_the_worker_is_down_and_go_out_when_it_returns(
     assert wait_for(lambda: len(mails_about("was revoked")) == 1)
     # The creation notices were queued too, and none was lost while the worker was down.
     assert wait_for(lambda: len(mails_about("was created")) == 2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhooks_go_out_through_a_real_worker_and_a_failure_is_retried_by_the_sweep(
+    world, with_redis, celery_worker_for
+):
+    from tests.tokens.test_webhooks import Receiver, verify
+    from tokens.models import DeliveryStatus, WebhookDelivery
+    from tokens.webhooks import sweep_webhook_deliveries, webhook_endpoint_create
+
+    hooks = Receiver(answers=(500, 200))
+    try:
+        issued_endpoint = webhook_endpoint_create(
+            tenant=world.tenant, url=hooks.url, events=["token.created", "token.revoked"], actor=None
+        )
+        issued = world.issue("ci")  # queued on Redis once its transaction commits; no worker yet
+        token_revoke(token=issued.token, actor=None, reason="done")
+        time.sleep(0.5)
+        assert hooks.received == [] and WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING).count() == 2
+        celery_worker_for("redis://127.0.0.1:6379/15")
+        assert wait_for(lambda: WebhookDelivery.objects.filter(attempts=1).exists())
+        assert len(hooks.received) == 1  # the creation failed; the revocation waits behind it
+        WebhookDelivery.objects.update(next_attempt_at=timezone.now())  # as if the backoff had passed
+        sweep_webhook_deliveries.delay()
+        assert wait_for(lambda: WebhookDelivery.objects.filter(status=DeliveryStatus.DELIVERED).count() == 2)
+        assert [json_type(body) for _, body in hooks.received] == ["token.created", "token.created", "token.revoked"]
+        for headers, body in hooks.received:
+            verify(issued_endpoint.secret, headers, body)
+    finally:
+        hooks.close()
+
+
+def json_type(body: bytes) -> str:
+    import json
+
+    return json.loads(body)["type"]

@@ -1,5 +1,7 @@
 """Administrators in the console, in a real browser."""
 
+import json
+
 import pytest
 from playwright.sync_api import expect
 
@@ -93,3 +95,56 @@ def test_dashboard_renders(page, world, main_admin):
         expect(page.get_by_role("img", name=name)).to_be_visible()
     assert page.locator("svg title", has_text="active: 3").count() == 1
     screenshot(page, "console-dashboard")
+
+
+def test_user_administrator_registers_a_webhook_sees_its_secret_once_and_its_deliveries(
+    browser, live_server, world, user_admin
+):
+    from django.utils import timezone
+
+    from tests.tokens.test_webhooks import Receiver, verify
+    from tokens.models import WebhookDelivery
+    from tokens.webhooks import webhook_deliveries_send
+
+    hooks = Receiver(answers=(500, 200))
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    try:
+        console_sign_in(page, user_admin)
+        page.get_by_role("link", name="Webhook endpoints").first.click()
+        page.get_by_role("link", name="Add webhook endpoint").click()
+        page.get_by_label("URL").fill(hooks.url)
+        page.get_by_label("Description").fill("SIEM")
+        screenshot(page, "console-webhook-add")
+        page.get_by_role("button", name="Save", exact=True).click()
+        expect(page.get_by_text("it will not be shown again")).to_be_visible()
+        secret = page.locator("#one-time-secret").input_value()
+        assert secret.startswith("whsec_")
+        page.get_by_role("link", name="I have copied it").click()
+
+        world.issue("CI deploy")  # its creation is announced; the receiver fails the first attempt
+        page.get_by_role("link", name=hooks.url).click()
+        expect(page.locator('#webhook-deliveries tr[data-status="pending"]')).to_have_count(1)
+        expect(page.get_by_text("HTTP 500")).to_be_visible()
+        page.get_by_role("button", name="Send test event").click()
+        expect(page.get_by_text("queued")).to_be_visible()
+        # The test event went out; the creation waits for its retry (order is kept per token).
+        expect(page.locator('#webhook-deliveries tr[data-status="delivered"]')).to_have_count(1)
+        WebhookDelivery.objects.filter(status="pending").update(
+            next_attempt_at=timezone.now()
+        )  # as if the backoff had passed
+        webhook_deliveries_send(WebhookDelivery.objects.first().endpoint_id)
+        page.reload()
+        expect(page.locator('#webhook-deliveries tr[data-status="delivered"]')).to_have_count(2)
+        assert secret not in page.content()
+        overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the endpoint page scrolls sideways by {overflow}px"
+        screenshot(page, "console-webhook-deliveries")
+        types = [json.loads(body)["type"] for _, body in hooks.received]
+        assert types == ["token.created", "webhook.test", "token.created"]
+        for headers, body in hooks.received:
+            verify(secret, headers, body)
+    finally:
+        context.close()
+        hooks.close()

@@ -27,11 +27,13 @@ LISTS = {
     "dashboard": "/admin/dashboard/",
     "credentials": "/admin/tokens/integrationcredential/",
     "oauth_clients": "/admin/tokens/oauthclient/",
+    "webhooks": "/admin/tokens/webhookendpoint/",
+    "webhook_deliveries": "/admin/tokens/webhookdelivery/",
 }
 # Which administrator kind may open which page (200); everyone else gets 403.
 ALLOWED = {
     "main": set(LISTS),
-    "user": {"users", "tokens", "audit", "dashboard", "credentials"},
+    "user": {"users", "tokens", "audit", "dashboard", "credentials", "webhooks", "webhook_deliveries"},
     "application": {"applications", "switches", "roles", "oauth_clients"},
 }
 

@@ -226,3 +226,20 @@ def test_the_purpose_is_kept_shown_and_audited(api, client, world, user_admin):
     assert too_long.status_code == 400 and "purpose" in too_long.json()["error"]["fields"]
     listed = admin.get(f"/api/v1/users/{world.user.pk}/personal-access-tokens").json()
     assert [token["purpose"] for token in listed] == ["Syncs the team calendar"]
+
+
+def test_replaced_secrets_are_forgotten_a_month_after_their_token_ended_or_expired(world, user_admin):
+    from tokens.maintenance import rotated_secrets_prune
+
+    live, ended, expired = (world.issue(name) for name in ("live", "ended", "expired"))
+    for issued in (live, ended, expired):
+        token_rotate(token=issued.token, actor=world.user)
+    token_revoke(token=ended.token, actor=user_admin)
+    long_ago = timezone.now() - timedelta(days=31)
+    PersonalAccessToken.objects.filter(pk=ended.token.pk).update(revoked_at=long_ago)
+    assert rotated_secrets_prune() == 1
+    PersonalAccessToken.objects.filter(pk=expired.token.pk).update(
+        created_at=long_ago - timedelta(days=7), expires_at=long_ago
+    )
+    assert rotated_secrets_prune() == 1
+    assert list(RotatedSecret.objects.values_list("token_id", flat=True)) == [live.token.pk]

@@ -256,11 +256,13 @@ class UserTokenListView(ManagementView):
 
 class UserTokenDetailView(ManagementView):
     class TokenRenameRequestSerializer(StrictSerializer):
-        name = StrictCharField(max_length=100)
+        name = StrictCharField(max_length=100, required=False)
+        purpose = StrictCharField(max_length=500, required=False, allow_blank=True)
+        at_least_one_of = ("name", "purpose")
 
     @extend_schema(
         operation_id="user_tokens_rename",
-        summary="Rename a user's token",
+        summary="Rename a user's token or change its purpose",
         request=TokenRenameRequestSerializer,
         responses={
             200: TokenSerializer,
@@ -276,7 +278,12 @@ class UserTokenDetailView(ManagementView):
         actor, label = self.actor(request)
         with transaction.atomic():  # as in post: a 503 means the rename did not happen
             token = token_rename(
-                token=token, name=data.validated_data["name"], actor=actor, actor_label=label, ip=client_ip(request)
+                token=token,
+                name=data.validated_data.get("name"),
+                purpose=data.validated_data.get("purpose"),
+                actor=actor,
+                actor_label=label,
+                ip=client_ip(request),
             )
             body = serialize_tokens([token])[0]
         return Response(body)

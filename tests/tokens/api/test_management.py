@@ -115,6 +115,24 @@ def test_rename_and_delete(api, world, user_admin):
     assert client.delete(url(world.user, "missing")).status_code == 404
 
 
+def test_the_purpose_changes_with_or_without_a_new_name_and_an_empty_patch_is_400(api, world, user_admin):
+    from iam.models import AuditAction, AuditEvent
+
+    world.issue("sync", purpose="old purpose")
+    client = bearer(api, admin_pat(user_admin))
+    described = client.patch(url(world.user, "sync"), {"purpose": "  Calendar   sync "}, format="json")
+    assert described.status_code == 200 and described.json()["purpose"] == "Calendar sync"
+    assert described.json()["name"] == "sync"
+    event = AuditEvent.objects.filter(action=AuditAction.TOKEN_EDITED).latest("pk")
+    assert event.changes == {"purpose": ["old purpose", "Calendar sync"]} and event.actor == user_admin
+    both = client.patch(url(world.user, "sync"), {"name": "cal", "purpose": ""}, format="json")
+    assert both.status_code == 200 and both.json()["name"] == "cal" and both.json()["purpose"] == ""
+    empty = client.patch(url(world.user, "cal"), {}, format="json")
+    assert empty.status_code == 400 and "name" in empty.json()["error"]["fields"]
+    too_long = client.patch(url(world.user, "cal"), {"purpose": "p" * 501}, format="json")
+    assert too_long.status_code == 400 and PersonalAccessToken.objects.get(name="cal").purpose == ""
+
+
 def test_integration_credential_with_the_scope_manages_its_tenant_only(api, world, other_world):
     manage = integration_credential_create(
         tenant=world.tenant, name="hr sync", actor=None, scopes=[IntegrationCredential.Scope.TOKENS_MANAGE]
