@@ -59,7 +59,7 @@ from tokens.models import PersonalAccessToken
 from tokens.oauth import oauth_client_create, token_exchange
 from tokens.services import token_create
 
-VARIANTS = ["none", "pat", "jwt", "drf_token", "knox", "api_key", "argon2"]
+VARIANTS = ["none", "pat", "pat_networks", "jwt", "drf_token", "knox", "api_key", "argon2"]
 CHUNK = 5000
 
 
@@ -91,6 +91,14 @@ def populate(count: int) -> dict[str, str]:
         role_codes=["reader"],
         expires_at=timezone.now() + timedelta(days=300),
     ).plaintext
+    bound = token_create(
+        owner=user,
+        application=app,
+        name=f"measured, bound {secrets.token_hex(4)}",
+        role_codes=["reader"],
+        expires_at=timezone.now() + timedelta(days=300),
+        allowed_networks=["10.0.0.0/8", "2001:db8::/32", "127.0.0.0/8"],
+    ).plaintext
     client = oauth_client_create(application=app, name=f"bench {secrets.token_hex(4)}", actor=None, token_exchange=True)
     jwt = token_exchange(client=client.client, subject_token=pat, subject_token_type=keys_type())["access_token"]
     views.ARGON2_HASHES[pat[:10]] = make_password(pat)
@@ -107,6 +115,7 @@ def populate(count: int) -> dict[str, str]:
     return {
         "none": "",
         "pat": f"Bearer {pat}",
+        "pat_networks": f"Bearer {bound}",
         "jwt": f"Bearer {jwt}",
         "drf_token": f"Token {drf_key}",
         "knox": f"Token {knox_key}",
@@ -300,13 +309,13 @@ def _drain(port: int) -> None:
 def report(title: str, results: dict[str, dict], extra: tuple[str, ...] = ()) -> None:
     base, drf = results["none"]["rate"], results["drf_token"]["rate"]
     print(f"\n{title}")
-    header = f"{'variant':<10} {'per second':>12} {'x none':>8} {'x DRF Token':>12}"
+    header = f"{'variant':<13} {'per second':>12} {'x none':>8} {'x DRF Token':>12}"
     for column in extra:
         header += f" {column:>9}"
     print(header)
     for variant in VARIANTS:
         row = results[variant]
-        line = f"{variant:<10} {row['rate']:>12,.0f} {row['rate'] / base:>8.2f} {row['rate'] / drf:>12.2f}"
+        line = f"{variant:<13} {row['rate']:>12,.0f} {row['rate'] / base:>8.2f} {row['rate'] / drf:>12.2f}"
         for column in extra:
             value = row[column]
             line += f" {value:>9.2f}" if isinstance(value, float) else f" {value:>9}"

@@ -6,7 +6,7 @@ from rest_framework_api_key.models import APIKey
 
 from benchmarks.views import view_for
 
-VARIANTS = ["none", "pat", "jwt", "drf_token", "knox", "api_key", "argon2"]
+VARIANTS = ["none", "pat", "pat_networks", "jwt", "drf_token", "knox", "api_key", "argon2"]
 # The trivial endpoint behind each authentication, then the product itself (for scale.py).
 urlpatterns = [path(f"bench/{variant}", view_for(variant).as_view()) for variant in VARIANTS]
 urlpatterns += [path("", include("iam.urls"))]

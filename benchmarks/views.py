@@ -85,6 +85,7 @@ class Argon2(Ping):
 VIEWS = {
     "none": NoAuth,
     "pat": Ours,
+    "pat_networks": Ours,  # a PAT bound to three CIDR ranges, the request's address in the last
     "jwt": Ours,
     "drf_token": DrfToken,
     "knox": None,

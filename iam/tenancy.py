@@ -20,7 +20,10 @@ TENANT_POLICY_FIELDS = (
     "reminder_days",
     "token_requests_per_minute",
     "notify_new_ip",
+    "allowed_networks",
 )
+# What a tenant's own user administrators may change (its name and slug are the main administrators').
+TENANT_ADMIN_POLICY_FIELDS = tuple(name for name in TENANT_POLICY_FIELDS if name not in ("name", "slug"))
 
 
 @transaction.atomic
@@ -29,11 +32,14 @@ def tenant_update(*, tenant: Tenant, changes: dict, actor: User | None, ip: str 
 
     Every change is audited with its old and new value. Lowering the maximum
     token lifetime brings the expiry of longer-lived tokens within it (the
-    tokens' watcher: audited per token, owners told). Only main
-    administrators change tenants.
+    tokens' watcher: audited per token, owners told). Main administrators
+    change any tenant; a tenant's user administrators its policies.
     """
     if actor is not None and not user_is_main_administrator(actor):
-        raise NotPermitted("Only a main administrator can change a tenant.", code="not_main_admin")
+        if not user_administers_tenant_users(actor, tenant.pk):
+            raise NotPermitted("Only an administrator of the tenant can change it.", code="not_tenant_admin")
+        if set(changes) & {"name", "slug"}:
+            raise NotPermitted("Only a main administrator can rename a tenant.", code="not_main_admin")
     changes = dict(changes)
     api_issuance = changes.pop("admins_may_issue_pats_via_api", None)
     unknown = set(changes) - set(TENANT_POLICY_FIELDS)

@@ -1,12 +1,16 @@
 """The console's pages of tenants, applications and their switches (registered
 by ``iam.admin``: their writes are identity's services, with actor and audit)."""
 
+from django import forms
 from django.contrib import admin
 
-from core.admin import APPLICATION_ADMIN_KINDS, MAIN_KINDS, AdminKindMixin, ConfirmInactivationMixin
+from core.admin import APPLICATION_ADMIN_KINDS, MAIN_KINDS, USER_ADMIN_KINDS, AdminKindMixin, ConfirmInactivationMixin
 from core.http import client_ip
+from core.networks import NetworksField
+from iam.selectors import tenants_visible_to, user_is_main_administrator
 from iam.tenancy import (
     APPLICATION_FIELDS,
+    TENANT_ADMIN_POLICY_FIELDS,
     application_create,
     application_update,
     tenant_application_set_pats_allowed,
@@ -16,12 +20,49 @@ from iam.tenancy import (
 from tenants.models import Application, Tenant, TenantApplication
 
 
+class TenantForm(forms.ModelForm):
+    allowed_networks = NetworksField(
+        label="Allowed networks",
+        help_text="CIDR ranges (IPv4 or IPv6), one per line, that every token of the tenant must be used from; "
+        "a token's own list may only narrow them. Empty: any address.",
+    )
+
+    class Meta:
+        model = Tenant
+        fields = ["name", "slug", *TENANT_ADMIN_POLICY_FIELDS, "admins_may_issue_pats_via_api"]
+
+
 @admin.register(Tenant)
 class TenantAdmin(ConfirmInactivationMixin, AdminKindMixin, admin.ModelAdmin):
-    view_kinds = change_kinds = MAIN_KINDS
+    """Tenants: main administrators create and change any; a tenant's user
+    administrators see their own and change its policies (not its name or slug)."""
+
+    view_kinds = change_kinds = USER_ADMIN_KINDS
+    form = TenantForm
     list_display = ["name", "slug", "pat_max_lifetime_days", "admins_may_issue_pats_via_api", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
+
+    def get_queryset(self, request):
+        return tenants_visible_to(request.user)
+
+    def has_add_permission(self, request):
+        return self._kind(request) in MAIN_KINDS
+
+    def get_fields(self, request, obj=None):
+        fields = TenantForm._meta.fields
+        return fields if user_is_main_administrator(request.user) else [name for name in fields if name != "slug"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if user_is_main_administrator(request.user) else ["name"]
+
+    def log_change(self, request, obj, message):
+        if message:  # a form saved unchanged (a user administrator's readonly name resent) is no change
+            return super().log_change(request, obj, message)
+        return None
+
+    def get_prepopulated_fields(self, request, obj=None):
+        return self.prepopulated_fields if user_is_main_administrator(request.user) else {}
 
     def save_model(self, request, obj, form, change):
         # A change goes through the service: audited, and a shorter maximum

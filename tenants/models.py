@@ -40,6 +40,12 @@ class Tenant(models.Model):
         default=False,
         help_text="Off by default: administrators do not create tokens for users (Thinkwise).",
     )
+    allowed_networks = models.JSONField(
+        "allowed networks",
+        default=list,
+        blank=True,
+        help_text="CIDR ranges every token of the tenant must be used from (one per line). Empty: any address.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

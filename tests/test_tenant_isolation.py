@@ -234,7 +234,7 @@ ROWS = [
     console("GET",  "dashboard",              "/admin/dashboard/",        SEES,  HIDES, E403,  LOGIN, LOGIN, SEES),
     console("GET",  "autocomplete owners",    AUTOCOMPLETE_OWNERS,        SEES,  HIDES, E403,  LOGIN, LOGIN, SEES),
     console("GET",  "autocomplete tokens",    AUTOCOMPLETE_TOKENS,        SEES,  HIDES, E403,  LOGIN, LOGIN, SEES),
-    console("GET",  "autocomplete tenants",   AUTOCOMPLETE_TENANTS,       SEES,  E403,  E403,  LOGIN, LOGIN, E403),
+    console("GET",  "autocomplete tenants",   AUTOCOMPLETE_TENANTS,       SEES,  HIDES, E403,  LOGIN, LOGIN, SEES),
     console("GET",  "view B's token on site", "/admin/r/{ct_token}/{b_token}/", E404, E404, E404, LOGIN, LOGIN, E404),
 
     # tokens: a read-only overview; revoking is the one action   main   ua-A   app    end-A  anon   ua-B
@@ -325,12 +325,15 @@ ROWS = [
     console("GET",  "deliveries: add",        WD + "add/",                E403,  E403,  E403,  LOGIN, LOGIN, E403),
     console("GET",  "B's delivery: delete",   WD + "{b_delivery}/delete/", E403, E403,  E403,  LOGIN, LOGIN, E403),
 
-    # tenants: main administrators only                          main   ua-A   app    end-A  anon   ua-B
-    console("GET",  "tenants",                TN,                         SEES,  E403,  E403,  LOGIN, LOGIN, E403),
-    console("GET",  "tenant B",               TN + "{b_tenant}/change/",  SEES,  E403,  E403,  LOGIN, LOGIN, E403),
-    console("POST", "tenant B: change",       TN + "{b_tenant}/change/",  B302,  E403,  E403,  LOGIN, LOGIN, E403,
+    # tenants: main administrators create and rename them; a tenant's user
+    # administrators see their own and change its policies   main   ua-A   app    end-A  anon   ua-B
+    console("GET",  "tenants",                TN,                         SEES,  HIDES, E403,  LOGIN, LOGIN, SEES),
+    console("GET",  "tenant B",               TN + "{b_tenant}/change/",  SEES,  E404,  E403,  LOGIN, LOGIN, SEES),
+    console("POST", "tenant B: change",       TN + "{b_tenant}/change/",  B302,  E404,  E403,  LOGIN, LOGIN, BOUNCE,
             body=main_form(TN + "{b_tenant}/change/", "tenant_form", name="Globex hijacked")),
-    console("GET",  "tenant B: history",      TN + "{b_tenant}/history/", SEES,  E403,  E403,  LOGIN, LOGIN, E403),
+    console("POST", "tenant B: networks",     TN + "{b_tenant}/change/",  B302,  E404,  E403,  LOGIN, LOGIN, B302,
+            body=main_form(TN + "{b_tenant}/change/", "tenant_form", allowed_networks="10.0.0.0/8")),
+    console("GET",  "tenant B: history",      TN + "{b_tenant}/history/", SEES,  E404,  E403,  LOGIN, LOGIN, SEES),
     console("GET",  "tenants: add",           TN + "add/",                OK,    E403,  E403,  LOGIN, LOGIN, E403),
     console("GET",  "tenant B: delete",       TN + "{b_tenant}/delete/",  E403,  E403,  E403,  LOGIN, LOGIN, E403),
 

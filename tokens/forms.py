@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from core.api.filters import MAX_DATABASE_INTEGER
 from core.errors import DomainError
+from core.networks import NetworksField
 from iam.models import Role, User
 from iam.selectors import roles_held_for_tokens
 from tenants.models import Application
@@ -88,6 +89,16 @@ class TokenFormMixin:
 ADMINISTRATIVE = "administrative"  # the application choice of an administrative token
 
 
+def networks_field(tenant_networks: list[str]) -> NetworksField:
+    within = f" within your tenant's ({', '.join(tenant_networks)})" if tenant_networks else ""
+    return NetworksField(
+        label="Allowed networks",
+        help_text=f"Optional: the CIDR ranges it may be used from{within}, one per line, "
+        "e.g. 203.0.113.0/24 or 2001:db8::/32. Empty: any address"
+        + (" your tenant allows." if tenant_networks else "."),
+    )
+
+
 def purpose_field() -> forms.CharField:
     return forms.CharField(
         max_length=500,
@@ -110,6 +121,7 @@ class TokenCreateForm(TokenFormMixin, forms.Form):
     def __init__(self, *args, user: User, now: datetime, **kwargs):
         super().__init__(*args, **kwargs)
         self.user, self.now = user, now
+        self.fields["allowed_networks"] = networks_field(user.tenant.allowed_networks)
         self.applications = {str(app.pk): app for app in applications_for_token_creation(user)}
         # Holders of the service's PAT-eligible roles make administrative tokens here too.
         service_roles = roles_for_token(user, None).exists()
@@ -167,9 +179,16 @@ class TokenEditForm(TokenFormMixin, forms.Form):
         current = timezone.localtime(token.expires_at, timezone.get_current_timezone()).date()
         kwargs.setdefault(
             "initial",
-            {"name": token.name, "purpose": token.purpose, "expires_on": current, "roles": list(token.roles.all())},
+            {
+                "name": token.name,
+                "purpose": token.purpose,
+                "expires_on": current,
+                "roles": list(token.roles.all()),
+                "allowed_networks": token.allowed_networks,
+            },
         )
         super().__init__(*args, **kwargs)
+        self.fields["allowed_networks"] = networks_field(token.tenant.allowed_networks)
         offered = roles_for_token(token.owner, token.application)
         self.fields["roles"].queryset = offered
         # Roles of the token the owner may no longer choose, shown so none disappears silently.

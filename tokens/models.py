@@ -62,6 +62,11 @@ class PersonalAccessToken(models.Model):
     expires_at = models.DateTimeField()
     last_used_at = models.DateTimeField(null=True, blank=True)
     last_used_ip = models.GenericIPAddressField(null=True, blank=True)
+    allowed_networks = models.JSONField(
+        default=list, blank=True, help_text="CIDR ranges it may be used from, within its tenant's. Empty: any."
+    )
+    last_refused_ip = models.GenericIPAddressField(null=True, blank=True)
+    last_refused_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

@@ -171,7 +171,10 @@ def token_exchange(
         raise OAuthError("unauthorized_client", "Token exchange is not enabled for this client.")
     if subject_token_type not in PAT_TOKEN_TYPES:
         raise OAuthError("invalid_request", f"subject_token_type must be one of {', '.join(PAT_TOKEN_TYPES)}.")
-    context = credential_use(subject_token, ip=ip, now=now)
+    # The caller is the client's backend, not the token's user: the token's
+    # network allowlist binds where the user presents it, and is copied into
+    # the access token ("allowed_networks") for the resource server to apply.
+    context = credential_use(subject_token, ip=ip, now=now, network_bound=False)
     if context is None:
         raise OAuthError("invalid_grant", "The subject token is invalid, expired, revoked or inactive.")
     token = context.token
@@ -205,6 +208,7 @@ def token_exchange(
         "tenant": token.tenant.slug,
         "application": str(token.application_id),
         "pat_id": token.pk,
+        **_networks_claim(token),
     }
     access_token = access_token_sign(claims)
     audit_record(
@@ -233,7 +237,7 @@ INACTIVE = {"active": False}
 def introspect(*, client: OAuthClient, value: str, ip: str | None, now: datetime | None = None) -> dict:
     """RFC 7662: describe a PAT, an access token or an embed session of the
     client's application; anything else (or another application's) is inactive."""
-    context = credential_verify(value, ip=ip, now=now)
+    context = credential_verify(value, ip=ip, now=now, network_bound=False)  # the caller is a resource server
     if context is None or context.token.application_id != client.application_id:
         return dict(INACTIVE)
     token_type, exp, iat, client_id = "personal_access_token", context.token.expires_at, context.token.created_at, None
@@ -257,7 +261,15 @@ def introspect(*, client: OAuthClient, value: str, ip: str | None, now: datetime
         "iss": issuer(),
         "tenant": token.tenant.slug,
         "application": str(token.application_id),
+        **_networks_claim(token),
     }
+
+
+def _networks_claim(token) -> dict:
+    """The networks the token's user must call from (the token's and its tenant's, both apply)."""
+    if not token.allowed_networks and not token.tenant.allowed_networks:
+        return {}
+    return {"allowed_networks": {"token": token.allowed_networks, "tenant": token.tenant.allowed_networks}}
 
 
 def revoke(*, client: OAuthClient, value: str) -> None:

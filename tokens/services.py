@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.errors import IllegalTransition, NotPermitted, ValidationFailed
+from core.networks import networks_normalized, networks_within
 from core.ratelimit import rate_limit_enforce
 from core.text import whitespace_collapsed
 from iam.audit import actor_label as actor_label_of
@@ -94,6 +95,19 @@ def _clean_name(name: object, errors: dict[str, list[str]]) -> str:
 
 def _clean_purpose(purpose: object, errors: dict[str, list[str]]) -> str:
     return "" if purpose is None else _clean_text(purpose, "purpose", "purpose", PURPOSE_MAX_LENGTH, errors)
+
+
+def _clean_networks(networks: object, tenant: Tenant, errors: dict[str, list[str]]) -> list[str]:
+    """A token's allowlist: valid ranges, each within the tenant's (a token's list only narrows it)."""
+    normalized, problems = networks_normalized(networks if networks is not None else [])
+    outside = networks_within(normalized, tenant.allowed_networks) if not problems else []
+    if outside:
+        problems.append(
+            f"Outside your tenant's allowed networks ({', '.join(tenant.allowed_networks)}): {', '.join(outside)}."
+        )
+    if problems:
+        errors["allowed_networks"] = problems
+    return normalized
 
 
 def _check_expiry(expires_at: object, tenant: Tenant, now: datetime, errors: dict[str, list[str]]) -> None:
@@ -182,6 +196,7 @@ def _token_insert(
     roles: list[Role],
     now: datetime,
     purpose: str = "",
+    allowed_networks: list[str] | None = None,
     kind: str = TokenKind.PERSONAL,
     embed_session_minutes: int | None = None,
 ) -> IssuedToken:
@@ -196,6 +211,7 @@ def _token_insert(
                 application=application,
                 name=name,
                 purpose=purpose,
+                allowed_networks=allowed_networks or [],
                 kind=kind,
                 embed_session_minutes=embed_session_minutes,
                 created_at=now,
@@ -218,6 +234,7 @@ def _creation_changes(token: PersonalAccessToken, roles: list[Role]) -> dict:
     return {
         "name": token.name,
         **({"purpose": token.purpose} if token.purpose else {}),
+        **({"allowed_networks": token.allowed_networks} if token.allowed_networks else {}),
         "kind": token.kind,
         "application": token.application.slug if token.application else None,
         "roles": sorted(role.code for role in roles),
@@ -234,6 +251,7 @@ def token_create(
     role_codes: Sequence[str],
     application: Application | None = None,
     purpose: str | None = None,
+    allowed_networks: list[str] | None = None,
     ip: str | None = None,
     now: datetime | None = None,
     actor: User | None = None,
@@ -253,6 +271,7 @@ def token_create(
     errors: dict[str, list[str]] = {}
     name = _clean_name(name, errors)
     purpose = _clean_purpose(purpose, errors)
+    allowed_networks = _clean_networks(allowed_networks, owner.tenant, errors)
     _check_expiry(expires_at, owner.tenant, now, errors)
     if application is not None and not application_allows_pats(owner.tenant, application):
         errors["application"] = ["This application does not allow personal access tokens in your tenant."]
@@ -263,7 +282,14 @@ def token_create(
         raise ValidationFailed(errors)
 
     issued = _token_insert(
-        owner=owner, application=application, name=name, purpose=purpose, expires_at=expires_at, roles=roles, now=now
+        owner=owner,
+        application=application,
+        name=name,
+        purpose=purpose,
+        allowed_networks=allowed_networks,
+        expires_at=expires_at,
+        roles=roles,
+        now=now,
     )
     audit_record(
         action=AuditAction.TOKEN_CREATED,
@@ -373,6 +399,7 @@ def token_issue_for_user(
     expires_at: datetime,
     role_codes: list[str],
     purpose: str | None = None,
+    allowed_networks: list[str] | None = None,
     ip: str | None = None,
 ) -> IssuedToken:
     """Create a token for ``owner`` on an administrator's or integration's
@@ -388,6 +415,7 @@ def token_issue_for_user(
         expires_at=expires_at,
         role_codes=role_codes,
         purpose=purpose,
+        allowed_networks=allowed_networks,
         ip=ip,
         actor=actor,
         actor_label=actor_label,
@@ -473,10 +501,11 @@ def token_edit(
     purpose: str | None = None,
     expires_at: datetime | None = None,
     role_codes: Sequence[str] | None = None,
+    allowed_networks: list[str] | None = None,
     ip: str | None = None,
     now: datetime | None = None,
 ) -> PersonalAccessToken:
-    """Change a token's name, purpose, expiry and/or roles (None leaves a field as it is).
+    """Change a token's name, purpose, expiry, roles and/or allowed networks (None leaves a field as it is).
 
     A new expiry reactivates an expired token; a valid set of roles
     reactivates an inactive one. Only the owner may edit; revoked and deleted
@@ -495,6 +524,11 @@ def token_edit(
     if name is not None:
         _name_change(token, name, errors, changes)
     _purpose_change(token, purpose, errors, changes)
+    if allowed_networks is not None:
+        networks = _clean_networks(allowed_networks, token.tenant, errors)
+        if "allowed_networks" not in errors and networks != token.allowed_networks:
+            changes["allowed_networks"] = [token.allowed_networks, networks]
+            token.allowed_networks = networks
     if expires_at is not None and expires_at != token.expires_at:
         _check_expiry(expires_at, token.tenant, now, errors)
         if "expires_at" not in errors:
@@ -513,7 +547,7 @@ def token_edit(
     if not changes:
         return token
 
-    _save(token, ["name", "purpose", "expires_at"])
+    _save(token, ["name", "purpose", "expires_at", "allowed_networks"])
     if new_roles is not None:
         token.roles.set(new_roles)
     after = token_state(token, now)

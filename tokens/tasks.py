@@ -13,6 +13,7 @@ from tokens.notifications import (  # noqa: F401 - registered with the worker
     notify_token_issued,
     notify_token_owner,
 )
+from tokens.refusals import note_refused_address  # noqa: F401 - registered with the worker
 from tokens.reuse import handle_secret_reuse  # noqa: F401 - registered with the worker
 from tokens.usage import usage_flush_from_redis
 from tokens.webhooks import deliver_webhooks, sweep_webhook_deliveries, webhook_deliveries_prune  # noqa: F401

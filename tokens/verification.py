@@ -23,6 +23,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from core.networks import address_within
 from iam.models import SERVICE_PERMISSION_PREFIX
 from tokens import keys, signing, usage
 from tokens.lookup import load_secret_for_authentication, load_token_for_authentication
@@ -35,6 +36,7 @@ from tokens.models import (
     TokenKind,
     TokenStatus,
 )
+from tokens.refusals import refused_address_report
 from tokens.reuse import reuse_report
 from tokens.rules import TokenFacts, TokenState, evaluate
 
@@ -108,10 +110,14 @@ def context_build(
     *,
     ip: str | None,
     token: Callable[[], PersonalAccessToken] | None = None,
+    network_bound: bool = True,
 ) -> TokenContext | None:
     """The context of a loaded credential whose token is in ``state`` now,
     presented from ``ip`` (the request's address, for rules bound to one), or
-    None if it cannot be used: the token unusable, the access token expired.
+    None if it cannot be used: the token unusable, the access token expired,
+    a PAT or embed session presented from outside the token's or its tenant's
+    allowed networks (unless not ``network_bound``: the caller is not the
+    token's user, but an OAuth client acting for them).
     ``token`` makes the token the context carries (the cache hands out copies);
     it is called only for a usable credential."""
     if loaded.rotated is not None and now >= loaded.rotated.works_until:
@@ -122,6 +128,9 @@ def context_build(
         return None
     if loaded.claims is not None and loaded.claims["exp"] <= now.timestamp():
         return None
+    if network_bound and loaded.claims is None and not _address_allowed(loaded.token, ip):
+        refused_address_report(loaded.token.pk, ip, now)
+        return None
     carried = token() if token else loaded.token
     if loaded.claims is not None:
         scope = frozenset(loaded.claims.get("scope", "").split())
@@ -131,6 +140,10 @@ def context_build(
     return TokenContext(token=carried, permissions=state.permissions, by_replaced_secret=loaded.rotated is not None)
 
 
+def _address_allowed(token: PersonalAccessToken, ip: str | None) -> bool:
+    return address_within(ip, token.tenant.allowed_networks) and address_within(ip, token.allowed_networks)
+
+
 def credential_verify(
     value: str,
     *,
@@ -138,22 +151,30 @@ def credential_verify(
     kind: str = TokenKind.PERSONAL,
     audience: str | None = None,
     now: datetime | None = None,
+    network_bound: bool = True,
 ) -> TokenContext | None:
     """The context of a usable credential presented from ``ip``, or None for
-    anything else: callers must not tell malformed, unknown, expired, revoked
-    and inactive apart."""
+    anything else: callers must not tell malformed, unknown, expired, revoked,
+    inactive and out-of-network apart."""
     now = now or timezone.now()
     loaded = credential_load(value, kind=kind, audience=audience, now=now)
-    return None if loaded is None else context_build(loaded, evaluate(loaded.facts, now), now, ip=ip)
+    if loaded is None:
+        return None
+    return context_build(loaded, evaluate(loaded.facts, now), now, ip=ip, network_bound=network_bound)
 
 
 def credential_use(
-    value: str, *, ip: str | None, kind: str = TokenKind.PERSONAL, now: datetime | None = None
+    value: str,
+    *,
+    ip: str | None,
+    kind: str = TokenKind.PERSONAL,
+    now: datetime | None = None,
+    network_bound: bool = True,
 ) -> TokenContext | None:
     """``credential_verify`` a token's own secret presented by its holder, and
     count the use (last used, per-day counts, new addresses)."""
     now = now or timezone.now()
-    context = credential_verify(value, ip=ip, kind=kind, now=now)
+    context = credential_verify(value, ip=ip, kind=kind, now=now, network_bound=network_bound)
     if context is not None:
         usage.usage_record(context.token, ip=ip, now=now)
     return context

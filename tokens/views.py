@@ -17,6 +17,7 @@ from django.views.decorators.http import require_http_methods
 
 from core.errors import DomainError
 from core.http import client_ip
+from core.networks import networks_within
 from iam.reauth import confirm_password
 from tokens.forms import TokenCreateForm, TokenEditForm, TokenRegenerateForm
 from tokens.models import PersonalAccessToken, TokenStatus
@@ -104,6 +105,7 @@ def token_create_view(request: HttpRequest) -> HttpResponse:
                     application=form.cleaned_data["application"],
                     name=form.cleaned_data["name"],
                     purpose=form.cleaned_data["purpose"],
+                    allowed_networks=form.cleaned_data["allowed_networks"],
                     expires_at=form.cleaned_data["expires_at"],
                     role_codes=[role.code for role in form.cleaned_data["roles"]],
                     ip=client_ip(request),
@@ -143,6 +145,7 @@ def token_edit_view(request: HttpRequest, token_id: int) -> HttpResponse:
                     actor=request.user,
                     name=form.cleaned_data["name"],
                     purpose=form.cleaned_data["purpose"],
+                    allowed_networks=form.cleaned_data["allowed_networks"],
                     expires_at=form.cleaned_data["expires_at"],
                     role_codes=[role.code for role in form.cleaned_data["roles"]],
                     ip=client_ip(request),
@@ -205,9 +208,18 @@ def token_regenerate_view(request: HttpRequest, token_id: int) -> HttpResponse:
 
 
 def _widens(token: PersonalAccessToken, cleaned: dict) -> bool:
-    """Whether an edit gives the token a permission it lacks or a later expiry (sudo mode asks first)."""
+    """Whether an edit gives the token a permission it lacks, a later expiry or
+    networks beyond its current ones (sudo mode asks first)."""
     held = set(token.roles.values_list("pk", flat=True))
-    return any(role.pk not in held for role in cleaned["roles"]) or cleaned["expires_at"] > token.expires_at
+    networks = cleaned["allowed_networks"]
+    wider_networks = bool(token.allowed_networks) and (
+        not networks or bool(networks_within(networks, token.allowed_networks))
+    )
+    return (
+        any(role.pk not in held for role in cleaned["roles"])
+        or cleaned["expires_at"] > token.expires_at
+        or wider_networks
+    )
 
 
 def _tell_saved(request: HttpRequest, token: PersonalAccessToken, state: TokenState) -> None:

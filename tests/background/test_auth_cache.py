@@ -406,3 +406,19 @@ def test_a_replaced_secret_is_never_cached_and_stops_when_its_grace_ends(world, 
     with pytest.raises(InvalidToken):
         bearer_authenticate(issued.plaintext, ip="10.0.0.1", now=grace_end)
     assert bearer_authenticate(rotated.plaintext, ip="10.0.0.1", now=grace_end)  # until the reuse is handled
+
+
+def test_a_cached_token_is_refused_outside_its_networks_and_a_tenants_new_networks_apply_at_once(
+    api, world, main_admin, with_redis, django_assert_num_queries
+):
+    from iam.tenancy import tenant_update
+
+    issued = world.issue("office", allowed_networks=["127.0.0.0/8", "203.0.113.0/24"])
+    client = bearer(api, issued.plaintext)
+    warm(client, django_assert_num_queries)  # from 127.0.0.1, the test client's address
+    # The cached entry is checked against each request's address (a refusal reloads it, as any refusal does).
+    assert client.get(ME, REMOTE_ADDR="198.51.100.1").status_code == 401
+    assert client.get(ME, REMOTE_ADDR="203.0.113.5").status_code == 200
+    tenant_update(tenant=world.tenant, changes={"allowed_networks": ["203.0.113.0/24"]}, actor=main_admin)
+    assert client.get(ME).status_code == 401  # 127.0.0.1: in the token's list, no longer in the tenant's
+    assert client.get(ME, REMOTE_ADDR="203.0.113.5").status_code == 200

@@ -62,9 +62,11 @@ def test_another_tenants_ids_in_the_url_give_404(page, world, other_world, user_
         f"/admin/tokens/personalaccesstoken/{theirs.pk}/change/",
         f"/admin/tokens/personalaccesstoken/{theirs.pk}/revoke/",
         f"/admin/iam/user/{other_world.user.pk}/change/",
+        f"/admin/tenants/tenant/{other_world.tenant.pk}/change/",
     ):
         assert page.goto(path).status == 404
-    assert page.goto("/admin/tenants/tenant/").status == 403
+    assert page.goto("/admin/tenants/tenant/add/").status == 403  # tenants are the main administrators' to create
+    assert other_world.tenant.name not in page.goto("/admin/tenants/tenant/").text()
     assert PersonalAccessToken.objects.get(pk=theirs.pk).status == TokenStatus.ACTIVE
 
 

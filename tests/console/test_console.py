@@ -33,7 +33,7 @@ LISTS = {
 # Which administrator kind may open which page (200); everyone else gets 403.
 ALLOWED = {
     "main": set(LISTS),
-    "user": {"users", "tokens", "audit", "dashboard", "credentials", "webhooks", "webhook_deliveries"},
+    "user": {"tenants", "users", "tokens", "audit", "dashboard", "credentials", "webhooks", "webhook_deliveries"},
     "application": {"applications", "switches", "roles", "oauth_clients"},
 }
 

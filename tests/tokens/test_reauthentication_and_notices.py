@@ -171,3 +171,18 @@ def test_embedding_tokens_send_no_notice(api, world, credential, django_capture_
             HTTP_AUTHORIZATION=f"Basic {credential.plaintext}",
         )
     assert response.status_code == 201 and mail.outbox == []
+
+
+def test_narrowing_a_tokens_networks_needs_no_password_but_widening_them_does(client, world, settings):
+    issued = world.issue("printer", roles=(world.reader.code,))
+    signed_in_long_ago(client, world.user, settings)
+    path = f"/tokens/{issued.token.pk}/edit/"
+    expires_on = timezone.localtime(issued.token.expires_at).date().isoformat()
+    form = {"name": "printer", "expires_on": expires_on, "roles": [world.reader.pk]}
+    assert client.post(path, {**form, "allowed_networks": "192.0.2.0/24"}).status_code == 302  # from any: narrower
+    assert client.post(path, {**form, "allowed_networks": "192.0.2.0/25"}).status_code == 302  # narrower still
+    wider = client.post(path, {**form, "allowed_networks": "192.0.2.0/24"})
+    assert wider.status_code == 200 and "Confirm your password" in wider.content.decode()
+    anywhere = client.post(path, {**form, "allowed_networks": ""})
+    assert anywhere.status_code == 200 and "Confirm your password" in anywhere.content.decode()
+    assert PersonalAccessToken.objects.get(pk=issued.token.pk).allowed_networks == ["192.0.2.0/25"]

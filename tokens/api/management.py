@@ -104,6 +104,13 @@ class TokenSerializer(serializers.Serializer):
     expiresAt = serializers.DateTimeField(source="expires_at")
     lastUsedAt = serializers.DateTimeField(source="last_used_at", allow_null=True)
     lastUsedIp = serializers.CharField(source="last_used_ip", allow_null=True)
+    allowedNetworks = serializers.ListField(
+        child=serializers.CharField(), source="allowed_networks", help_text="CIDR ranges; empty: any address."
+    )
+    lastRefusedIp = serializers.CharField(
+        source="last_refused_ip", allow_null=True, help_text="The last address refused for being outside them."
+    )
+    lastRefusedAt = serializers.DateTimeField(source="last_refused_at", allow_null=True)
 
     def get_application(self, token) -> str | None:
         return token.application.slug if token.application else None
@@ -171,6 +178,12 @@ class UserTokenListView(ManagementView):
         applicationId = StrictUUIDField(required=False)
         applicationSlug = StrictSlugField(required=False, max_length=50)
         roles = StrictListField(child=StrictCharField(max_length=100), min_length=1, max_length=50)
+        allowedNetworks = StrictListField(
+            child=StrictCharField(max_length=50),
+            required=False,
+            max_length=50,
+            help_text="CIDR ranges (IPv4, IPv6) it may be used from, within the tenant's. Default: any address.",
+        )
 
         exactly_one_of = (("applicationId", "applicationSlug"),)
 
@@ -241,6 +254,7 @@ class UserTokenListView(ManagementView):
                     application=application,
                     name=fields["name"],
                     purpose=fields.get("purpose"),
+                    allowed_networks=fields.get("allowedNetworks"),
                     expires_at=fields["expiresAt"],
                     role_codes=fields["roles"],
                     ip=client_ip(request),
@@ -248,7 +262,7 @@ class UserTokenListView(ManagementView):
                 body = serialize_tokens([issued.token])[0]
         except ValidationFailed as error:
             # The service names its arguments; the client should see the fields it sent.
-            names = {"expires_at": "expiresAt", "application": application_field}
+            names = {"expires_at": "expiresAt", "application": application_field, "allowed_networks": "allowedNetworks"}
             raise ValidationFailed({names.get(name, name): texts for name, texts in error.fields.items()}) from None
         body["token"] = issued.plaintext
         return Response(body, status=status.HTTP_201_CREATED)
