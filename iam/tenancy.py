@@ -21,6 +21,7 @@ TENANT_POLICY_FIELDS = (
     "token_requests_per_minute",
     "notify_new_ip",
     "allowed_networks",
+    "unused_token_days",
 )
 # What a tenant's own user administrators may change (its name and slug are the main administrators').
 TENANT_ADMIN_POLICY_FIELDS = tuple(name for name in TENANT_POLICY_FIELDS if name not in ("name", "slug"))

@@ -4,6 +4,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 MAX_TOKEN_LIFETIME_DAYS = 365
+MIN_UNUSED_TOKEN_DAYS = 7  # owners are told 7 days before a token is ended for not being used
+UNUSED_TOKEN_NOTICE_DAYS = 7
 
 
 def list_of_default_reminder_days() -> list[int]:
@@ -40,6 +42,13 @@ class Tenant(models.Model):
         default=False,
         help_text="Off by default: administrators do not create tokens for users (Thinkwise).",
     )
+    unused_token_days = models.PositiveSmallIntegerField(
+        "end tokens not used for (days)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(MIN_UNUSED_TOKEN_DAYS), MaxValueValidator(MAX_TOKEN_LIFETIME_DAYS)],
+        help_text="Off when empty. A token never used counts from its creation; its owner is told 7 days before.",
+    )
     allowed_networks = models.JSONField(
         "allowed networks",
         default=list,
@@ -55,7 +64,14 @@ class Tenant(models.Model):
                 name="tenant_pat_max_lifetime_in_range",
                 condition=models.Q(pat_max_lifetime_days__isnull=True)
                 | models.Q(pat_max_lifetime_days__gte=1, pat_max_lifetime_days__lte=MAX_TOKEN_LIFETIME_DAYS),
-            )
+            ),
+            models.CheckConstraint(
+                name="tenant_unused_token_days_in_range",
+                condition=models.Q(unused_token_days__isnull=True)
+                | models.Q(
+                    unused_token_days__gte=MIN_UNUSED_TOKEN_DAYS, unused_token_days__lte=MAX_TOKEN_LIFETIME_DAYS
+                ),
+            ),
         ]
 
     def __str__(self) -> str:

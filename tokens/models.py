@@ -26,6 +26,7 @@ class RevocationCause(models.TextChoices):
     LEAK_REPORT = "leak_report", "Reported leaked"
     EMBED_REPLACED = "embed_replaced", "Replaced by a newer embedding token"
     REUSE_DETECTED = "reuse_detected", "A replaced secret was used after its grace period"
+    UNUSED = "unused", "Not used for as long as its tenant allows"
 
 
 class PersonalAccessToken(models.Model):
@@ -67,6 +68,9 @@ class PersonalAccessToken(models.Model):
     )
     last_refused_ip = models.GenericIPAddressField(null=True, blank=True)
     last_refused_at = models.DateTimeField(null=True, blank=True)
+    unused_warned_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its owner was told it will be ended for not being used."
+    )
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

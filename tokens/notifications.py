@@ -48,6 +48,7 @@ REVOKERS = {
     RevocationCause.ADMINISTRATOR: "{who}, an administrator, revoked",
     RevocationCause.INTEGRATION: "The {who} ended",
     RevocationCause.OPERATOR: "An operator of the service revoked",
+    RevocationCause.UNUSED: "Your tenant's policy for tokens nobody uses ended",
 }
 BODIES = {
     "revoked": "{revoker} your personal access token “{name}” ({prefix}…) for {application}. "
@@ -153,6 +154,34 @@ def send_issued_notice(token_id: int, event: str, issuer: str, ip: str, prefix: 
     return True
 
 
+def enqueue_unused_notice(owner_id: int, tokens_ending: list[tuple[int, str]], days: int) -> None:
+    """Tell an owner which idle tokens will be ended, and when (after commit)."""
+    enqueue_after_commit(notify_unused_tokens, send_unused_notice, owner_id, tokens_ending, days)
+
+
+def send_unused_notice(owner_id: int, tokens_ending: list[tuple[int, str]], days: int) -> bool:
+    ends = {int(pk): datetime.fromisoformat(when) for pk, when in tokens_ending}
+    tokens = list(PersonalAccessToken.objects.select_related("owner", "application").filter(pk__in=ends))
+    if not tokens or not tokens[0].owner.email:
+        return False
+    lines = "\n".join(
+        f"- “{token.name}” ({token.display_prefix}…), {token.application_label}: ended on "
+        f"{ends[token.pk]:%-d %b %Y} unless used before"
+        for token in sorted(tokens, key=lambda token: token.name)
+    )
+    send_mail(
+        f"{len(tokens)} of your personal access tokens will be ended for not being used"
+        if len(tokens) > 1
+        else f"Your personal access token “{tokens[0].name}” will be ended for not being used",
+        f"Your tenant ends personal access tokens not used for {days} days. These have not been used "
+        f"for a while:\n\n{lines}\n\nUsing a token keeps it; if you no longer need it, delete it.\n\n"
+        f"Your tokens: {settings.PUBLIC_URL}/tokens/",
+        settings.DEFAULT_FROM_EMAIL,
+        [tokens[0].owner.email],
+    )
+    return True
+
+
 def enqueue_expiry_shortened_notice(owner_id: int, token_ids: list[int], max_days: int) -> None:
     """Tell an owner, once per policy change, which of their tokens now expire sooner (after commit)."""
     enqueue_after_commit(notify_expiry_shortened, send_expiry_shortened_notice, owner_id, token_ids, max_days)
@@ -193,6 +222,11 @@ def notify_token_owner(token_id: int, event: str, detail: str = "") -> bool:
 @shared_task(name="tokens.tasks.notify_token_issued", **RETRY)
 def notify_token_issued(token_id: int, event: str, issuer: str, ip: str, prefix: str = "") -> bool:
     return send_issued_notice(token_id, event, issuer, ip, prefix)
+
+
+@shared_task(name="tokens.tasks.notify_unused_tokens", **RETRY)
+def notify_unused_tokens(owner_id: int, tokens_ending: list, days: int) -> bool:
+    return send_unused_notice(owner_id, [tuple(item) for item in tokens_ending], days)
 
 
 @shared_task(name="tokens.tasks.notify_expiry_shortened", **RETRY)

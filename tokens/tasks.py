@@ -12,6 +12,7 @@ from tokens.notifications import (  # noqa: F401 - registered with the worker
     notify_expiry_shortened,
     notify_token_issued,
     notify_token_owner,
+    notify_unused_tokens,
 )
 from tokens.refusals import note_refused_address  # noqa: F401 - registered with the worker
 from tokens.reuse import handle_secret_reuse  # noqa: F401 - registered with the worker
@@ -53,6 +54,13 @@ def refresh_dashboard_figures() -> int:
 @shared_task(**RETRY)
 def reconcile_inactive_marks() -> int:
     return maintenance.inactive_marks_reconcile()
+
+
+@shared_task(**RETRY)
+def sweep_idle_tokens() -> dict:
+    from tokens.idle import idle_tokens_sweep
+
+    return idle_tokens_sweep()
 
 
 @shared_task(**RETRY)
