@@ -159,16 +159,25 @@ def enqueue_unused_notice(owner_id: int, tokens_ending: list[tuple[int, str]], d
     enqueue_after_commit(notify_unused_tokens, send_unused_notice, owner_id, tokens_ending, days)
 
 
-def send_unused_notice(owner_id: int, tokens_ending: list[tuple[int, str]], days: int) -> bool:
-    ends = {int(pk): datetime.fromisoformat(when) for pk, when in tokens_ending}
-    tokens = list(PersonalAccessToken.objects.select_related("owner", "application").filter(pk__in=ends))
-    if not tokens or not tokens[0].owner.email:
-        return False
-    lines = "\n".join(
-        f"- “{token.name}” ({token.display_prefix}…), {token.application_label}: ended on "
-        f"{ends[token.pk]:%-d %b %Y} unless used before"
-        for token in sorted(tokens, key=lambda token: token.name)
+def _owners_tokens(token_ids) -> list[PersonalAccessToken]:
+    """One owner's tokens by name, or none if there is nobody to e-mail."""
+    tokens = list(
+        PersonalAccessToken.objects.select_related("owner", "application").filter(pk__in=token_ids).order_by("name")
     )
+    return tokens if tokens and tokens[0].owner.email else []
+
+
+def _token_line(token: PersonalAccessToken, what: str) -> str:
+    return f"- “{token.name}” ({token.display_prefix}…), {token.application_label}: {what}"
+
+
+def send_unused_notice(owner_id: int, tokens_ending: list[tuple[int, str]], days: int) -> bool:
+    """Email an owner the idle tokens the tenant's policy will end, and when."""
+    ends = {int(pk): datetime.fromisoformat(when) for pk, when in tokens_ending}
+    tokens = _owners_tokens(ends)
+    if not tokens:
+        return False
+    lines = "\n".join(_token_line(token, f"ended on {ends[token.pk]:%-d %b %Y} unless used before") for token in tokens)
     send_mail(
         f"{len(tokens)} of your personal access tokens will be ended for not being used"
         if len(tokens) > 1
@@ -189,16 +198,10 @@ def enqueue_expiry_shortened_notice(owner_id: int, token_ids: list[int], max_day
 
 def send_expiry_shortened_notice(owner_id: int, token_ids: list[int], max_days: int) -> bool:
     """Email an owner the tokens a tighter tenant policy shortened, with their new expiry."""
-    tokens = list(
-        PersonalAccessToken.objects.select_related("owner", "application").filter(pk__in=token_ids).order_by("name")
-    )
-    if not tokens or not tokens[0].owner.email:
+    tokens = _owners_tokens(token_ids)
+    if not tokens:
         return False
-    lines = "\n".join(
-        f"- “{token.name}” ({token.display_prefix}…), {token.application_label}: "
-        f"now expires {token.expires_at:%-d %b %Y %H:%M} UTC"
-        for token in tokens
-    )
+    lines = "\n".join(_token_line(token, f"now expires {token.expires_at:%-d %b %Y %H:%M} UTC") for token in tokens)
     count = len(tokens)
     send_mail(
         f"{count} of your personal access tokens now expire sooner"

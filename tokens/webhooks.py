@@ -37,7 +37,7 @@ from django.db import transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from core.errors import ValidationFailed
+from core.errors import IllegalTransition, ValidationFailed
 from core.tasks import RETRY
 from iam.audit import audit_record
 from iam.models import AuditAction, AuditEvent, ServiceRole, User
@@ -221,7 +221,10 @@ def webhook_endpoint_set_active(
 
 @transaction.atomic
 def webhook_test_send(*, endpoint: WebhookEndpoint, actor: User, ip: str | None = None) -> WebhookDelivery:
-    """Queue a ``webhook.test`` event for one endpoint (the console's button)."""
+    """Queue a ``webhook.test`` event for one endpoint (the console's button);
+    a disabled endpoint is sent nothing (IllegalTransition)."""
+    if not WebhookEndpoint.objects.filter(pk=endpoint.pk, is_active=True).exists():
+        raise IllegalTransition("Enable the endpoint first: nothing is sent to a disabled one.", code="disabled")
     now = timezone.now()
     (delivery,) = _deliveries_create(
         [endpoint],
@@ -401,8 +404,8 @@ def _send_queue(endpoint_id: int, now: datetime | None) -> int:
             delivered += 1
             continue
         held.add(key)
-        if code is None or code >= 500:
-            break  # the receiver is down, not refusing one message: the others would fail too
+        if code is None or code >= 500 or not endpoint.is_active:
+            break  # the receiver is down (the others would fail too), or a day of failures disabled it
     return delivered
 
 
@@ -437,6 +440,7 @@ def _record_attempt(endpoint, delivery, code: int | None, error: str, now: datet
 def _disable_failing(endpoint: WebhookEndpoint, now: datetime) -> None:
     reason = f"Every delivery failed since {endpoint.failing_since:%Y-%m-%d %H:%M} UTC."
     webhook_endpoint_set_active(endpoint=endpoint, active=False, actor=None, reason=reason)
+    endpoint.is_active = False
     admins = users_holding_service_role(ServiceRole.USER_ADMINISTRATOR).filter(
         tenant_id=endpoint.tenant_id, is_active=True
     )

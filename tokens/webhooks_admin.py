@@ -14,6 +14,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from core.admin import TOKEN_VIEWER_KINDS, AdminKindMixin, OneTimeSecretMixin, ReadOnlyAdmin
+from core.errors import DomainError
 from core.http import client_ip
 from iam.selectors import tenants_visible_to, user_is_main_administrator, visible_to
 from tokens.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -139,12 +140,11 @@ class WebhookEndpointAdmin(OneTimeSecretMixin, AdminKindMixin, admin.ModelAdmin)
     @method_decorator(require_POST)
     def test_view(self, request: HttpRequest, endpoint_id: int) -> HttpResponse:
         endpoint = self._endpoint(request, endpoint_id)
-        if not endpoint.is_active:
-            self.message_user(
-                request, "Enable the endpoint first: a disabled endpoint is sent nothing.", messages.ERROR
-            )
+        try:
+            delivery = webhook_test_send(endpoint=endpoint, actor=request.user, ip=client_ip(request))
+        except DomainError as error:
+            self.message_user(request, error.message, messages.ERROR)
             return self._back(endpoint)
-        delivery = webhook_test_send(endpoint=endpoint, actor=request.user, ip=client_ip(request))
         self.message_user(request, f"Test event {delivery.message_id} queued; its attempts are listed below.")
         return self._back(endpoint)
 

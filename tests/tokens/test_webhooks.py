@@ -303,3 +303,37 @@ def test_inactive_active_expiring_expired_reuse_and_leak_are_announced(
     text = "".join(body.decode() for _, body in hooks.received)
     for secret in (issued.plaintext, deploy.plaintext, rotated.plaintext, leaky.plaintext):
         assert secret not in text
+
+
+def test_a_message_refused_after_every_retry_is_given_up_and_the_tokens_next_event_goes_out(
+    world, receiver, django_capture_on_commit_callbacks
+):
+    hooks = receiver(answers=(422,))
+    endpoint = endpoint_for(world, hooks.url).endpoint
+    with django_capture_on_commit_callbacks(execute=True):
+        issued = world.issue("refused")
+    with django_capture_on_commit_callbacks(execute=True):
+        token_revoke(token=issued.token, actor=None, reason="done")
+    created = WebhookDelivery.objects.get(event_type="token.created")
+    moment = timezone.now()
+    hooks.answers = [422]
+    for _ in RETRY_DELAYS:  # a 4xx is about this message: the endpoint answers, so it is not disabled
+        WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=None)  # others succeed meanwhile
+        WebhookDelivery.objects.filter(pk=created.pk).update(next_attempt_at=moment)
+        webhook_deliveries_send(endpoint.pk, now=moment)
+    created.refresh_from_db()
+    assert created.status == DeliveryStatus.FAILED and created.attempts == len(RETRY_DELAYS) + 1
+    hooks.answers = [200]
+    webhook_deliveries_send(endpoint.pk, now=moment)
+    assert WebhookDelivery.objects.get(event_type="token.revoked").status == DeliveryStatus.DELIVERED
+
+
+def test_a_disabled_endpoint_is_sent_no_test_event(world, user_admin, receiver):
+    from core.errors import IllegalTransition
+    from tokens.webhooks import webhook_endpoint_set_active, webhook_test_send
+
+    endpoint = endpoint_for(world, receiver().url).endpoint
+    webhook_endpoint_set_active(endpoint=endpoint, active=False, actor=user_admin)
+    with pytest.raises(IllegalTransition):
+        webhook_test_send(endpoint=endpoint, actor=user_admin)
+    assert not WebhookDelivery.objects.exists()
