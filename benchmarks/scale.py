@@ -10,7 +10,7 @@ token, statuses and expiries spread as in real life. Then, through the real
 views (Django's test client, logged in), it times and EXPLAINs: the token
 lookup of authentication, a user's self-service list, the console's token
 overview (first page, each filter, each ordering and a search), the dashboard, the
-audit trail, and the expiry-reminder sweep. A query that reads the token or
+audit trail, the expiry-reminder sweep and the unused-token sweep. A query that reads the token or
 audit table with a sequential scan is reported. The two background sweeps
 the console relies on (the inactive-mark reconciliation and the dashboard's
 stored figures) are timed too. Run it at two sizes to see
@@ -38,7 +38,7 @@ import django
 django.setup()
 
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -46,6 +46,7 @@ from django.utils import timezone
 from iam.models import AuditEvent, Role, RoleGrant, User
 from tenants.models import Application, Tenant, TenantApplication
 from tokens import keys
+from tokens.idle import idle_tokens_sweep
 from tokens.lookup import load_token_for_authentication
 from tokens.maintenance import dashboard_figures_refresh, inactive_marks_reconcile
 from tokens.models import PersonalAccessToken
@@ -55,6 +56,16 @@ TOKENS_PER_USER = 10
 APPLICATIONS = 5
 LONG_SCAN = 10_000  # rows: a scan under a LIMIT that stops before this is O(page)
 WATCHED_TABLES = {PersonalAccessToken._meta.db_table, AuditEvent._meta.db_table}
+
+
+# Columns COPY must fill (Django's defaults are not the database's): their values for a fresh token.
+NOT_NULL_DEFAULTS = {
+    "purpose": "",
+    "allowed_networks": "[]",
+    "approval": "",
+    "approval_decided_by_label": "",
+    "approval_note": "",
+}
 
 
 def copy_rows(model, columns: list[str], rows) -> None:
@@ -172,6 +183,7 @@ def populate(token_count: int, tenant_count: int) -> None:
                 "administrator" if status == "revoked" else "",  # revocation_cause: a revoked token has one
                 "",
                 "",
+                *NOT_NULL_DEFAULTS.values(),
             )
         )
         for role in roles[app.pk][: 1 + offset % 2]:
@@ -199,6 +211,7 @@ def populate(token_count: int, tenant_count: int) -> None:
             "revocation_cause",
             "revoked_by_label",
             "revocation_reason",
+            *NOT_NULL_DEFAULTS,
         ],
         token_rows,
     )
@@ -387,6 +400,8 @@ def main() -> None:
     due = sum(1 for _ in expiry_reminders_due())
     sweep = time.perf_counter() - started
 
+    idle_runs = idle_sweep_runs()
+
     tenants = Tenant.objects.count()
     print(f"\nPostgreSQL, {total:,} tokens over {tenants} tenants ({args.repeats} runs: median and best)")
     print(f"{'what':<62} {'ms':>8} {'best':>8} {'queries':>8}  sequential scans")
@@ -396,6 +411,9 @@ def main() -> None:
     print(f"{'expiry-reminder sweep (finds the due reminders)':<62} {sweep * 1000:>8.0f} {'':>17}  {due:,} due")
     print(f"{'inactive-mark reconciliation (beat, hourly)':<62} {reconcile * 1000:>8.0f} {'':>17}  {corrected:,} set")
     print(f"{'dashboard figures of every tenant (beat)':<62} {refresh * 1000:>8.0f}")
+    for label, seconds, counts in idle_runs:
+        done = f"{counts['warned']:,} told, {counts['ended']:,} ended"
+        print(f"{'unused-token sweep (90 days), ' + label:<62} {seconds * 1000:>8.0f} {'':>17}  {done}")
     slow = [f"{row['label']} ({row['ms']:.0f})" for row in results if row["ms"] >= 100]
     scans = [row["label"] for row in results if row["seq_scans"]]
     long_scans = [row["label"] for row in results if any(_rows_read(scan) > LONG_SCAN for scan in row["seq_scans"])]
@@ -406,6 +424,29 @@ def main() -> None:
         f"{': ' + '; '.join(long_scans) if long_scans else ''}"
     )
     print(f"reminder sweep under 60 s: {'yes' if sweep < 60 else 'NO'} ({sweep:.1f} s)")
+    slowest = max(seconds for _, seconds, _ in idle_runs)
+    print(f"unused-token sweep under 60 s: {'yes' if slowest < 60 else 'NO'} (slowest run {slowest:.1f} s)")
+
+
+def idle_sweep_runs(days: int = 90) -> list[tuple[str, float, dict]]:
+    """The unused-token sweep (beat, hourly) with every tenant ending tokens
+    unused for ``days``: its first run (owners told), a week later (the
+    tokens ended) and the hour after (nothing due). In a transaction rolled
+    back afterwards, so the filled database stays as it was and no e-mail leaves."""
+    runs = []
+    with transaction.atomic():
+        Tenant.objects.update(unused_token_days=days)
+        now = timezone.now()
+        for label, at in (
+            ("first run: owners told", now),
+            ("a week later: tokens ended", now + timedelta(days=7, minutes=1)),
+            ("an hour after: nothing due", now + timedelta(days=7, hours=1)),
+        ):
+            started = time.perf_counter()
+            counts = idle_tokens_sweep(at)
+            runs.append((label, time.perf_counter() - started, counts))
+        transaction.set_rollback(True)
+    return runs
 
 
 def sortable_columns(console: Client) -> list[tuple[str, int]]:

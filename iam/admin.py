@@ -67,12 +67,12 @@ class RoleAdmin(ConfirmInactivationMixin, AdminKindMixin, admin.ModelAdmin):
     """Authorization > Applications > Personal access token roles."""
 
     view_kinds = change_kinds = APPLICATION_ADMIN_KINDS
-    list_display = ["name", "code", "application", "available_for_pats", "permission_list"]
-    list_filter = ["pat_eligible", "application"]
+    list_display = ["name", "code", "application", "available_for_pats", "needs_token_approval", "permission_list"]
+    list_filter = ["pat_eligible", "needs_token_approval", "application"]
     search_fields = ["name", "code"]
     list_select_related = ["application"]
     actions = ["set_available_for_pat", "set_unavailable_for_pat"]
-    fields = ["application", "code", "name", "description", "permissions", "pat_eligible"]
+    fields = ["application", "code", "name", "description", "permissions", "pat_eligible", "needs_token_approval"]
 
     def get_queryset(self, request):
         # The service's own roles (administrator kinds) are fixed: not listed here.

@@ -89,6 +89,16 @@ class IamAdminSite(admin.AdminSite):
             if title == "Analysis" and user_admin_kind(request.user) in ("main", "user"):
                 shown.append(
                     {
+                        "name": "Approval requests",
+                        "object_name": "ApprovalRequests",
+                        "admin_url": reverse("admin:tokens_personalaccesstoken_changelist", current_app=self.name)
+                        + "?status=pending",
+                        "view_only": True,
+                        "perms": {"view": True},
+                    }
+                )
+                shown.append(
+                    {
                         "name": "Dashboard",
                         "object_name": "Dashboard",
                         "admin_url": reverse("admin:dashboard", current_app=self.name),

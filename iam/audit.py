@@ -60,6 +60,7 @@ def audit_record_many(
     per_token: dict[int, dict[str, Any]],
     ip: str | None = None,
     reason: str = "",
+    label: str | None = None,
 ) -> None:
     """Record one event per token (with its own changes) in one INSERT, for
     changes that reach many tokens at once."""
@@ -69,7 +70,7 @@ def audit_record_many(
                 action=action,
                 tenant_id=tenant_id,
                 actor=actor,
-                actor_label=actor_label(actor),
+                actor_label=label or actor_label(actor),
                 token_id=token_id,
                 ip=ip,
                 changes=changes,

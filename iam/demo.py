@@ -70,11 +70,33 @@ ROLES = [
         True,
     ),
     ("finance", "controller", "Controller", "Approve invoices.", ["finance.invoices.approve"], False),
+    (
+        "finance",
+        "payments_exporter",
+        "Payments exporter",
+        "Export payment runs for the bank.",
+        ["finance.payments.export"],
+        True,
+    ),
 ]
+# Tokens granting these wait for a user administrator's approval (carol approves alice's).
+NEEDS_TOKEN_APPROVAL = {"finance:payments_exporter"}
 
 # (username, tenant, can create PATs, application roles, service roles)
 USERS = [
-    ("alice", "acme", True, ["crm:sales_rep", "crm:crm_reader", "calendar:calendar_user", "finance:accountant"], []),
+    (
+        "alice",
+        "acme",
+        True,
+        [
+            "crm:sales_rep",
+            "crm:crm_reader",
+            "calendar:calendar_user",
+            "finance:accountant",
+            "finance:payments_exporter",
+        ],
+        [],
+    ),
     ("bob", "acme", False, ["crm:sales_rep", "calendar:calendar_user"], []),
     ("dave", "globex", True, ["crm:crm_reader", "calendar:calendar_user", "finance:accountant"], []),
     ("admin", "acme", True, [], [ServiceRole.MAIN_ADMINISTRATOR, ServiceRole.DEVELOPER]),
@@ -117,7 +139,13 @@ def load_demo_data() -> DemoData:
         role, _ = Role.objects.get_or_create(
             application=applications[app_slug],
             code=code,
-            defaults={"name": name, "description": description, "permissions": permissions, "pat_eligible": eligible},
+            defaults={
+                "name": name,
+                "description": description,
+                "permissions": permissions,
+                "pat_eligible": eligible,
+                "needs_token_approval": f"{app_slug}:{code}" in NEEDS_TOKEN_APPROVAL,
+            },
         )
         roles[f"{app_slug}:{code}"] = role
     for username, tenant_slug, can_create, app_roles, service_roles in USERS:

@@ -88,6 +88,11 @@ class Role(models.Model):
     description = models.TextField(blank=True, help_text="Shown to users choosing token permissions.")
     permissions = models.JSONField(default=list, blank=True, help_text="Permission codes, e.g. orders.read.")
     pat_eligible = models.BooleanField("available for personal access tokens", default=False)
+    needs_token_approval = models.BooleanField(
+        "tokens need approval",
+        default=False,
+        help_text="A token that grants this role works only once a user administrator of its tenant approves it.",
+    )
 
     class Meta:
         ordering = ["application__name", "name"]
@@ -167,6 +172,9 @@ class AuditAction(models.TextChoices):
     WEBHOOK_ENDPOINT_CREATED = "webhook.endpoint_created", "Webhook endpoint created"
     WEBHOOK_ENDPOINT_DISABLED = "webhook.endpoint_disabled", "Webhook endpoint disabled"
     WEBHOOK_ENDPOINT_ENABLED = "webhook.endpoint_enabled", "Webhook endpoint enabled"
+    TOKEN_APPROVAL_REQUESTED = "token.approval_requested", "Token awaits approval"
+    TOKEN_APPROVED = "token.approved", "Token approved"
+    TOKEN_DENIED = "token.denied", "Token denied"
 
 
 class AuditEvent(models.Model):

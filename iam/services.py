@@ -17,7 +17,7 @@ from tenants.models import TenantApplication
 # What ``user_update`` changes in an account (the password has its own forms).
 USER_FIELDS = ("username", "first_name", "last_name", "email", "tenant", "can_create_pats", "is_active")
 # What ``role_update`` changes; the PAT flag has role_set_pat_eligible, application and code never change.
-ROLE_FIELDS = ("name", "description", "permissions")
+ROLE_FIELDS = ("name", "description", "permissions", "needs_token_approval")
 
 
 def _require_user_admin(actor: User | None, tenant_id: int) -> None:
@@ -43,7 +43,12 @@ def role_create(*, role: Role, actor: User | None, ip: str | None = None) -> Rol
         tenant_id=None,
         actor=actor,
         ip=ip,
-        changes={"role": str(role), "permissions": role.permissions, "pat_eligible": role.pat_eligible},
+        changes={
+            "role": str(role),
+            "permissions": role.permissions,
+            "pat_eligible": role.pat_eligible,
+            "needs_token_approval": role.needs_token_approval,
+        },
     )
     return role
 

@@ -253,6 +253,8 @@ CELERY_BEAT_SCHEDULE = {
     "webhook-deliveries": {"task": "tokens.tasks.sweep_webhook_deliveries", "schedule": 60.0},
     "inactive-marks": {"task": "tokens.tasks.reconcile_inactive_marks", "schedule": 60 * 60.0},
     "idle-tokens": {"task": "tokens.tasks.sweep_idle_tokens", "schedule": 60 * 60.0},
+    # Hourly, each approver at most once a day: a request made in the morning is seen that morning.
+    "approval-digests": {"task": "tokens.tasks.send_approval_digests", "schedule": 60 * 60.0},
     "admin-digests": {
         "task": "tokens.tasks.send_admin_digests",
         "schedule": crontab(hour=7, minute=0, day_of_week="mon"),

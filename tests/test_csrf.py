@@ -30,7 +30,7 @@ from iam.models import Role, User
 from tenants.models import TenantApplication
 from tests.conftest import World
 from tests.console.forms import form_data
-from tests.factories import PASSWORD, ApplicationFactory, RoleFactory, TenantApplicationFactory
+from tests.factories import PASSWORD, ApplicationFactory, RoleFactory, TenantApplicationFactory, grant
 from tokens.credentials import integration_credential_create
 from tokens.models import IntegrationCredential, OAuthClient, PersonalAccessToken, WebhookEndpoint
 from tokens.oauth import oauth_client_create
@@ -46,6 +46,7 @@ class Objects:
     world: World
     main_admin: User
     token: PersonalAccessToken
+    pending: PersonalAccessToken  # awaits a user administrator's approval
     spare_role: Role  # no token uses these: their switches take effect at once
     unused_eligible_role: Role
     switch_on: TenantApplication  # no token relies on these either
@@ -58,10 +59,12 @@ class Objects:
 @pytest.fixture
 def objects(world, main_admin) -> Objects:
     spare_role = RoleFactory(application=world.application, code="spare", pat_eligible=False)
+    grant(world.user, RoleFactory(application=world.application, code="audit", needs_token_approval=True))
     return Objects(
         world=world,
         main_admin=main_admin,
         token=world.issue("to be changed").token,
+        pending=world.issue("to be decided", roles=("audit",)).token,
         spare_role=spare_role,
         unused_eligible_role=RoleFactory(application=world.application, code="unused", pat_eligible=True),
         switch_on=TenantApplicationFactory(tenant=world.tenant, allows_pats=True),
@@ -173,6 +176,15 @@ CASES: dict[str, Callable[[Objects], Prepared]] = {
     ),
     "tokens.personalaccesstoken:action:revoke_selected": console_post(
         TOKEN_LIST, action("revoke_selected", lambda o: o.token.pk, post="yes")
+    ),
+    "tokens.personalaccesstoken:decide": console_post(
+        "/admin/tokens/personalaccesstoken/{o.pending.pk}/decide/", lambda o: {"decision": "approve", "post": "yes"}
+    ),
+    "tokens.personalaccesstoken:action:approve_selected": console_post(
+        TOKEN_LIST, action("approve_selected", lambda o: o.pending.pk, post="yes")
+    ),
+    "tokens.personalaccesstoken:action:deny_selected": console_post(
+        TOKEN_LIST, action("deny_selected", lambda o: o.pending.pk, post="yes", note="not now")
     ),
     "tenants.tenant:add": console_form(
         "/admin/tenants/tenant/add/", "tenant_form", name="Initech", slug="initech", pat_max_lifetime_days=""

@@ -70,17 +70,20 @@ SEQUENCES = int(os.environ.get("LIFECYCLE_SEQUENCES", "3"))
 STEPS = int(os.environ.get("LIFECYCLE_STEPS", "20"))
 RANDOM = os.environ.get("LIFECYCLE_RANDOM") == "1"
 
-STATES = ("active", "expired", "inactive", "revoked", "deleted")
+STATES = ("active", "pending", "expired", "inactive", "denied", "revoked", "deleted")
 # The operations on a token and the states they must each have met in a run.
 COVERAGE = {
-    "edit": {"active", "expired", "inactive", "revoked"},
-    "delete": {"active", "expired", "inactive", "revoked"},
-    "revoke": {"active", "expired", "inactive", "revoked"},
-    "revoke_many": {"active", "inactive"},
-    "leak_report": {"active", "expired", "inactive", "revoked"},
-    "exchange": {"active", "expired", "inactive", "revoked"},
-    "regenerate": {"active", "expired", "inactive", "revoked"},
+    "edit": {"active", "expired", "inactive", "revoked", "pending", "denied"},
+    "delete": {"active", "expired", "inactive", "revoked", "pending", "denied"},
+    "revoke": {"active", "expired", "inactive", "revoked", "pending", "denied"},
+    "revoke_many": {"active", "inactive", "pending"},
+    "leak_report": {"active", "expired", "inactive", "revoked", "pending"},
+    "exchange": {"active", "expired", "inactive", "revoked", "pending", "denied"},
+    "regenerate": {"active", "expired", "inactive", "revoked", "pending", "denied"},
+    "approve": {"pending", "active", "denied"},  # refused on anything not pending
+    "deny": {"pending", "expired"},
 }
+TOUR_STATES = ("active", "inactive", "expired", "pending", "denied", "revoked")
 OTHER_OPERATIONS = {
     "create",
     "create_administrative",
@@ -113,7 +116,8 @@ IDENTITY_CHANGES = [
 
 TENANTS = ("t1", "t2")
 APPS = {"a1": ("t1", "t2"), "a2": ("t1", "t2"), "a3": ("t1",)}
-ROLE_SPECS = {"read": True, "write": True, "own": False}  # code: PAT-eligible
+ROLE_SPECS = {"read": True, "write": True, "own": False, "audit": True}  # code: PAT-eligible
+NEEDS_APPROVAL = {"audit"}  # codes whose tokens wait for a user administrator
 END_USERS = {"u1": "t1", "u2": "t1", "u3": "t2"}
 OVERVIEW = "/admin/tokens/personalaccesstoken/"
 OVERVIEW_VIEWS = [
@@ -141,6 +145,7 @@ class ModelToken:
     expires_at: datetime
     secret: str
     stored: str = "active"  # active, revoked, deleted
+    approval: str = ""  # "", pending, approved, denied
     cause: str = ""
     replaced: list[str] = field(default_factory=list)  # secrets regenerated away, their grace over
 
@@ -228,6 +233,7 @@ class Lifecycle(RuleBasedStateMachine):
                     name=f"{app} {code}",
                     permissions=[f"{app}.{code}"],
                     pat_eligible=eligible,
+                    needs_token_approval=code in NEEDS_APPROVAL,
                 )
                 self.eligible[key], self.permissions[key] = eligible, {f"{app}.{code}"}
         self.users: dict[str, ModelUser] = {}
@@ -330,8 +336,12 @@ class Lifecycle(RuleBasedStateMachine):
         """The status the model says ``token`` has, by its own rules."""
         if token.stored in ("revoked", "deleted"):
             return token.stored
+        if token.approval == "denied":
+            return "denied"
         if token.expires_at <= (now or timezone.now()):
             return "expired"
+        if token.approval == "pending":
+            return "pending"
         owner = self.users[token.owner]
         usable = (
             owner.active
@@ -413,6 +423,8 @@ class Lifecycle(RuleBasedStateMachine):
         secret = re.search(r"pat_[0-9A-Za-z]{36}", body(response)).group(0)
         pk = PersonalAccessToken.objects.get(owner__username=owner, name=name).pk
         token = self.remember(pk, secret, owner=owner, tenant=user.tenant, app=app, kind="personal", roles=roles)
+        token.approval = "pending" if codes & NEEDS_APPROVAL else ""
+        assert ("awaits" in body(response) or "needs a user administrator" in body(response)) == bool(token.approval)
         assert abs(token.expires_at - (timezone.now() + timedelta(days=int(days)))) < timedelta(minutes=1)
 
     def create_administrative(self):
@@ -448,7 +460,7 @@ class Lifecycle(RuleBasedStateMachine):
         SEEN[("edit", state)] += 1
         client = self.clients[token.owner]
         page = client.get(f"/tokens/{token.pk}/edit/")
-        if state == "revoked":
+        if state in ("revoked", "denied"):
             assert page.status_code == 409
             return
         assert page.status_code == 200
@@ -460,9 +472,12 @@ class Lifecycle(RuleBasedStateMachine):
         if not keep and token.app is not None:
             # What a person does when every role of the token is gone: tick one they still hold.
             offered = sorted(
-                role
-                for role in owner.roles
-                if role.startswith(f"{token.app}:") and self.role_eligible(role) and role in self.roles
+                (
+                    role
+                    for role in owner.roles
+                    if role.startswith(f"{token.app}:") and self.role_eligible(role) and role in self.roles
+                ),
+                key=lambda role: (role.split(":")[1] in NEEDS_APPROVAL, role),
             )
             keep = set(offered[:1])
         data["roles"] = [str(self.role_account(role).pk) for role in keep]
@@ -479,6 +494,10 @@ class Lifecycle(RuleBasedStateMachine):
             assert response.status_code == 400  # "Choose at least one permission"
             return
         assert response.status_code == 302, body(response)[-2000:]
+        if any(role.split(":")[1] in NEEDS_APPROVAL for role in keep - token.roles):
+            token.approval = "pending"  # an added role that needs approval: the whole token waits again
+        elif token.approval == "pending" and not any(role.split(":")[1] in NEEDS_APPROVAL for role in keep):
+            token.approval = ""
         token.roles = keep
         row = PersonalAccessToken.objects.get(pk=token.pk)
         if new_expiry is not None:
@@ -494,7 +513,7 @@ class Lifecycle(RuleBasedStateMachine):
         SEEN[("regenerate", state)] += 1
         client, path = self.clients[token.owner], f"/tokens/{token.pk}/regenerate/"
         page = client.get(path)
-        if token.stored == "revoked":
+        if token.stored == "revoked" or token.approval == "denied":
             assert page.status_code == 409
             return
         assert page.status_code == 200
@@ -550,6 +569,24 @@ class Lifecycle(RuleBasedStateMachine):
         other = "ua2" if token.tenant == "t1" else "ua1"
         assert self.clients[other].post(url).status_code == 404
 
+    def decide(self, operation, state, index, use_main):
+        """A user administrator (or the main one) approves or denies a token on its console page."""
+        token, state = self.pick(operation, state, index)
+        if token is None:
+            return
+        SEEN[(operation, state)] += 1
+        admin = self.admin_of(token.tenant, use_main)
+        url = f"{OVERVIEW}{token.pk}/decide/"
+        page = self.clients[admin].get(url, {"decision": operation})
+        assert page.status_code == 200
+        response = self.clients[admin].post(url, {"decision": operation, "post": "yes", "note": "lifecycle"})
+        assert response.status_code == 302
+        if state == "pending":
+            token.approval = "approved" if operation == "approve" else "denied"
+        # The token's owner never decides; an administrator of the other tenant finds nothing.
+        other = "ua2" if token.tenant == "t1" else "ua1"
+        assert self.clients[other].post(url, {"decision": operation, "post": "yes"}).status_code == 404
+
     def revoke_many(self, state, count, use_main):
         candidates = [t for t in self.tokens.values() if self.expected(t) == state]
         if not candidates:
@@ -585,7 +622,11 @@ class Lifecycle(RuleBasedStateMachine):
             content_type="application/json",
             HTTP_AUTHORIZATION=f"Basic {self.credentials[user.tenant]}",
         )
-        held = {role for role in user.roles if role.startswith(f"{app}:") and self.role_eligible(role)}
+        held = {
+            role
+            for role in user.roles
+            if role.startswith(f"{app}:") and self.role_eligible(role) and role.split(":")[1] not in NEEDS_APPROVAL
+        }
         allowed = user.active and user.can_create and self.switches.get((user.tenant, app)) and held
         if not allowed:
             assert response.status_code == 403, response.content
@@ -696,6 +737,8 @@ class Lifecycle(RuleBasedStateMachine):
             self.exchange(state, index)
         elif operation == "regenerate":
             self.regenerate(state, index, flag)
+        elif operation in ("approve", "deny"):
+            self.decide(operation, state, index, flag)
         else:
             self.revoke_access_token(index)
 
@@ -951,6 +994,7 @@ class Lifecycle(RuleBasedStateMachine):
         rows = PersonalAccessToken.objects.filter(pk__in=list(self.tokens))
         for row in rows:
             assert row.status == self.tokens[row.pk].stored, (row.pk, row.status, self.tokens[row.pk])
+            assert row.approval == self.tokens[row.pk].approval, (row.pk, row.approval, self.tokens[row.pk])
             assert abs(row.expires_at - self.tokens[row.pk].expires_at) < timedelta(seconds=1)
             if row.status == "revoked":
                 assert row.revocation_cause == self.tokens[row.pk].cause
@@ -975,7 +1019,7 @@ class Lifecycle(RuleBasedStateMachine):
                 assert client.get("/tokens/new/").status_code == (200 if user.can_create else 403)
             for pk in mine & self.pages_of:
                 token = self.tokens[pk]
-                editable = token.kind == "personal" and token.stored == "active"
+                editable = token.kind == "personal" and token.stored == "active" and token.approval != "denied"
                 assert client.get(f"/tokens/{pk}/edit/").status_code == (200 if editable else 409)
                 assert client.get(f"/tokens/{pk}/delete/").status_code == 200
 
@@ -1007,7 +1051,8 @@ class Lifecycle(RuleBasedStateMachine):
                     wanted = {pk for pk in sees if expected[pk] == params["status"]}
                     assert set(listed) == wanted, (admin, params, listed, wanted)
                 elif not params:
-                    assert set(listed) == set(sorted(sees, reverse=True)[:25])
+                    newest = PersonalAccessToken.objects.filter(pk__in=sees).order_by("-created_at", "-id")
+                    assert set(listed) == set(newest.values_list("pk", flat=True)[:25])
             lists = (
                 "/admin/iam/auditevent/",
                 "/admin/iam/auditevent/export.csv",
@@ -1082,14 +1127,20 @@ def supply(machine: Lifecycle, operation: str, state: str) -> bool:
     if state == "revoked":
         machine.revoke("active", 0, True)
         return True
+    waits = state in ("pending", "denied")
     owner, app, code = next(
         (key, role.split(":")[0], role.split(":")[1])
         for key, user in sorted(machine.users.items())
         if key in END_USERS and user.active and user.can_create
         for role in sorted(user.roles)
-        if machine.role_eligible(role) and machine.switches.get((user.tenant, role.split(":")[0]))
+        if machine.role_eligible(role)
+        and machine.switches.get((user.tenant, role.split(":")[0]))
+        and (role.split(":")[1] in NEEDS_APPROVAL) == waits
     )
     machine.create(owner, app, {code}, "7")
+    if state == "denied":
+        machine.check()
+        machine.decide("deny", "pending", 0, False)
     if state == "expired":
         machine.check()
         machine.time_passes(29)
@@ -1120,7 +1171,7 @@ def test_a_tour_of_every_operation_on_every_state_keeps_every_surface_working_an
                 lambda: machine.revoke("active", 0, False),  # now there is a revoked token to act on
             ]
             for operation, states in COVERAGE.items():
-                for state in ("active", "inactive", "expired", "revoked"):
+                for state in TOUR_STATES:
                     if state not in states:
                         continue
                     act = {
@@ -1131,6 +1182,8 @@ def test_a_tour_of_every_operation_on_every_state_keeps_every_surface_working_an
                         "leak_report": lambda state=state: machine.leak_report(state, 4),
                         "exchange": lambda state=state: machine.exchange(state, 5),
                         "regenerate": lambda state=state: machine.regenerate(state, 6, state == "inactive"),
+                        "approve": lambda state=state: machine.decide("approve", state, 7, state == "active"),
+                        "deny": lambda state=state: machine.decide("deny", state, 8, True),
                     }[operation]
                     steps.append(lambda operation=operation, state=state: supply(machine, operation, state))
                     steps.append(act)

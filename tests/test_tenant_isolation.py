@@ -258,6 +258,17 @@ ROWS = [
             body=action("revoke_selected", "b_token", post="yes")),
     console("POST", "bulk revoke A's and B's", T,                         AB302, A302,  E403,  LOGIN, LOGIN, B302,
             body=action("revoke_selected", "a_token", "b_token", post="yes")),
+    console("GET",  "B's request: approve",   T + "{b_pending}/decide/",  SEES,  E404,  E403,  LOGIN, LOGIN, SEES),
+    console("POST", "B's request: approve",   T + "{b_pending}/decide/",  B302,  E404,  E403,  LOGIN, LOGIN, B302,
+            body={"decision": "approve", "post": "yes"}),
+    console("POST", "B's request: deny",      T + "{b_pending}/decide/",  B302,  E404,  E403,  LOGIN, LOGIN, B302,
+            body={"decision": "deny", "post": "yes", "note": "isolation test"}),
+    console("POST", "bulk approve B's: ask",  T,                          SEES,  BOUNCE, E403, LOGIN, LOGIN, SEES,
+            body=action("approve_selected", "b_pending")),
+    console("POST", "bulk approve B's",       T,                          B302,  BOUNCE, E403, LOGIN, LOGIN, B302,
+            body=action("approve_selected", "b_pending", post="yes")),
+    console("POST", "bulk deny B's",          T,                          B302,  BOUNCE, E403, LOGIN, LOGIN, B302,
+            body=action("deny_selected", "b_pending", post="yes", note="isolation test")),
     console("POST", "bulk delete B's",        T,                          BOUNCE, BOUNCE, E403, LOGIN, LOGIN, BOUNCE,
             body=action("delete_selected", "b_token", post="yes")),
 
@@ -493,6 +504,16 @@ def build_scene() -> Scene:
     b.user.save(update_fields=["last_name"])
     a_token = a.issue("Acme nightly import")
     b_token = b.issue("Globex payroll sync")
+    auditor = Role.objects.create(
+        application=b.application,
+        code="auditor",
+        name="Auditor",
+        permissions=["ledger.read"],
+        pat_eligible=True,
+        needs_token_approval=True,
+    )
+    grant(b.user, auditor)
+    b_pending = b.issue("Globex ledger export", roles=("auditor",))
     tenant_set_api_issuance(tenant=b.tenant, allowed=True, actor=None)  # so API refusals are about the tenant
     b_credential = integration_credential_create(tenant=b.tenant, name="Globex portal", actor=None)
     embed = integration_credential_create(tenant=a.tenant, name="Acme portal", actor=None)
@@ -524,6 +545,7 @@ def build_scene() -> Scene:
         "b_link": TenantApplication.objects.get(tenant=b.tenant, application=b.application).pk,
         "b_role": b.reader.pk,
         "b_token": b_token.token.pk,
+        "b_pending": b_pending.token.pk,
         "b_token_name": quote(b_token.token.name),
         "b_token_prefix": b_token.token.display_prefix,
         "b_token_expires_on": timezone.localtime(b_token.token.expires_at).date().isoformat(),
@@ -617,7 +639,7 @@ def world_state(scene: Scene) -> dict:
     collect(
         "tokens",
         PersonalAccessToken.objects.order_by("pk").values_list(
-            "tenant", "pk", "name", "status", "expires_at", "revoked_at", "deleted_at"
+            "tenant", "pk", "name", "status", "approval", "expires_at", "revoked_at", "deleted_at"
         ),
     )
     collect(

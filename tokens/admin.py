@@ -54,7 +54,7 @@ from tokens.models import (
 from tokens.oauth import oauth_client_create, oauth_client_name_taken, oauth_client_revoke
 from tokens.rules import EffectiveStatus, evaluate, load_facts, token_state
 from tokens.selectors import tokens_visible_to_admin, with_status
-from tokens.services import token_revoke
+from tokens.services import token_approval_decide, token_revoke
 
 BULK_REVOKE_MAX = 1000
 
@@ -208,7 +208,7 @@ class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # facet counts are a COUNT per filter choice over the whole table
     list_per_page = 25  # rendering a row costs more than finding it: 25 a page keep it under 100 ms
-    actions = ["revoke_selected"]
+    actions = ["revoke_selected", "approve_selected", "deny_selected"]
     fields = [
         "name",
         "purpose",
@@ -219,6 +219,7 @@ class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
         "permission_list",
         "status_badge",
         "why",
+        "approval_text",
         "display_prefix",
         "created_at",
         "expires_at",
@@ -309,6 +310,8 @@ class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
             detail = token.revocation_reason
         elif state.status == EffectiveStatus.INACTIVE:
             why, detail = state.inactive_reasons[0].message, state.reason_text
+        elif state.status == EffectiveStatus.DENIED:
+            why, detail = f"Denied by {token.approval_decided_by_label}", token.approval_note
         badge = format_html('<span class="token-status token-status-{}">{}</span>', state.status, state.status)
         if not why:
             return badge
@@ -326,7 +329,22 @@ class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
             return "It has expired."
         if state.status == EffectiveStatus.DELETED:
             return "Its owner deleted it."
+        if state.status == EffectiveStatus.PENDING:
+            return "It awaits a user administrator's approval."
+        if state.status == EffectiveStatus.DENIED:
+            return f"Denied by {token.approval_decided_by_label}: {token.approval_note}"
         return "-"
+
+    @admin.display(description="approval")
+    def approval_text(self, token: PersonalAccessToken) -> str:
+        if not token.approval:
+            return "Not needed"
+        asked = f"asked {timezone.localtime(token.approval_requested_at):%Y-%m-%d %H:%M}"
+        if not token.approval_decided_at:
+            return f"{token.get_approval_display()} ({asked})"
+        decided = f"{token.get_approval_display()} by {token.approval_decided_by_label or 'an administrator'} on "
+        decided += f"{timezone.localtime(token.approval_decided_at):%Y-%m-%d %H:%M}"
+        return f"{decided}: {token.approval_note}" if token.approval_note else decided
 
     @admin.display(description="revoked by")
     def revoked_by_who(self, token: PersonalAccessToken) -> str:
@@ -356,6 +374,11 @@ class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
                 "<int:token_id>/revoke/",
                 self.admin_site.admin_view(self.revoke_view),
                 name="tokens_personalaccesstoken_revoke",
+            ),
+            path(
+                "<int:token_id>/decide/",
+                self.admin_site.admin_view(self.decide_view),
+                name="tokens_personalaccesstoken_decide",
             ),
             *super().get_urls(),
         ]
@@ -420,8 +443,97 @@ class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
             return None
         return self._confirmation(request, tokens, bulk=True)
 
+    # ------------------------------------------------------------ approval
+
+    def _decide(self, request: HttpRequest, tokens: list[PersonalAccessToken], approve: bool) -> int:
+        decided = 0
+        for token in tokens:
+            try:
+                token_approval_decide(
+                    token=token,
+                    actor=request.user,
+                    approve=approve,
+                    note=request.POST.get("note", ""),
+                    ip=client_ip(request),
+                )
+            except DomainError as error:
+                messages.error(request, f"{token.name}: {error.message}")
+            else:
+                decided += 1
+        return decided
+
+    def _decision_page(self, request, tokens, approve: bool, error: str = "", **extra) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{'Approve' if approve else 'Deny'} personal access tokens",
+            "tokens": tokens,
+            "approve": approve,
+            "error": error,
+            "note": request.POST.get("note", ""),
+            "opts": self.model._meta,
+            **extra,
+        }
+        return TemplateResponse(
+            request, "admin/tokens/approval_confirmation.html", context, status=400 if error else 200
+        )
+
+    def _decided_message(self, request, count: int, approve: bool) -> None:
+        if count:
+            verb = "approved: they work from now on" if approve else "denied"
+            if count == 1:
+                verb = "approved: it works from now on" if approve else "denied"
+            messages.success(request, f"{count} token{pluralize(count)} {verb}. Their owners have been told.")
+
+    def _decision(self, request, tokens, approve: bool, **extra):
+        """The confirmation page, or the decision once confirmed (a denial needs its reason)."""
+        if request.POST.get("post") != "yes":
+            return self._decision_page(request, tokens, approve, **extra)
+        if not approve and not whitespace_collapsed(request.POST.get("note", "")):
+            return self._decision_page(request, tokens, approve, "Say why: the owners are told.", **extra)
+        self._decided_message(request, self._decide(request, tokens, approve), approve)
+        return None
+
+    def decide_view(self, request: HttpRequest, token_id: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        token = self.get_queryset(request).filter(pk=token_id).first()
+        if token is None:
+            raise Http404("No such token.")
+        approve = request.GET.get("decision", request.POST.get("decision")) != "deny"
+        if request.method == "POST":
+            response = self._decision(request, [token], approve, single=True)
+            if response is not None:
+                return response
+            return HttpResponseRedirect(reverse("admin:tokens_personalaccesstoken_change", args=[token.pk]))
+        return self._decision_page(request, [token], approve, single=True)
+
+    def _pending_selection(self, request, queryset) -> list[PersonalAccessToken] | None:
+        pending = with_status(queryset, EffectiveStatus.PENDING)
+        if pending.order_by().values("pk")[: BULK_REVOKE_MAX + 1].count() > BULK_REVOKE_MAX:
+            messages.error(
+                request, f"Select at most {BULK_REVOKE_MAX:,} tokens at once: narrow the list with a filter."
+            )
+            return None
+        tokens = list(pending.select_related("owner", "tenant"))
+        if not tokens:
+            messages.info(request, "None of the selected tokens awaits approval.")
+            return None
+        return tokens
+
+    @admin.action(description="Approve selected tokens awaiting approval")
+    def approve_selected(self, request: HttpRequest, queryset):
+        tokens = self._pending_selection(request, queryset)
+        return None if tokens is None else self._decision(request, tokens, True, bulk=True)
+
+    @admin.action(description="Deny selected tokens awaiting approval")
+    def deny_selected(self, request: HttpRequest, queryset):
+        tokens = self._pending_selection(request, queryset)
+        return None if tokens is None else self._decision(request, tokens, False, bulk=True)
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = {**(extra_context or {}), "can_revoke": True}
+        token = self.get_queryset(request).filter(pk=object_id).first() if str(object_id).isdigit() else None
+        pending = token is not None and token_state(token).status == EffectiveStatus.PENDING
+        extra_context = {**(extra_context or {}), "can_revoke": True, "can_decide": pending}
         return super().change_view(request, object_id, form_url, extra_context)
 
 

@@ -44,7 +44,9 @@ class RoleChoiceField(forms.ModelMultipleChoiceField):
         return super().clean(value)
 
     def label_from_instance(self, role: Role) -> str:
-        return f"{role.name}: {role.description}" if role.description else role.name
+        label = f"{role.name}: {role.description}" if role.description else role.name
+        # Said before choosing: the token then waits for a user administrator.
+        return f"{label} (needs an administrator's approval)" if role.needs_token_approval else label
 
 
 class TokenFormMixin:

@@ -13,13 +13,34 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from iam.audit import audit_record_many
+from iam.models import AuditAction
 from tenants.models import UNUSED_TOKEN_NOTICE_DAYS, Tenant
-from tokens.models import PersonalAccessToken, RevocationCause, TokenKind, TokenStatus
-from tokens.notifications import enqueue_unused_notice
-from tokens.services import token_revoke
+from tokens.authcache import invalidate
+from tokens.models import Approval, PersonalAccessToken, RevocationCause, TokenKind, TokenStatus
+from tokens.notifications import enqueue_unused_ended_notice, enqueue_unused_notice
 
 BATCH_SIZE = 2000
 NOTICE = timedelta(days=UNUSED_TOKEN_NOTICE_DAYS)
+USABLE_APPROVALS = [Approval.NOT_NEEDED, Approval.APPROVED]
+UNUSED_POLICY = "unused-token policy"  # who revoked them, as the owner and the console read it
+
+
+def unused_end(token: PersonalAccessToken, now: datetime) -> datetime | None:
+    """When the sweep will end ``token`` if it stays unused (None: the policy is off or does not apply)."""
+    days = token.tenant.unused_token_days
+    if (
+        days is None
+        or token.status != TokenStatus.ACTIVE
+        or token.kind != TokenKind.PERSONAL
+        or token.approval not in USABLE_APPROVALS
+        or token.expires_at <= now
+    ):
+        return None
+    idle_since = token.last_used_at or token.approval_decided_at or token.created_at
+    warned = token.unused_warned_at if token.unused_warned_at and token.unused_warned_at >= idle_since else now
+    end = max(idle_since + timedelta(days=days), warned + NOTICE)
+    return end if end < token.expires_at else None
 
 
 def idle_tokens_sweep(now: datetime | None = None) -> dict[str, int]:
@@ -31,9 +52,13 @@ def idle_tokens_sweep(now: datetime | None = None) -> dict[str, int]:
     ):
         live = (
             PersonalAccessToken.objects.filter(
-                tenant_id=tenant_id, status=TokenStatus.ACTIVE, kind=TokenKind.PERSONAL, expires_at__gt=now
+                tenant_id=tenant_id,
+                status=TokenStatus.ACTIVE,
+                kind=TokenKind.PERSONAL,
+                expires_at__gt=now,
+                approval__in=USABLE_APPROVALS,  # a token waiting for approval cannot be used yet
             )
-            .annotate(idle_since=Coalesce("last_used_at", "created_at"))
+            .annotate(idle_since=Coalesce("last_used_at", "approval_decided_at", "created_at"))
             .filter(idle_since__lte=now - timedelta(days=days) + NOTICE)
         )
         warned += _warn(
@@ -44,7 +69,7 @@ def idle_tokens_sweep(now: datetime | None = None) -> dict[str, int]:
             unused_warned_at__lte=now - NOTICE,
             unused_warned_at__gte=F("idle_since"),
         )
-        ended += _end(due, days, now)
+        ended += _end(due, tenant_id, days, now)
     return {"warned": warned, "ended": ended}
 
 
@@ -63,16 +88,40 @@ def _warn(tokens, days: int, now: datetime) -> int:
     return len(rows)
 
 
-def _end(tokens, days: int, now: datetime) -> int:
+def _end(tokens, tenant_id: int, days: int, now: datetime) -> int:
+    """Revoke the due tokens a batch at a time: one UPDATE, one INSERT of
+    their audit events and one invalidation of the tenant's cached entries a
+    batch, and one e-mail per owner, instead of a transaction per token."""
+    reason = f"Not used for {days} days (the tenant's policy)."
+    rows = list(tokens.order_by("pk").values_list("pk", flat=True)[: BATCH_SIZE * 50])
+    by_owner: dict[int, list[int]] = defaultdict(list)
     ended = 0
-    for token in tokens.order_by("pk").select_related("tenant")[: BATCH_SIZE * 50].iterator(chunk_size=BATCH_SIZE):
-        token_revoke(
-            token=token,
-            actor=None,
-            cause=RevocationCause.UNUSED,
-            actor_label="unused-token policy",
-            reason=f"Not used for {days} days (the tenant's policy).",
-            now=now,
-        )
-        ended += 1
+    for start in range(0, len(rows), BATCH_SIZE):
+        batch = rows[start : start + BATCH_SIZE]
+        with transaction.atomic():
+            # Locked and read again: a token used, edited or revoked since is left alone.
+            due = list(tokens.filter(pk__in=batch).select_for_update(of=("self",)).values_list("pk", "owner_id"))
+            ids = [pk for pk, _ in due]
+            PersonalAccessToken.objects.filter(pk__in=ids).update(
+                status=TokenStatus.REVOKED,
+                revoked_at=now,
+                revocation_cause=RevocationCause.UNUSED,
+                revoked_by_label=UNUSED_POLICY,
+                revocation_reason=reason,
+            )
+            audit_record_many(
+                action=AuditAction.TOKEN_REVOKED,
+                tenant_id=tenant_id,
+                actor=None,
+                label=UNUSED_POLICY,
+                reason=reason,
+                per_token={pk: {"cause": RevocationCause.UNUSED.value} for pk in ids},
+            )
+            if ids:
+                invalidate(f"tenant:{tenant_id}")  # UPDATE sends no signal: the tenant's entries, once a batch
+        for pk, owner_id in due:
+            by_owner[owner_id].append(pk)
+        ended += len(due)
+    for owner_id, token_ids in by_owner.items():
+        enqueue_unused_ended_notice(owner_id, token_ids, days)
     return ended

@@ -29,6 +29,18 @@ class RevocationCause(models.TextChoices):
     UNUSED = "unused", "Not used for as long as its tenant allows"
 
 
+class Approval(models.TextChoices):
+    """Whether a user administrator's approval stands between a token and its use.
+
+    Stored, as it is a person's decision, not a fact the rules could derive;
+    ``tokens.rules`` turns PENDING and DENIED into the effective states."""
+
+    NOT_NEEDED = "", "Not needed"
+    PENDING = "pending", "Awaiting approval"
+    APPROVED = "approved", "Approved"
+    DENIED = "denied", "Denied"
+
+
 class PersonalAccessToken(models.Model):
     """A scoped, expiring credential a user hands to an integration.
 
@@ -70,6 +82,16 @@ class PersonalAccessToken(models.Model):
     last_refused_at = models.DateTimeField(null=True, blank=True)
     unused_warned_at = models.DateTimeField(
         null=True, blank=True, help_text="When its owner was told it will be ended for not being used."
+    )
+    approval = models.CharField(max_length=16, choices=Approval.choices, blank=True, default=Approval.NOT_NEEDED)
+    approval_requested_at = models.DateTimeField(null=True, blank=True)
+    approval_decided_at = models.DateTimeField(null=True, blank=True)
+    approval_decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    approval_decided_by_label = models.CharField(max_length=200, blank=True)
+    approval_note = models.CharField(
+        max_length=500, blank=True, help_text="The approver's note, or the reason a request was denied."
     )
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.ForeignKey(
@@ -123,6 +145,12 @@ class PersonalAccessToken(models.Model):
                 name="token_deleted_has_time", condition=~Q(status="deleted") | Q(deleted_at__isnull=False)
             ),
             models.CheckConstraint(
+                name="token_approval_valid", condition=Q(approval__in=["", "pending", "approved", "denied"])
+            ),
+            models.CheckConstraint(
+                name="token_pending_has_time", condition=~Q(approval="pending") | Q(approval_requested_at__isnull=False)
+            ),
+            models.CheckConstraint(
                 name="token_revoked_has_cause", condition=~Q(status="revoked") | ~Q(revocation_cause="")
             ),
         ]
@@ -154,6 +182,12 @@ class PersonalAccessToken(models.Model):
             models.Index(fields=["-created_at", "-id"], condition=Q(kind="embed"), name="token_embed_created"),
             models.Index(
                 fields=["-created_at", "-id"], condition=Q(application__isnull=True), name="token_admin_created"
+            ),
+            # The approval queue: a small share of the tokens, newest request first.
+            models.Index(
+                fields=["tenant", "-approval_requested_at", "-id"],
+                condition=Q(approval="pending"),
+                name="token_tenant_pending",
             ),
             models.Index(fields=["name", "id"], name="token_name"),
             models.Index(fields=["tenant", "name", "id"], name="token_tenant_name"),
@@ -370,6 +404,20 @@ class UsageBatch(models.Model):
         return self.batch_id
 
 
+class ApprovalDigest(models.Model):
+    """A daily digest of pending approval requests sent to an approver (once a day)."""
+
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["recipient", "day"], name="approval_digest_once_a_day")]
+
+    def __str__(self) -> str:
+        return f"approval digest {self.day} for {self.recipient_id}"
+
+
 class TenantTokenFigures(models.Model):
     """The dashboard's figures for one tenant, computed by a periodic task so
     the dashboard of a large installation reads a row per tenant instead of
@@ -397,6 +445,9 @@ class WebhookEvent(models.TextChoices):
     EXPIRING = "token.expiring", "Expires in N days (the tenant's reminder days)"
     EXPIRED = "token.expired", "Expired"
     REUSE_DETECTED = "token.reuse_detected", "A replaced secret was reused (the token was revoked)"
+    APPROVAL_REQUESTED = "token.approval_requested", "Awaits a user administrator's approval"
+    APPROVED = "token.approved", "Approved by a user administrator"
+    DENIED = "token.denied", "Denied by a user administrator"
     LEAK_REPORTED = "token.leak_reported", "Reported leaked (and revoked)"
 
 

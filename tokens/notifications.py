@@ -23,6 +23,8 @@ from iam.selectors import users_holding_service_role
 from tenants.models import Tenant
 from tokens.models import (
     AdminDigest,
+    Approval,
+    ApprovalDigest,
     ExpiryReminder,
     PersonalAccessToken,
     RevocationCause,
@@ -32,6 +34,7 @@ from tokens.models import (
     WebhookEndpoint,
     WebhookEvent,
 )
+from tokens.selectors import token_approvers
 from tokens.webhooks import webhook_event_emit
 
 logger = logging.getLogger(__name__)
@@ -42,6 +45,8 @@ SUBJECTS = {
     "revoked": "Your personal access token “{name}” was revoked",
     "reported_leaked": "Your personal access token “{name}” was reported leaked and revoked",
     "reuse_detected": "An old secret of your personal access token “{name}” was used: the token was revoked",
+    "approved": "Your personal access token “{name}” was approved",
+    "denied": "Your personal access token “{name}” was denied",
 }
 # Who ended the token, by its recorded cause (the "revoked" event).
 REVOKERS = {
@@ -60,6 +65,11 @@ BODIES = {
     "regenerated was used after its grace period ended, so someone other than your integration holds it. "
     "The token was revoked at once, its current secret ({prefix}…) too. Find where the old secret leaked, "
     "then create a new token.{detail}",
+    "approved": "{decider}, an administrator, approved your personal access token “{name}” ({prefix}…) for "
+    "{application}: it works from now on.{detail}",
+    "denied": "{decider}, an administrator, denied your personal access token “{name}” ({prefix}…) for "
+    "{application}. It will never work; delete it, and create one without the permissions that need "
+    "approval if that suits your integration.{detail}",
 }
 
 
@@ -90,11 +100,14 @@ def send_token_notification(token_id: int, event: str, detail: str = "") -> bool
     revoker = REVOKERS.get(token.revocation_cause, REVOKERS[RevocationCause.OPERATOR])
     if token.revocation_reason and not detail and event in ("revoked", "reuse_detected"):
         detail = f"Reason given: {token.revocation_reason}"
+    if token.approval_note and not detail and event in ("approved", "denied"):
+        detail = f"{'Note' if event == 'approved' else 'Reason given'}: {token.approval_note}"
     values = {
         "name": token.name,
         "prefix": token.display_prefix,
         "application": token.application.name if token.application else "this service's API",
         "revoker": revoker.format(who=token.revoked_by_name or "an administrator"),
+        "decider": token.approval_decided_by_label or "A user administrator",
         "detail": f"\n\n{detail}" if detail else "",
     }
     send_mail(
@@ -191,6 +204,29 @@ def send_unused_notice(owner_id: int, tokens_ending: list[tuple[int, str]], days
     return True
 
 
+def enqueue_unused_ended_notice(owner_id: int, token_ids: list[int], days: int) -> None:
+    """Tell an owner, once per sweep, which of their idle tokens were ended (after commit)."""
+    enqueue_after_commit(notify_unused_ended, send_unused_ended_notice, owner_id, token_ids, days)
+
+
+def send_unused_ended_notice(owner_id: int, token_ids: list[int], days: int) -> bool:
+    tokens = _owners_tokens(token_ids)
+    if not tokens:
+        return False
+    lines = "\n".join(_token_line(token, "revoked") for token in tokens)
+    send_mail(
+        f"{len(tokens)} of your personal access tokens were revoked for not being used"
+        if len(tokens) > 1
+        else f"Your personal access token “{tokens[0].name}” was revoked for not being used",
+        f"Your tenant ends personal access tokens not used for {days} days, and you were told a week ago. "
+        f"These no longer work and cannot be reactivated:\n\n{lines}\n\nCreate a new token if you need "
+        f"one again.\n\nYour tokens: {settings.PUBLIC_URL}/tokens/",
+        settings.DEFAULT_FROM_EMAIL,
+        [tokens[0].owner.email],
+    )
+    return True
+
+
 def enqueue_expiry_shortened_notice(owner_id: int, token_ids: list[int], max_days: int) -> None:
     """Tell an owner, once per policy change, which of their tokens now expire sooner (after commit)."""
     enqueue_after_commit(notify_expiry_shortened, send_expiry_shortened_notice, owner_id, token_ids, max_days)
@@ -230,6 +266,11 @@ def notify_token_issued(token_id: int, event: str, issuer: str, ip: str, prefix:
 @shared_task(name="tokens.tasks.notify_unused_tokens", **RETRY)
 def notify_unused_tokens(owner_id: int, tokens_ending: list, days: int) -> bool:
     return send_unused_notice(owner_id, [tuple(item) for item in tokens_ending], days)
+
+
+@shared_task(name="tokens.tasks.notify_unused_ended", **RETRY)
+def notify_unused_ended(owner_id: int, token_ids: list[int], days: int) -> bool:
+    return send_unused_ended_notice(owner_id, token_ids, days)
 
 
 @shared_task(name="tokens.tasks.notify_expiry_shortened", **RETRY)
@@ -391,6 +432,49 @@ def admin_digests_send(now: datetime | None = None) -> int:
         except IntegrityError:
             continue
         sent += 1
+    return sent
+
+
+def approval_digests_send(now: datetime | None = None) -> int:
+    """Send each approver, at most once a day, the requests of their tenant
+    that await approval (``tokens.selectors.token_approvers``), oldest first;
+    nobody is sent their own requests. Returns the digests sent."""
+    now = now or timezone.now()
+    pending = (
+        PersonalAccessToken.objects.filter(status=TokenStatus.ACTIVE, approval=Approval.PENDING, expires_at__gt=now)
+        .select_related("owner", "application", "tenant")
+        .order_by("approval_requested_at", "id")
+    )
+    by_tenant: dict[int, list[PersonalAccessToken]] = {}
+    for token in pending[:5000]:
+        by_tenant.setdefault(token.tenant_id, []).append(token)
+    sent = 0
+    for tokens in by_tenant.values():
+        tenant = tokens[0].tenant
+        for approver in token_approvers(tenant.pk).exclude(email=""):
+            theirs = [t for t in tokens if t.owner_id != approver.pk]
+            if not theirs:
+                continue
+            lines = [
+                f"- {t.name} ({t.display_prefix}…) of {t.owner.get_full_name() or t.owner.username}, "
+                f"{t.application.name if t.application else 'administrative'}, "
+                f"asked {t.approval_requested_at:%Y-%m-%d %H:%M} UTC"
+                for t in theirs[:200]
+            ]
+            try:
+                with transaction.atomic():
+                    ApprovalDigest.objects.create(recipient=approver, day=now.date())
+                    send_mail(
+                        f"{tenant.name}: {len(theirs)} personal access token{'s' if len(theirs) != 1 else ''} "
+                        "await your approval",
+                        "\n".join(lines) + f"\n\nApprove or deny them: {settings.PUBLIC_URL}"
+                        "/admin/tokens/personalaccesstoken/?status=pending\n",
+                        settings.DEFAULT_FROM_EMAIL,
+                        [approver.email],
+                    )
+            except IntegrityError:
+                continue
+            sent += 1
     return sent
 
 

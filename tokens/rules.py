@@ -3,7 +3,9 @@
 A token's stored status is ACTIVE, REVOKED or DELETED. Whether an ACTIVE
 token may be used also depends on time (EXPIRED) and on the rest of the IAM
 (INACTIVE): both are derived here on every evaluation, never written by a
-job, so they change back by themselves when the cause goes away.
+job, so they change back by themselves when the cause goes away. Its stored
+``approval`` (a user administrator's decision) makes it PENDING until
+approved, or DENIED for good.
 
 ``evaluate`` is a pure function of ``TokenFacts``; ``load_facts`` gathers
 those facts for many tokens in four queries, ``lookup`` for one in one.
@@ -18,13 +20,15 @@ from django.utils import timezone
 
 from iam.models import Role, RoleGrant, User
 from tenants.models import TenantApplication
-from tokens.models import PersonalAccessToken, TokenStatus
+from tokens.models import Approval, PersonalAccessToken, TokenStatus
 
 
 class EffectiveStatus(models.TextChoices):
     ACTIVE = "active"
+    PENDING = "pending", "Awaiting approval"
     EXPIRED = "expired"
     INACTIVE = "inactive"
+    DENIED = "denied"
     REVOKED = "revoked"
     DELETED = "deleted"
 
@@ -51,6 +55,7 @@ class TokenFacts:
     application_allows_pats: bool
     roles: tuple[RoleFacts, ...]
     application_name: str = ""
+    approval: str = Approval.NOT_NEEDED
 
 
 @dataclass(frozen=True)
@@ -179,8 +184,12 @@ def evaluate(facts: TokenFacts, now: datetime) -> TokenState:
         status = EffectiveStatus.DELETED
     elif facts.status == TokenStatus.REVOKED:
         status = EffectiveStatus.REVOKED
+    elif facts.approval == Approval.DENIED:
+        status = EffectiveStatus.DENIED
     elif facts.expires_at <= now:
         status = EffectiveStatus.EXPIRED
+    elif facts.approval == Approval.PENDING:
+        status = EffectiveStatus.PENDING  # whatever else holds: the owner learns the rest once it is decided
     elif reasons:
         status = EffectiveStatus.INACTIVE
     else:
@@ -223,6 +232,7 @@ def facts_build(
         owner_in_token_tenant=owner.tenant_id == token.tenant_id,
         application_allows_pats=application_allows_pats,
         application_name=_loaded_application_name(token),
+        approval=token.approval,
         roles=tuple(sorted(roles, key=lambda role: role.code)),
     )
 

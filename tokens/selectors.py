@@ -13,7 +13,7 @@ from django.utils import timezone
 from iam.models import Role, RoleGrant, ServiceRole, User
 from iam.selectors import roles_held_for_tokens, user_is_main_administrator, users_holding_service_role, visible_to
 from tenants.models import Application, Tenant, TenantApplication
-from tokens.models import PersonalAccessToken, RotatedSecret, TenantTokenFigures, TokenStatus, TokenUsageDay
+from tokens.models import Approval, PersonalAccessToken, RotatedSecret, TenantTokenFigures, TokenStatus, TokenUsageDay
 from tokens.rules import EffectiveStatus, TokenState, token_states
 
 
@@ -44,7 +44,9 @@ def with_effective_status(tokens: QuerySet[PersonalAccessToken], now: datetime |
         effective_status=Case(
             When(status=TokenStatus.DELETED, then=Value(EffectiveStatus.DELETED)),
             When(status=TokenStatus.REVOKED, then=Value(EffectiveStatus.REVOKED)),
+            When(approval=Approval.DENIED, then=Value(EffectiveStatus.DENIED)),
             When(expires_at__lte=now, then=Value(EffectiveStatus.EXPIRED)),
+            When(approval=Approval.PENDING, then=Value(EffectiveStatus.PENDING)),
             When(marked_inactive=True, then=Value(EffectiveStatus.INACTIVE)),
             default=Value(EffectiveStatus.ACTIVE),
             output_field=CharField(),
@@ -67,14 +69,35 @@ def with_status(tokens: QuerySet[PersonalAccessToken], status: str, now: datetim
     if status in (EffectiveStatus.DELETED, EffectiveStatus.REVOKED):
         return tokens.filter(status=status)
     live = tokens.filter(status=TokenStatus.ACTIVE)
+    if status == EffectiveStatus.DENIED:
+        return live.filter(approval=Approval.DENIED)
+    live = live.exclude(approval=Approval.DENIED)
     if status == EffectiveStatus.EXPIRED:
         return live.filter(expires_at__lte=now)
     live = live.filter(expires_at__gt=now)
+    if status == EffectiveStatus.PENDING:
+        return live.filter(approval=Approval.PENDING)
+    live = live.exclude(approval=Approval.PENDING)
     if status == EffectiveStatus.INACTIVE:
         return live.filter(marked_inactive=True)
     if status == EffectiveStatus.ACTIVE:
         return live.filter(marked_inactive=False)
     return tokens.none()
+
+
+def token_approvers(tenant_id: int) -> QuerySet[User]:
+    """Who decides on the tenant's approval requests: its active user
+    administrators, or, where it has none, the main administrators."""
+    admins = users_holding_service_role(ServiceRole.USER_ADMINISTRATOR).filter(tenant_id=tenant_id, is_active=True)
+    if not admins.exists():
+        admins = users_holding_service_role(ServiceRole.MAIN_ADMINISTRATOR).filter(is_active=True)
+    return admins.distinct().order_by("username")
+
+
+def approver_names(token: PersonalAccessToken) -> list[str]:
+    """The people who may approve ``token``, as its owner reads them (never the owner)."""
+    approvers = token_approvers(token.tenant_id).exclude(pk=token.owner_id)
+    return [user.get_full_name() or user.username for user in approvers]
 
 
 def tokens_visible_to_admin(user: User) -> QuerySet[PersonalAccessToken]:
@@ -99,7 +122,7 @@ def token_page_for_owner(owner: User, page_number: object = 1) -> tuple[Page, li
     tokens = (
         PersonalAccessToken.objects.filter(owner=owner)
         .exclude(status=TokenStatus.DELETED)
-        .select_related("application", "revoked_by")
+        .select_related("application", "tenant", "revoked_by")
         .prefetch_related("roles")
         .order_by("-created_at", "-id")
     )

@@ -19,7 +19,7 @@ from core.ratelimit import rate_limit_enforce
 from core.text import whitespace_collapsed
 from iam.audit import actor_label as actor_label_of
 from iam.audit import audit_record
-from iam.models import AuditAction, Role, User
+from iam.models import AuditAction, AuditEvent, Role, User
 from iam.selectors import (
     roles_held_for_tokens,
     user_administers_tenant_users,
@@ -30,6 +30,7 @@ from tenants.models import Application, Tenant, TenantApplication
 from tokens import keys
 from tokens.credentials import credential_label
 from tokens.models import (
+    Approval,
     IntegrationCredential,
     PersonalAccessToken,
     RevocationCause,
@@ -38,7 +39,7 @@ from tokens.models import (
     TokenStatus,
 )
 from tokens.notifications import enqueue_issued_notice, enqueue_token_notification
-from tokens.rules import token_state
+from tokens.rules import EffectiveStatus, token_state
 
 NAME_MAX_LENGTH = 100
 PURPOSE_MAX_LENGTH = 500
@@ -199,6 +200,7 @@ def _token_insert(
     allowed_networks: list[str] | None = None,
     kind: str = TokenKind.PERSONAL,
     embed_session_minutes: int | None = None,
+    pending: bool = False,
 ) -> IssuedToken:
     plaintext = keys.generate()
     if callable(name):  # a name made from the token's display prefix
@@ -214,6 +216,8 @@ def _token_insert(
                 allowed_networks=allowed_networks or [],
                 kind=kind,
                 embed_session_minutes=embed_session_minutes,
+                approval=Approval.PENDING if pending else Approval.NOT_NEEDED,
+                approval_requested_at=now if pending else None,
                 created_at=now,
                 expires_at=expires_at,
                 display_prefix=keys.display_prefix(plaintext),
@@ -239,7 +243,28 @@ def _creation_changes(token: PersonalAccessToken, roles: list[Role]) -> dict:
         "application": token.application.slug if token.application else None,
         "roles": sorted(role.code for role in roles),
         "expires_at": token.expires_at.isoformat(),
+        **({"approval": token.approval} if token.approval else {}),
     }
+
+
+def _needs_approval(roles: Sequence[Role]) -> bool:
+    """Whether a token granting ``roles`` waits for a user administrator (a
+    role's "tokens need approval"). Embedding tokens never do: the tenant's
+    own integration credential issues them."""
+    return any(role.needs_token_approval for role in roles)
+
+
+def _approval_request_record(token: PersonalAccessToken, actor: User | None, label: str | None, ip) -> None:
+    """Audit (and so announce) that ``token`` now waits for approval; the approvers learn it from their digest."""
+    audit_record(
+        action=AuditAction.TOKEN_APPROVAL_REQUESTED,
+        tenant_id=token.tenant_id,
+        actor=actor,
+        label=label,
+        token_id=token.pk,
+        ip=ip,
+        changes={"roles": sorted(token.roles.filter(needs_token_approval=True).values_list("code", flat=True))},
+    )
 
 
 @transaction.atomic
@@ -290,16 +315,20 @@ def token_create(
         expires_at=expires_at,
         roles=roles,
         now=now,
+        pending=_needs_approval(roles),
     )
+    creator = actor or (owner if actor_label is None else None)
     audit_record(
         action=AuditAction.TOKEN_CREATED,
         tenant_id=issued.token.tenant_id,
-        actor=actor or (owner if actor_label is None else None),
+        actor=creator,
         label=actor_label,
         token_id=issued.token.pk,
         ip=ip,
         changes=_creation_changes(issued.token, roles),
     )
+    if issued.token.approval == Approval.PENDING:
+        _approval_request_record(issued.token, creator, actor_label, ip)
     enqueue_issued_notice(
         issued.token.pk,
         "created",
@@ -347,7 +376,10 @@ def embed_token_issue(
     if user_holds_administrator_role(user):
         # As through the management API: an integration never holds an administrator's credentials.
         raise NotPermitted("Embedding tokens are not issued for administrators.", code="owner_is_administrator")
-    roles = list(roles_held_for_tokens(user).filter(application=application).order_by("code"))
+    # Nobody approves a token issued at every portal sign-in: it carries only roles that need no approval.
+    roles = list(
+        roles_held_for_tokens(user).filter(application=application, needs_token_approval=False).order_by("code")
+    )
     if not (user.is_active and user.can_create_pats and application_allows_pats(user.tenant, application) and roles):
         raise NotPermitted("The user does not have access to this application.", code="no_application_access")
     max_seconds = user.tenant.max_token_lifetime_days * 86400
@@ -451,6 +483,12 @@ def _require_not_ended(token: PersonalAccessToken, verb: str) -> None:
             "It can only be deleted.",
             code="token_revoked",
         )
+    if token.approval == Approval.DENIED:
+        raise IllegalTransition(
+            f"A user administrator denied this token ({token.approval_note}); it cannot be {verb}. "
+            "It can only be deleted.",
+            code="token_denied",
+        )
 
 
 def _require_personal(token: PersonalAccessToken, verb: str) -> None:
@@ -540,6 +578,7 @@ def token_edit(
         new_codes = sorted(role.code for role in new_roles)
         if old_codes != new_codes:
             changes["roles"] = [old_codes, new_codes]
+            _approval_change(token, [role for role in new_roles if role.code not in old_codes], new_roles, now, changes)
         else:
             new_roles = None
     if errors:
@@ -547,7 +586,7 @@ def token_edit(
     if not changes:
         return token
 
-    _save(token, ["name", "purpose", "expires_at", "allowed_networks"])
+    _save(token, ["name", "purpose", "expires_at", "allowed_networks", *APPROVAL_FIELDS])
     if new_roles is not None:
         token.roles.set(new_roles)
     after = token_state(token, now)
@@ -562,6 +601,90 @@ def token_edit(
         ip=ip,
         changes=changes,
     )
+    if changes.get("approval", [None, None])[1] == Approval.PENDING:
+        _approval_request_record(token, actor, None, ip)
+    return token
+
+
+APPROVAL_FIELDS = (
+    "approval",
+    "approval_requested_at",
+    "approval_decided_at",
+    "approval_decided_by",
+    "approval_decided_by_label",
+    "approval_note",
+)
+
+
+def _approval_change(
+    token: PersonalAccessToken, added: list[Role], roles: list[Role], now: datetime, changes: dict
+) -> None:
+    """An edit that adds a role needing approval makes the whole token wait
+    again (one state per token: what the owner sees is what authenticates);
+    a pending token whose edit leaves out every such role needs none."""
+    before = token.approval
+    if _needs_approval(added):
+        token.approval, token.approval_requested_at = Approval.PENDING, now
+        token.approval_decided_at, token.approval_decided_by = None, None
+        token.approval_decided_by_label, token.approval_note = "", ""
+    elif before == Approval.PENDING and not _needs_approval(roles):
+        token.approval, token.approval_requested_at = Approval.NOT_NEEDED, None
+    if token.approval != before:
+        changes["approval"] = [before, token.approval]
+
+
+@transaction.atomic
+def token_approval_decide(
+    *,
+    token: PersonalAccessToken,
+    actor: User,
+    approve: bool,
+    note: str = "",
+    ip: str | None = None,
+    now: datetime | None = None,
+) -> PersonalAccessToken:
+    """Approve a pending token (it works from this moment) or deny it (for
+    good; ``note`` is then the reason, required, as its owner is told).
+
+    Decided by a user administrator of the token's tenant (or a main
+    administrator), never by its owner nor by the administrator who issued
+    it for the owner: approval is a second person's decision.
+    """
+    now = now or timezone.now()
+    token = _lock(token)
+    if not user_administers_tenant_users(actor, token.tenant_id):
+        raise NotPermitted(
+            "Only a user administrator of the token's tenant can approve or deny it.", code="not_tenant_admin"
+        )
+    if actor.pk == token.owner_id:
+        raise NotPermitted(
+            "This is your own token: another administrator of your tenant decides on it.", code="own_token"
+        )
+    if AuditEvent.objects.filter(token_id=token.pk, action=AuditAction.TOKEN_CREATED, actor=actor).exists():
+        raise NotPermitted(
+            "You issued this token for its owner: another administrator decides on it.", code="issued_by_you"
+        )
+    status = token_state(token, now).status
+    if status != EffectiveStatus.PENDING:
+        raise IllegalTransition(f"This token is not awaiting approval: it is {status}.", code="not_pending")
+    note = whitespace_collapsed(note)[:500]
+    if not approve and not note:
+        raise ValidationFailed({"reason": ["Say why the request is denied: its owner is told."]})
+    token.approval = Approval.APPROVED if approve else Approval.DENIED
+    token.approval_decided_at, token.approval_decided_by = now, actor
+    token.approval_decided_by_label = (actor.get_full_name() or actor.username)[:200]  # as the owner reads it
+    token.approval_note = note
+    token.save(update_fields=list(APPROVAL_FIELDS))
+    audit_record(
+        action=AuditAction.TOKEN_APPROVED if approve else AuditAction.TOKEN_DENIED,
+        tenant_id=token.tenant_id,
+        actor=actor,
+        token_id=token.pk,
+        ip=ip,
+        reason=note,
+        changes={"approval": [Approval.PENDING.value, token.approval]},
+    )
+    enqueue_token_notification(token.pk, token.approval)
     return token
 
 

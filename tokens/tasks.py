@@ -12,6 +12,7 @@ from tokens.notifications import (  # noqa: F401 - registered with the worker
     notify_expiry_shortened,
     notify_token_issued,
     notify_token_owner,
+    notify_unused_ended,
     notify_unused_tokens,
 )
 from tokens.refusals import note_refused_address  # noqa: F401 - registered with the worker
@@ -39,6 +40,11 @@ def sweep_expiry_reminders() -> int:
 @shared_task(**RETRY)
 def send_admin_digests() -> int:
     return notifications.admin_digests_send()
+
+
+@shared_task(**RETRY)
+def send_approval_digests() -> int:
+    return notifications.approval_digests_send()
 
 
 @shared_task(**RETRY)

@@ -20,7 +20,7 @@ from core.http import client_ip
 from core.networks import networks_within
 from iam.reauth import confirm_password
 from tokens.forms import TokenCreateForm, TokenEditForm, TokenRegenerateForm
-from tokens.models import PersonalAccessToken, TokenStatus
+from tokens.models import Approval, PersonalAccessToken, TokenStatus
 from tokens.rules import EffectiveStatus, TokenState, token_state
 from tokens.selectors import (
     TokenRow,
@@ -54,7 +54,7 @@ def _token_to_change(request: HttpRequest, token_id: int) -> tuple[PersonalAcces
     it can change at all (a revoked or embedding token cannot: its page says why)."""
     token = _owned_token(request, token_id)
     now = timezone.now()
-    changeable = token.status != TokenStatus.REVOKED and not token.is_embedding
+    changeable = token.status != TokenStatus.REVOKED and token.approval != Approval.DENIED and not token.is_embedding
     return token, TokenRow(token, token_state(token, now)), now, changeable
 
 
@@ -224,7 +224,12 @@ def _widens(token: PersonalAccessToken, cleaned: dict) -> bool:
 
 def _tell_saved(request: HttpRequest, token: PersonalAccessToken, state: TokenState) -> None:
     """Say the edit was saved, and, when the token still cannot be used, why and what would help."""
-    if state.status == EffectiveStatus.INACTIVE:
+    if state.status == EffectiveStatus.PENDING:
+        messages.warning(
+            request,
+            f"Token “{token.name}” saved. It now awaits a user administrator's approval and does not work until then.",
+        )
+    elif state.status == EffectiveStatus.INACTIVE:
         messages.warning(
             request,
             f"Token “{token.name}” saved, but it is still inactive: {state.owner_reason_text} "

@@ -82,6 +82,9 @@ EVENTS_OF_ACTION = {
     AuditAction.TOKEN_REACTIVATED: (WebhookEvent.ACTIVE,),
     AuditAction.TOKEN_REUSE_DETECTED: (WebhookEvent.REUSE_DETECTED, WebhookEvent.REVOKED),
     AuditAction.TOKEN_REPORTED_LEAKED: (WebhookEvent.LEAK_REPORTED, WebhookEvent.REVOKED),
+    AuditAction.TOKEN_APPROVAL_REQUESTED: (WebhookEvent.APPROVAL_REQUESTED,),
+    AuditAction.TOKEN_APPROVED: (WebhookEvent.APPROVED,),
+    AuditAction.TOKEN_DENIED: (WebhookEvent.DENIED,),
 }
 
 

@@ -12,10 +12,13 @@ from rest_framework.test import APIClient
 from core.errors import InvalidToken
 from iam.services import role_grant_remove, role_set_pat_eligible, user_set_active, user_set_pat_creation_right
 from iam.tenancy import tenant_application_set_pats_allowed
+from tenants.models import Tenant
 from tests.conftest import bearer
-from tests.factories import TenantFactory
+from tests.factories import RoleFactory, TenantFactory, grant
 from tokens import authcache, keys
 from tokens.bearer import bearer_authenticate
+from tokens.idle import idle_tokens_sweep
+from tokens.models import PersonalAccessToken
 from tokens.oauth import oauth_client_create, revoke, token_exchange
 from tokens.rules import evaluate
 from tokens.services import token_delete, token_edit, token_revoke
@@ -47,10 +50,30 @@ REFUSING_CHANGES = {
     "application switched off": lambda w, t: tenant_application_set_pats_allowed(
         tenant=w.tenant, application=w.application, allowed=False, actor=None
     ),
+    "ended by the unused-token policy (a batched UPDATE)": lambda w, t: _ended_for_being_unused(w, t),
+    "an edit adds a role that needs approval": lambda w, t: _edited_to_need_approval(w, t),
     # Outside the services (a shell, a data migration): still seen.
     "owner deactivated by a plain save": lambda w, t: _plain_save(w.user, is_active=False),
     "owner moved to another tenant": lambda w, t: _plain_save(w.user, tenant=TenantFactory(slug="elsewhere")),
 }
+
+
+def _ended_for_being_unused(world, token) -> None:
+    # Rows changed without a signal, as the sweep's own UPDATE is: only its invalidation can tell the cache.
+    now = timezone.now()
+    Tenant.objects.filter(pk=world.tenant.pk).update(unused_token_days=7)
+    PersonalAccessToken.objects.filter(pk=token.pk).update(
+        created_at=now - timedelta(days=30),
+        last_used_at=now - timedelta(days=30),
+        unused_warned_at=now - timedelta(days=8),
+    )
+    assert idle_tokens_sweep(now)["ended"] == 1
+
+
+def _edited_to_need_approval(world, token) -> None:
+    role = RoleFactory(application=world.application, code="audit", needs_token_approval=True)
+    grant(world.user, role)
+    token_edit(token=token, actor=world.user, role_codes=[world.reader.code, role.code])
 
 
 def _plain_save(instance, **fields) -> None:

@@ -1,6 +1,7 @@
 """The tenant policy "end tokens not used for N days": told 7 days before, then revoked."""
 
-from datetime import timedelta
+import re
+from datetime import datetime, timedelta
 
 import pytest
 from django.core import mail
@@ -67,3 +68,48 @@ def test_the_policy_is_off_by_default_and_at_least_seven_days(world, main_admin,
     assert page.status_code == 200 and "greater than or equal to 7" in page.content.decode()
     world.tenant.refresh_from_db()
     assert world.tenant.unused_token_days is None
+
+
+def unused_ends(page: str) -> dict[str, datetime]:
+    """Each token card's "will be ended on" moment, by token name."""
+    found = {}
+    for name in re.findall(r'<h2 class="token-name">([^<]+)</h2>', page):
+        card = page.split(f'<h2 class="token-name">{name}</h2>', 1)[1].split('<li class="token"', 1)[0]
+        match = re.search(r'data-unused-end="([^"]+)"', card)
+        if match:
+            found[name] = datetime.fromisoformat(match.group(1))
+    return found
+
+
+def test_the_owner_sees_when_an_unused_token_will_be_ended(
+    world, main_admin, client, django_capture_on_commit_callbacks
+):
+    tenant_update(tenant=world.tenant, changes={"unused_token_days": 30}, actor=main_admin)
+    aged(world, "idle", created_days_ago=10)
+    aged(world, "soon", created_days_ago=60, used_days_ago=25)
+    aged(world, "busy", created_days_ago=60, used_days_ago=0)
+    client.force_login(world.user)
+    now = timezone.now()
+    ends = unused_ends(client.get("/tokens/").content.decode())
+    assert abs(ends["idle"] - (now + timedelta(days=20))) < timedelta(minutes=1)
+    assert abs(ends["soon"] - (now + timedelta(days=7))) < timedelta(minutes=1)  # a week's notice, whatever happens
+    assert abs(ends["busy"] - (now + timedelta(days=30))) < timedelta(minutes=1)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert idle_tokens_sweep(now)["warned"] == 1
+    page = client.get("/tokens/").content.decode()
+    warned = PersonalAccessToken.objects.get(name="soon").unused_warned_at
+    assert unused_ends(page)["soon"] == warned + timedelta(days=7)  # the page says what the sweep will do
+    assert 'class="notice notice-warning" data-unused-end' in page
+    assert idle_tokens_sweep(warned + timedelta(days=7, seconds=1))["ended"] == 1
+
+
+def test_tokens_awaiting_approval_are_not_ended_for_being_unused(world, main_admin):
+    from tests.factories import RoleFactory, grant
+
+    role = RoleFactory(application=world.application, code="auditor", permissions=["a.b"], needs_token_approval=True)
+    grant(world.user, role)
+    tenant_update(tenant=world.tenant, changes={"unused_token_days": 7}, actor=main_admin)
+    pending = world.issue("waiting", roles=("auditor",), days=300).token
+    PersonalAccessToken.objects.filter(pk=pending.pk).update(created_at=timezone.now() - timedelta(days=60))
+    assert idle_tokens_sweep() == {"warned": 0, "ended": 0}

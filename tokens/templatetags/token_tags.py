@@ -31,3 +31,21 @@ def expires_soon(moment: datetime | None, days: int = 7) -> bool:
         return False
     now = timezone.now()
     return now < moment <= now + timedelta(days=days)
+
+
+@register.simple_tag
+def approvers_of(token) -> str:
+    """Who may approve a pending token, by name, as its owner reads them."""
+    from tokens.selectors import approver_names
+
+    names = approver_names(token)
+    return ", ".join(names) if names else "a main administrator of the service"
+
+
+@register.filter
+def ends_unused_on(token) -> datetime | None:
+    """When the tenant's unused-token policy will end ``token`` if nobody uses
+    it before (as ``tokens.idle`` computes it), or None if it will not."""
+    from tokens.idle import unused_end
+
+    return unused_end(token, timezone.now())

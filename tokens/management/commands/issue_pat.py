@@ -29,7 +29,8 @@ class Command(BaseCommand):
             action="append",
             dest="roles",
             default=None,
-            help="Role code to grant; repeat for several. Default: all the user's PAT-eligible roles there.",
+            help="Role code to grant; repeat for several. "
+            "Default: all the user's PAT-eligible roles there that need no approval.",
         )
 
     def handle(self, *args, **options):
@@ -46,7 +47,7 @@ class Command(BaseCommand):
         if role_codes is None:
             role_codes = list(
                 roles_held_for_tokens(user)
-                .filter(application=application)
+                .filter(application=application, needs_token_approval=False)
                 .order_by("code")
                 .values_list("code", flat=True)
             )
@@ -61,4 +62,6 @@ class Command(BaseCommand):
         except DomainError as error:
             details = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in error.fields.items())
             raise CommandError(f"{error.message} {details}".strip()) from None
+        if issued.token.approval:
+            self.stderr.write("The token awaits a user administrator's approval: it works once approved.")
         self.stdout.write(issued.plaintext)
