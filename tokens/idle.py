@@ -3,7 +3,8 @@ unused for a year, Okta after idle days). Beat runs ``idle_tokens_sweep``
 hourly: a token idle (since its last use, or its creation if never used)
 for N - 7 days gets its owner told once; one still idle after N days, and
 told at least 7 days before, is revoked with the cause ``unused``.
-Idempotent; tokens are read in id order, in batches."""
+Idempotent, in batches, at most ``RUN_LIMIT`` tokens a run (the task then
+queues the next run at once, so a backlog drains in runs of seconds)."""
 
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -21,6 +22,7 @@ from tokens.models import Approval, PersonalAccessToken, RevocationCause, TokenK
 from tokens.notifications import enqueue_unused_ended_notice, enqueue_unused_notice
 
 BATCH_SIZE = 2000
+RUN_LIMIT = 50_000  # tokens told or ended per run; the task queues the next run at once when it stops there
 NOTICE = timedelta(days=UNUSED_TOKEN_NOTICE_DAYS)
 USABLE_APPROVALS = [Approval.NOT_NEEDED, Approval.APPROVED]
 UNUSED_POLICY = "unused-token policy"  # who revoked them, as the owner and the console read it
@@ -43,12 +45,15 @@ def unused_end(token: PersonalAccessToken, now: datetime) -> datetime | None:
     return end if end < token.expires_at else None
 
 
-def idle_tokens_sweep(now: datetime | None = None) -> dict[str, int]:
-    """Warn and end the idle tokens of every tenant with the policy on; return how many of each."""
+def idle_tokens_sweep(now: datetime | None = None, limit: int = RUN_LIMIT) -> dict[str, int | bool]:
+    """End the due idle tokens and warn those coming due, of every tenant with
+    the policy on, at most ``limit`` tokens in all (so a run stays well under
+    a minute however many tokens a newly switched-on policy finds); ``more``
+    says the run stopped at the limit and another should follow at once."""
     now = now or timezone.now()
     warned = ended = 0
-    for tenant_id, days in Tenant.objects.filter(unused_token_days__isnull=False).values_list(
-        "pk", "unused_token_days"
+    for tenant_id, days in (
+        Tenant.objects.filter(unused_token_days__isnull=False).order_by("pk").values_list("pk", "unused_token_days")
     ):
         live = (
             PersonalAccessToken.objects.filter(
@@ -61,46 +66,55 @@ def idle_tokens_sweep(now: datetime | None = None) -> dict[str, int]:
             .annotate(idle_since=Coalesce("last_used_at", "approval_decided_at", "created_at"))
             .filter(idle_since__lte=now - timedelta(days=days) + NOTICE)
         )
-        warned += _warn(
-            live.filter(Q(unused_warned_at__isnull=True) | Q(unused_warned_at__lt=F("idle_since"))), days, now
-        )
         due = live.filter(
             idle_since__lte=now - timedelta(days=days),
             unused_warned_at__lte=now - NOTICE,
             unused_warned_at__gte=F("idle_since"),
         )
-        ended += _end(due, tenant_id, days, now)
-    return {"warned": warned, "ended": ended}
+        # Ending first: those tokens are overdue; a warning can wait for the next run.
+        ended += _end(due, tenant_id, days, now, limit - warned - ended)
+        coming = live.filter(Q(unused_warned_at__isnull=True) | Q(unused_warned_at__lt=F("idle_since")))
+        warned += _warn(coming, days, now, limit - warned - ended)
+        if warned + ended >= limit:
+            return {"warned": warned, "ended": ended, "more": True}
+    return {"warned": warned, "ended": ended, "more": False}
 
 
-def _warn(tokens, days: int, now: datetime) -> int:
-    rows = list(tokens.order_by("pk").values_list("pk", "owner_id", "idle_since")[: BATCH_SIZE * 50])
+def _locked(tokens, batch: list[int], fields: tuple[str, ...]) -> list[tuple]:
+    """The batch's rows that still qualify, locked; rows another sweep holds are
+    skipped (it is handling them), so overlapping runs never tell or end twice."""
+    return list(tokens.filter(pk__in=batch).select_for_update(skip_locked=True, of=("self",)).values_list(*fields))
+
+
+def _warn(tokens, days: int, now: datetime, limit: int) -> int:
+    rows = list(tokens.order_by("pk").values_list("pk", flat=True)[: max(limit, 0)])
     by_owner: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    warned = 0
     for start in range(0, len(rows), BATCH_SIZE):
-        batch = rows[start : start + BATCH_SIZE]
         with transaction.atomic():
+            batch = _locked(tokens, rows[start : start + BATCH_SIZE], ("pk", "owner_id", "idle_since"))
             PersonalAccessToken.objects.filter(pk__in=[pk for pk, _, _ in batch]).update(unused_warned_at=now)
-            for pk, owner_id, idle_since in batch:
-                ends_on = max(idle_since + timedelta(days=days), now + NOTICE)
-                by_owner[owner_id].append((pk, ends_on.isoformat()))
+        for pk, owner_id, idle_since in batch:
+            ends_on = max(idle_since + timedelta(days=days), now + NOTICE)
+            by_owner[owner_id].append((pk, ends_on.isoformat()))
+        warned += len(batch)
     for owner_id, tokens_ending in by_owner.items():
         enqueue_unused_notice(owner_id, tokens_ending, days)
-    return len(rows)
+    return warned
 
 
-def _end(tokens, tenant_id: int, days: int, now: datetime) -> int:
+def _end(tokens, tenant_id: int, days: int, now: datetime, limit: int) -> int:
     """Revoke the due tokens a batch at a time: one UPDATE, one INSERT of
     their audit events and one invalidation of the tenant's cached entries a
     batch, and one e-mail per owner, instead of a transaction per token."""
     reason = f"Not used for {days} days (the tenant's policy)."
-    rows = list(tokens.order_by("pk").values_list("pk", flat=True)[: BATCH_SIZE * 50])
+    rows = list(tokens.order_by("pk").values_list("pk", flat=True)[: max(limit, 0)])
     by_owner: dict[int, list[int]] = defaultdict(list)
     ended = 0
     for start in range(0, len(rows), BATCH_SIZE):
-        batch = rows[start : start + BATCH_SIZE]
         with transaction.atomic():
             # Locked and read again: a token used, edited or revoked since is left alone.
-            due = list(tokens.filter(pk__in=batch).select_for_update(of=("self",)).values_list("pk", "owner_id"))
+            due = _locked(tokens, rows[start : start + BATCH_SIZE], ("pk", "owner_id"))
             ids = [pk for pk, _ in due]
             PersonalAccessToken.objects.filter(pk__in=ids).update(
                 status=TokenStatus.REVOKED,

@@ -183,11 +183,16 @@ class PersonalAccessToken(models.Model):
             models.Index(
                 fields=["-created_at", "-id"], condition=Q(application__isnull=True), name="token_admin_created"
             ),
-            # The approval queue: a small share of the tokens, newest request first.
+            # The approval queue and the denied tokens: a small share, listed newest first.
             models.Index(
-                fields=["tenant", "-approval_requested_at", "-id"],
-                condition=Q(approval="pending"),
-                name="token_tenant_pending",
+                fields=["-created_at", "-id"],
+                condition=Q(approval__in=["pending", "denied"]),
+                name="token_awaiting_created",
+            ),
+            models.Index(
+                fields=["tenant", "-created_at", "-id"],
+                condition=Q(approval__in=["pending", "denied"]),
+                name="token_tenant_awaiting_created",
             ),
             models.Index(fields=["name", "id"], name="token_name"),
             models.Index(fields=["tenant", "name", "id"], name="token_tenant_name"),

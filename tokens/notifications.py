@@ -191,16 +191,21 @@ def send_unused_notice(owner_id: int, tokens_ending: list[tuple[int, str]], days
     if not tokens:
         return False
     lines = "\n".join(_token_line(token, f"ended on {ends[token.pk]:%-d %b %Y} unless used before") for token in tokens)
-    send_mail(
-        f"{len(tokens)} of your personal access tokens will be ended for not being used"
-        if len(tokens) > 1
-        else f"Your personal access token “{tokens[0].name}” will be ended for not being used",
+    return _owner_told(
+        tokens,
+        "{count} of your personal access tokens will be ended for not being used",
+        "Your personal access token “{name}” will be ended for not being used",
         f"Your tenant ends personal access tokens not used for {days} days. These have not been used "
-        f"for a while:\n\n{lines}\n\nUsing a token keeps it; if you no longer need it, delete it.\n\n"
-        f"Your tokens: {settings.PUBLIC_URL}/tokens/",
-        settings.DEFAULT_FROM_EMAIL,
-        [tokens[0].owner.email],
+        f"for a while:\n\n{lines}\n\nUsing a token keeps it; if you no longer need it, delete it.",
     )
+
+
+def _owner_told(tokens: list[PersonalAccessToken], many: str, one: str, body: str) -> bool:
+    """E-mail the owner of ``tokens`` (from ``_owners_tokens``) one notice about
+    them all: the subject ``many`` (with ``{count}``) or ``one`` (with ``{name}``)."""
+    subject = many.format(count=len(tokens)) if len(tokens) > 1 else one.format(name=tokens[0].name)
+    body += f"\n\nYour tokens: {settings.PUBLIC_URL}/tokens/"
+    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [tokens[0].owner.email])
     return True
 
 
@@ -214,17 +219,13 @@ def send_unused_ended_notice(owner_id: int, token_ids: list[int], days: int) -> 
     if not tokens:
         return False
     lines = "\n".join(_token_line(token, "revoked") for token in tokens)
-    send_mail(
-        f"{len(tokens)} of your personal access tokens were revoked for not being used"
-        if len(tokens) > 1
-        else f"Your personal access token “{tokens[0].name}” was revoked for not being used",
+    return _owner_told(
+        tokens,
+        "{count} of your personal access tokens were revoked for not being used",
+        "Your personal access token “{name}” was revoked for not being used",
         f"Your tenant ends personal access tokens not used for {days} days, and you were told a week ago. "
-        f"These no longer work and cannot be reactivated:\n\n{lines}\n\nCreate a new token if you need "
-        f"one again.\n\nYour tokens: {settings.PUBLIC_URL}/tokens/",
-        settings.DEFAULT_FROM_EMAIL,
-        [tokens[0].owner.email],
+        f"These no longer work and cannot be reactivated:\n\n{lines}\n\nCreate a new token if you need one again.",
     )
-    return True
 
 
 def enqueue_expiry_shortened_notice(owner_id: int, token_ids: list[int], max_days: int) -> None:
@@ -238,18 +239,15 @@ def send_expiry_shortened_notice(owner_id: int, token_ids: list[int], max_days: 
     if not tokens:
         return False
     lines = "\n".join(_token_line(token, f"now expires {token.expires_at:%-d %b %Y %H:%M} UTC") for token in tokens)
-    count = len(tokens)
-    send_mail(
-        f"{count} of your personal access tokens now expire sooner"
-        if count > 1
-        else f"Your personal access token “{tokens[0].name}” now expires sooner",
+    many = len(tokens) > 1
+    return _owner_told(
+        tokens,
+        "{count} of your personal access tokens now expire sooner",
+        "Your personal access token “{name}” now expires sooner",
         f"Your tenant now allows personal access tokens to last at most {max_days} days, so "
-        f"{'these tokens' if count > 1 else 'this token'} will expire sooner than you chose:\n\n{lines}\n\n"
-        f"Plan to replace {'them' if count > 1 else 'it'} before then.\n\nYour tokens: {settings.PUBLIC_URL}/tokens/",
-        settings.DEFAULT_FROM_EMAIL,
-        [tokens[0].owner.email],
+        f"{'these tokens' if many else 'this token'} will expire sooner than you chose:\n\n{lines}\n\n"
+        f"Plan to replace {'them' if many else 'it'} before then.",
     )
-    return True
 
 
 # The tasks keep the names they were queued under before they moved here.

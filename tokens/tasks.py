@@ -66,7 +66,10 @@ def reconcile_inactive_marks() -> int:
 def sweep_idle_tokens() -> dict:
     from tokens.idle import idle_tokens_sweep
 
-    return idle_tokens_sweep()
+    result = idle_tokens_sweep()
+    if result["more"]:  # a run stops at its limit: the rest follows now, not in an hour
+        sweep_idle_tokens.apply_async(countdown=1)
+    return result
 
 
 @shared_task(**RETRY)

@@ -35,16 +35,16 @@ def test_idle_tokens_are_announced_once_then_ended_a_week_later_and_a_use_keeps_
     comes_back = aged(world, "comes back", created_days_ago=60, used_days_ago=40)
     now = timezone.now()
     with django_capture_on_commit_callbacks(execute=True):
-        assert idle_tokens_sweep(now) == {"warned": 3, "ended": 0}  # told first, even if idle for long
+        assert idle_tokens_sweep(now) == {"warned": 3, "ended": 0, "more": False}  # told first, even if idle for long
     (notice,) = mail.outbox
     assert "3 of your personal access tokens will be ended" in notice.subject
     assert "never used" in notice.body and "busy" not in notice.body
-    assert idle_tokens_sweep(now + timedelta(hours=1)) == {"warned": 0, "ended": 0}  # idempotent
+    assert idle_tokens_sweep(now + timedelta(hours=1)) == {"warned": 0, "ended": 0, "more": False}  # idempotent
 
     PersonalAccessToken.objects.filter(pk=comes_back.pk).update(last_used_at=now + timedelta(days=1))
     later = now + timedelta(days=7, minutes=1)
     with django_capture_on_commit_callbacks(execute=True):
-        assert idle_tokens_sweep(later) == {"warned": 0, "ended": 2}
+        assert idle_tokens_sweep(later) == {"warned": 0, "ended": 2, "more": False}
     states = {t.name: t for t in PersonalAccessToken.objects.filter(owner=world.user)}
     assert states["never used"].status == states["almost idle"].status == TokenStatus.REVOKED
     assert states["never used"].revocation_cause == RevocationCause.UNUSED
@@ -59,7 +59,7 @@ def test_the_policy_is_off_by_default_and_at_least_seven_days(world, main_admin,
     from tests.console.forms import form_data
 
     aged(world, "old", created_days_ago=400 - 1)
-    assert idle_tokens_sweep() == {"warned": 0, "ended": 0}
+    assert idle_tokens_sweep() == {"warned": 0, "ended": 0, "more": False}
     client.force_login(main_admin)
     path = f"/admin/tenants/tenant/{world.tenant.pk}/change/"
     form = form_data(client.get(path).content.decode(), "tenant_form")
@@ -112,4 +112,24 @@ def test_tokens_awaiting_approval_are_not_ended_for_being_unused(world, main_adm
     tenant_update(tenant=world.tenant, changes={"unused_token_days": 7}, actor=main_admin)
     pending = world.issue("waiting", roles=("auditor",), days=300).token
     PersonalAccessToken.objects.filter(pk=pending.pk).update(created_at=timezone.now() - timedelta(days=60))
-    assert idle_tokens_sweep() == {"warned": 0, "ended": 0}
+    assert idle_tokens_sweep() == {"warned": 0, "ended": 0, "more": False}
+
+
+def test_a_run_stops_at_its_limit_and_the_task_drains_the_rest_at_once(
+    world, main_admin, monkeypatch, django_capture_on_commit_callbacks
+):
+    from tokens import idle
+    from tokens.tasks import sweep_idle_tokens
+
+    tenant_update(tenant=world.tenant, changes={"unused_token_days": 30}, actor=main_admin)
+    for number in range(5):
+        aged(world, f"idle {number}", created_days_ago=40)
+    now = timezone.now()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert idle_tokens_sweep(now, limit=2) == {"warned": 2, "ended": 0, "more": True}
+    monkeypatch.setattr(idle, "RUN_LIMIT", 2)
+    monkeypatch.setattr(idle.idle_tokens_sweep, "__defaults__", (None, 2))
+    with django_capture_on_commit_callbacks(execute=True):
+        sweep_idle_tokens()  # runs again at once while it stops at the limit (in-process here)
+    assert not PersonalAccessToken.objects.filter(owner=world.user, unused_warned_at__isnull=True).exists()
+    assert len(mail.outbox) == 3  # one e-mail per owner and run: 2 + 2 + 1 tokens
