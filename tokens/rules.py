@@ -184,11 +184,11 @@ def evaluate(facts: TokenFacts, now: datetime) -> TokenState:
         status = EffectiveStatus.DELETED
     elif facts.status == TokenStatus.REVOKED:
         status = EffectiveStatus.REVOKED
-    elif facts.approval == Approval.DENIED:
+    elif facts.approval and facts.approval == Approval.DENIED:  # most tokens need no approval: one truth test
         status = EffectiveStatus.DENIED
     elif facts.expires_at <= now:
         status = EffectiveStatus.EXPIRED
-    elif facts.approval == Approval.PENDING:
+    elif facts.approval and facts.approval == Approval.PENDING:
         status = EffectiveStatus.PENDING  # whatever else holds: the owner learns the rest once it is decided
     elif reasons:
         status = EffectiveStatus.INACTIVE
