@@ -39,6 +39,13 @@ class ValidationFailed(DomainError):
         super().__init__(message, fields=fields)
 
 
+class NameTaken(ValidationFailed):
+    """The only problem is a name already in use: a conflict with what exists (409), not bad input."""
+
+    status_code = status.HTTP_409_CONFLICT
+    code = "name_taken"
+
+
 class NotPermitted(DomainError):
     status_code = status.HTTP_403_FORBIDDEN
     code = "forbidden"
@@ -153,9 +160,12 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             response.data["error"].update(extra)
     if isinstance(exc, drf_exceptions.NotAuthenticated | drf_exceptions.AuthenticationFailed):
         response.status_code = status.HTTP_401_UNAUTHORIZED
-        response["WWW-Authenticate"] = (
-            INVALID_TOKEN_CHALLENGE if isinstance(exc, InvalidToken) else 'Bearer realm="iam"'
-        )
+        # The view's own scheme (RFC 9110 §11.6.1): a Basic-only API challenges Basic, or
+        # challenge-driven clients (urllib's HTTPBasicAuthHandler, Java, .NET) never send it.
+        challenge = str(getattr(exc, "auth_header", "") or "")
+        if not challenge.startswith("Basic"):
+            challenge = INVALID_TOKEN_CHALLENGE if isinstance(exc, InvalidToken) else 'Bearer realm="iam"'
+        response["WWW-Authenticate"] = challenge
     return response
 
 

@@ -240,24 +240,28 @@ def introspect(*, client: OAuthClient, value: str, ip: str | None, now: datetime
     context = credential_verify(value, ip=ip, now=now, network_bound=False)  # the caller is a resource server
     if context is None or context.token.application_id != client.application_id:
         return dict(INACTIVE)
-    token_type, exp, iat, client_id = "personal_access_token", context.token.expires_at, context.token.created_at, None
+    kind, exp, iat, issued_to = "personal_access_token", context.token.expires_at, context.token.created_at, {}
     if isinstance(context, SessionContext):
-        token_type, exp, iat = "embed_session", context.session.expires_at, context.session.created_at
+        kind, exp, iat = "embed_session", context.session.expires_at, context.session.created_at
     elif isinstance(context, AccessTokenContext):
-        token_type = "access_token"
+        kind = "access_token"
         exp = datetime.fromtimestamp(context.claims["exp"], tz=UTC)
         iat = datetime.fromtimestamp(context.claims["iat"], tz=UTC)
-        client_id = context.claims.get("client_id")
+        # The client it was issued to, which may be another client of the same application.
+        issued_to = {"client_id": context.claims["client_id"], "aud": context.claims["aud"]}
     token = context.token
+    # A PAT or an embed session was issued to its owner, by no OAuth client: no client_id rather
+    # than the introspecting client's, which would name a client that never obtained it.
     return {
         "active": True,
         "scope": " ".join(sorted(context.permissions)),
-        "client_id": client_id or client.client_id,
+        **issued_to,
         "username": token.owner.username,
         "sub": str(token.owner_id),
         "exp": int(exp.timestamp()),
         "iat": int(iat.timestamp()),
-        "token_type": token_type,
+        "token_type": "Bearer",  # RFC 7662 §2.2: an OAuth token type (RFC 6749 §7.1); every kind is a bearer token
+        "token_kind": kind,  # which of this service's credentials it is (an extension member)
         "iss": issuer(),
         "tenant": token.tenant.slug,
         "application": str(token.application_id),
@@ -273,8 +277,18 @@ def _networks_claim(token) -> dict:
 
 
 def revoke(*, client: OAuthClient, value: str) -> None:
-    """RFC 7009: revoke an access token this client obtained. Anything else is
-    ignored, as the RFC asks (the response is the same)."""
+    """RFC 7009: revoke an access token this client obtained. A personal access
+    token or an embed session is refused as ``unsupported_token_type`` (§2.2.1):
+    its owner or an administrator ends it, never an OAuth client, and a success
+    would report a revocation that did not happen. Decided by the value's form
+    alone, so the answer says nothing of whether such a token exists. Anything
+    else is ignored, as §2.2 asks (the response is the same)."""
+    if value.startswith((keys.PREFIX, keys.EMBED_SESSION_PREFIX)):
+        raise OAuthError(
+            "unsupported_token_type",
+            "Personal access tokens and embed sessions are not revoked by OAuth clients: "
+            "their owner or an administrator revokes them.",
+        )
     claims = access_token_claims(value) if looks_like_jwt(value) else None
     if claims is None or claims.get("client_id") != client.client_id:
         return

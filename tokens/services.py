@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from core.errors import IllegalTransition, NotPermitted, ValidationFailed
+from core.errors import IllegalTransition, NameTaken, NotPermitted, ValidationFailed
 from core.networks import networks_normalized, networks_within
 from core.ratelimit import rate_limit_enforce
 from core.text import whitespace_collapsed
@@ -129,8 +129,18 @@ def _name_taken(owner: User, name: str, exclude_id: int | None = None) -> bool:
     return tokens.exists()
 
 
-def _name_taken_message(name: str) -> str:
-    return f"You already have a token named “{name}”."
+def _name_taken_message(name: str, owner: User | None = None) -> str:
+    """Said to the owner, or (``owner`` given) about the owner to whoever acts for them."""
+    if owner is None:
+        return f"You already have a token named “{name}”."
+    return f"{owner.get_username()} already has a token named “{name}”."
+
+
+def _invalid(errors: dict[str, list[str]], name_taken: bool) -> ValidationFailed:
+    """The error for ``errors``: 409 when the only problem is a name in use, 400 with every problem otherwise."""
+    if name_taken and set(errors) == {"name"}:
+        return NameTaken(errors, "The name is already in use.")
+    return ValidationFailed(errors)
 
 
 def _resolve_roles(
@@ -201,6 +211,7 @@ def _token_insert(
     kind: str = TokenKind.PERSONAL,
     embed_session_minutes: int | None = None,
     pending: bool = False,
+    named_for: User | None = None,
 ) -> IssuedToken:
     plaintext = keys.generate()
     if callable(name):  # a name made from the token's display prefix
@@ -226,7 +237,7 @@ def _token_insert(
             )
     except IntegrityError:
         # A concurrent request created the same name between our check and insert.
-        raise ValidationFailed({"name": [_name_taken_message(name)]}) from None
+        raise _invalid({"name": [_name_taken_message(name, named_for)]}, name_taken=True) from None
     # bulk_create sends no m2m signal: a token nobody has seen yet cannot be in
     # any process's cache, so its roles need not invalidate the tenant's entries.
     links = PersonalAccessToken.roles.through
@@ -301,10 +312,13 @@ def token_create(
     if application is not None and not application_allows_pats(owner.tenant, application):
         errors["application"] = ["This application does not allow personal access tokens in your tenant."]
     roles = _resolve_roles(owner, application, role_codes, errors)
-    if "name" not in errors and _name_taken(owner, name):
-        errors["name"] = [_name_taken_message(name)]
+    # Someone acting for the owner (the management API) is told about the owner, not "you".
+    named_for = owner if actor_label is not None or (actor is not None and actor.pk != owner.pk) else None
+    name_taken = "name" not in errors and _name_taken(owner, name)
+    if name_taken:
+        errors["name"] = [_name_taken_message(name, named_for)]
     if errors:
-        raise ValidationFailed(errors)
+        raise _invalid(errors, name_taken)
 
     issued = _token_insert(
         owner=owner,
@@ -316,6 +330,7 @@ def token_create(
         roles=roles,
         now=now,
         pending=_needs_approval(roles),
+        named_for=named_for,
     )
     creator = actor or (owner if actor_label is None else None)
     audit_record(
@@ -501,15 +516,20 @@ def _require_personal(token: PersonalAccessToken, verb: str) -> None:
         )
 
 
-def _name_change(token: PersonalAccessToken, name: object, errors: dict, changes: dict) -> None:
-    """Rename ``token`` in memory if ``name`` is valid, new and not taken by the owner."""
+def _name_change(
+    token: PersonalAccessToken, name: object, errors: dict, changes: dict, named_for: User | None = None
+) -> bool:
+    """Rename ``token`` in memory if ``name`` is valid, new and not taken by the
+    owner; return whether it was taken (``named_for``: see ``_name_taken_message``)."""
     cleaned = _clean_name(name, errors)
     if "name" in errors or cleaned == token.name:
-        return
-    if _name_taken(token.owner, cleaned, exclude_id=token.pk):
-        errors["name"] = [_name_taken_message(cleaned)]
+        return False
+    taken = _name_taken(token.owner, cleaned, exclude_id=token.pk)
+    if taken:
+        errors["name"] = [_name_taken_message(cleaned, named_for)]
     changes["name"] = [token.name, cleaned]
     token.name = cleaned
+    return taken
 
 
 def _purpose_change(token: PersonalAccessToken, purpose: object, errors: dict, changes: dict) -> None:
@@ -521,13 +541,13 @@ def _purpose_change(token: PersonalAccessToken, purpose: object, errors: dict, c
         token.purpose = cleaned
 
 
-def _save(token: PersonalAccessToken, fields: list[str]) -> None:
+def _save(token: PersonalAccessToken, fields: list[str], named_for: User | None = None) -> None:
     try:
         with transaction.atomic():
             token.save(update_fields=fields)
     except IntegrityError:
         # A concurrent request took the same name between our check and the write.
-        raise ValidationFailed({"name": [_name_taken_message(token.name)]}) from None
+        raise _invalid({"name": [_name_taken_message(token.name, named_for)]}, name_taken=True) from None
 
 
 @transaction.atomic
@@ -559,8 +579,7 @@ def token_edit(
     errors: dict[str, list[str]] = {}
     changes: dict[str, list] = {}
     new_roles: list[Role] | None = None
-    if name is not None:
-        _name_change(token, name, errors, changes)
+    name_taken = name is not None and _name_change(token, name, errors, changes)
     _purpose_change(token, purpose, errors, changes)
     if allowed_networks is not None:
         networks = _clean_networks(allowed_networks, token.tenant, errors)
@@ -582,7 +601,7 @@ def token_edit(
         else:
             new_roles = None
     if errors:
-        raise ValidationFailed(errors)
+        raise _invalid(errors, name_taken)
     if not changes:
         return token
 
@@ -931,14 +950,14 @@ def token_rename(
     _require_personal(token, "renamed")
     errors: dict[str, list[str]] = {}
     changes: dict[str, list] = {}
-    if name is not None:
-        _name_change(token, name, errors, changes)
+    named_for = token.owner if actor is None or actor.pk != token.owner_id else None
+    name_taken = name is not None and _name_change(token, name, errors, changes, named_for)
     _purpose_change(token, purpose, errors, changes)
     if errors:
-        raise ValidationFailed(errors)
+        raise _invalid(errors, name_taken)
     if not changes:
         return token
-    _save(token, ["name", "purpose"])
+    _save(token, ["name", "purpose"], named_for)
     audit_record(
         action=AuditAction.TOKEN_EDITED,
         tenant_id=token.tenant_id,

@@ -12,6 +12,10 @@ from django.core.signals import setting_changed
 from tenants.models import Application
 
 ALGORITHM = "RS256"
+# RFC 9068 §2.1: the media type of a JWT access token, in its header; checked on the way in (§4), so
+# no other JWT signed with these keys (an ID token, a client assertion) passes for an access token.
+ACCESS_TOKEN_TYP = "at+jwt"
+ACCESS_TOKEN_TYPS = {ACCESS_TOKEN_TYP, f"application/{ACCESS_TOKEN_TYP}"}
 
 
 @cache
@@ -66,13 +70,18 @@ def access_token_claims(value: str, *, audience: str | None = None) -> dict | No
         key = keys_by_id.get(header.get("kid"))
         if key is None or header.get("alg") != ALGORITHM:
             return None
+        if str(header.get("typ", "")).lower() not in ACCESS_TOKEN_TYPS:
+            return None
         return jwt.decode(
             value,
             key.public_key(),
             algorithms=[ALGORITHM],
             issuer=issuer(),
             audience=audience,
-            options={"require": ["exp", "iat", "jti", "sub", "pat_id"], "verify_aud": audience is not None},
+            options={
+                "require": ["iss", "exp", "aud", "sub", "client_id", "iat", "jti", "pat_id"],
+                "verify_aud": audience is not None,
+            },
         )
     except (jwt.PyJWTError, ValueError, TypeError):
         return None
@@ -81,4 +90,4 @@ def access_token_claims(value: str, *, audience: str | None = None) -> dict | No
 def access_token_sign(claims: dict) -> str:
     """Sign ``claims`` with the current key."""
     kid, key = _signing_keys()[0]
-    return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid})
+    return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid, "typ": ACCESS_TOKEN_TYP})

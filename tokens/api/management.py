@@ -263,7 +263,8 @@ class UserTokenListView(ManagementView):
         except ValidationFailed as error:
             # The service names its arguments; the client should see the fields it sent.
             names = {"expires_at": "expiresAt", "application": application_field, "allowed_networks": "allowedNetworks"}
-            raise ValidationFailed({names.get(name, name): texts for name, texts in error.fields.items()}) from None
+            renamed = {names.get(name, name): texts for name, texts in error.fields.items()}
+            raise type(error)(renamed, error.message) from None  # a NameTaken stays a 409
         body["token"] = issued.plaintext
         return Response(body, status=status.HTTP_201_CREATED)
 

@@ -66,10 +66,16 @@ class TokenExchangeRequest(FormParameters):
     subject_token = _parameter()
     subject_token_type = serializers.ChoiceField(choices=list(PAT_TOKEN_TYPES))
     scope = _parameter(required=False, allow_blank=True)
-    resource = _parameter(required=False, allow_blank=True)
-    audience = _parameter(required=False, allow_blank=True)
+    resource = serializers.ListField(child=_parameter(), required=False, help_text="Repeatable (RFC 8693 §2.1).")
+    audience = serializers.ListField(child=_parameter(), required=False, help_text="Repeatable (RFC 8693 §2.1).")
+    actor_token = _parameter(required=False, help_text="Refused: delegation is not offered.")
+    actor_token_type = _parameter(required=False)
     client_id = _parameter(required=False, allow_blank=True)
     client_secret = _parameter(required=False, allow_blank=True)
+
+
+# RFC 8693 §2.1: the parameters a token exchange may repeat.
+REPEATABLE = ("resource", "audience")
 
 
 class TokenRequest(FormParameters):
@@ -109,20 +115,23 @@ class OAuthView(APIView):
             return oauth_error(OAuthError("invalid_request", "Use POST.", status=405))
         return super().handle_exception(exc)
 
-    def params(self, request: Request) -> dict[str, str]:
-        """The body's parameters; each may appear once, and one without a value
-        counts as omitted (RFC 6749 §3.1)."""
+    def params(self, request: Request, repeatable: tuple[str, ...] = ()) -> dict:
+        """The body's parameters; each may appear once (those in ``repeatable``
+        any number of times, as a list), and one without a value counts as
+        omitted (RFC 6749 §3.1)."""
         data = request.data
         if not hasattr(data, "lists"):
             raise OAuthError("invalid_request", "Send parameters as application/x-www-form-urlencoded.")
         params = {}
         for key, values in data.lists():
-            if len(values) > 1:
+            if len(values) > 1 and key not in repeatable:
                 raise OAuthError("invalid_request", f"The parameter {key} is repeated.")
-            if len(values[0]) > MAX_PARAMETER_LENGTH:
-                raise OAuthError("invalid_request", f"The parameter {key} is longer than {MAX_PARAMETER_LENGTH}.")
-            if values[0]:
-                params[key] = values[0]
+            for value in values:
+                if len(value) > MAX_PARAMETER_LENGTH:
+                    raise OAuthError("invalid_request", f"The parameter {key} is longer than {MAX_PARAMETER_LENGTH}.")
+            present = [value for value in values if value]
+            if present:
+                params[key] = present if key in repeatable else present[0]
         return params
 
     def client_and_token(self, request: Request) -> tuple[OAuthClient, str]:
@@ -197,7 +206,7 @@ class TokenView(OAuthView):
         tags=["oauth"],
     )
     def post(self, request: Request) -> Response:
-        params = self.params(request)
+        params = self.params(request, repeatable=REPEATABLE)
         client = self.client(request, params)
         if params.get("grant_type") != GRANT_TOKEN_EXCHANGE:
             if not params.get("grant_type"):
@@ -206,7 +215,13 @@ class TokenView(OAuthView):
         for required in ("subject_token", "subject_token_type"):
             if not params.get(required):
                 raise OAuthError("invalid_request", f"{required} is required.")
-        audiences = [value for key in ("resource", "audience") if (value := params.get(key))]
+        if "actor_token" in params or "actor_token_type" in params:
+            if "actor_token" not in params or "actor_token_type" not in params:
+                raise OAuthError("invalid_request", "actor_token and actor_token_type go together (RFC 8693 §2.1).")
+            raise OAuthError(
+                "invalid_request", "Delegation (actor_token) is not offered: exchange the personal access token alone."
+            )
+        audiences = list(dict.fromkeys(params.get("resource", []) + params.get("audience", [])))
         body = token_exchange(
             client=client,
             subject_token=params["subject_token"],
@@ -229,12 +244,18 @@ class IntrospectView(OAuthView):
                 fields={
                     "active": serializers.BooleanField(),
                     "scope": serializers.CharField(required=False),
-                    "client_id": serializers.CharField(required=False),
+                    "client_id": serializers.CharField(
+                        required=False, help_text="The client an access token was issued to; absent for a PAT."
+                    ),
                     "username": serializers.CharField(required=False),
                     "sub": serializers.CharField(required=False),
                     "exp": serializers.IntegerField(required=False),
                     "iat": serializers.IntegerField(required=False),
-                    "token_type": serializers.CharField(required=False),
+                    "token_type": serializers.CharField(required=False, help_text="Bearer (RFC 6749 §7.1)."),
+                    "token_kind": serializers.ChoiceField(
+                        ["personal_access_token", "access_token", "embed_session"], required=False
+                    ),
+                    "aud": serializers.ListField(child=serializers.CharField(), required=False),
                     "iss": serializers.CharField(required=False),
                     "tenant": serializers.CharField(required=False),
                     "application": serializers.CharField(required=False),
@@ -256,7 +277,9 @@ class IntrospectView(OAuthView):
                     "sub": "1",
                     "exp": 1795430400,
                     "iat": 1795426800,
-                    "token_type": "access_token",
+                    "token_type": "Bearer",
+                    "token_kind": "access_token",
+                    "aud": ["http://127.0.0.1:8000", "urn:iam:application:8ba8bf0e-6b8f-4e07-abb9-6fd2d816fabc"],
                     "iss": "http://127.0.0.1:8000",
                     "tenant": "acme",
                     "application": "8ba8bf0e-6b8f-4e07-abb9-6fd2d816fabc",
@@ -274,7 +297,7 @@ class IntrospectView(OAuthView):
 class RevokeView(OAuthView):
     @extend_schema(
         operation_id="oauth_revoke",
-        summary="Revoke an access token this client obtained (RFC 7009)",
+        summary="Revoke an access token this client obtained (RFC 7009); a PAT is unsupported_token_type",
         request={"application/x-www-form-urlencoded": TokenRequest},
         responses={
             200: OpenApiResponse(description="Revoked, or not a token of this client (RFC 7009 §2.2)."),
@@ -284,6 +307,15 @@ class RevokeView(OAuthView):
         },
         examples=[
             request_example("Revoke", {"token": "eyJhbGciOiJSUzI1NiIs…"}),
+            example(
+                "A personal access token",
+                {
+                    "error": "unsupported_token_type",
+                    "error_description": "Personal access tokens and embed sessions are not revoked by OAuth "
+                    "clients: their owner or an administrator revokes them.",
+                },
+                "400",
+            ),
             example(
                 "Unknown client",
                 {"error": "invalid_client", "error_description": "Unknown client or wrong secret."},
@@ -357,8 +389,8 @@ class MetadataView(APIView):
                 "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
                 "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
                 "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-                "token_endpoint_auth_signing_alg_values_supported": ["RS256"],
-                "response_types_supported": [],
+                # RFC 8414 requires it: "none" (no authorization endpoint, so nothing is issued through one).
+                "response_types_supported": ["none"],
                 "subject_token_types_supported": list(PAT_TOKEN_TYPES),
             }
         )

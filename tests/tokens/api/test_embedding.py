@@ -246,3 +246,34 @@ def test_concurrent_issuance_leaves_exactly_one_active_token(world, credential):
     assert codes == [201] * 4
     tokens = PersonalAccessToken.objects.filter(kind=TokenKind.EMBED)
     assert tokens.count() == 4 and tokens.filter(status=TokenStatus.ACTIVE).count() == 1
+
+
+def test_a_challenge_driven_basic_client_gets_a_basic_challenge_and_then_sends_its_credential(
+    live_server, world, credential
+):
+    """Python's HTTPBasicAuthHandler sends credentials only after a ``Basic`` challenge (RFC 9110 §11.6.1)."""
+    import json
+    import urllib.request
+
+    url = f"{live_server.url}{URL}"
+    refused = urllib.request.Request(url, data=json.dumps(payload(world)).encode(), method="POST")
+    refused.add_header("Content-Type", "application/json")
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(refused, timeout=10)
+    assert error.value.code == 401 and error.value.headers["WWW-Authenticate"] == 'Basic realm="iam"'
+
+    passwords = urllib.request.HTTPPasswordMgrWithDefaultRealm()
+    passwords.add_password(None, url, "portal", credential.plaintext)
+    opener = urllib.request.build_opener(urllib.request.HTTPBasicAuthHandler(passwords))
+    request = urllib.request.Request(url, data=json.dumps(payload(world)).encode(), method="POST")
+    request.add_header("Content-Type", "application/json")
+    with opener.open(request, timeout=10) as response:
+        assert response.status == 201 and json.loads(response.read())["personalAccessToken"].startswith("pat_")
+    # A bad credential is challenged the same way; the bearer APIs keep their Bearer challenge.
+    bad = urllib.request.Request(url, data=b"{}", method="POST", headers={"Authorization": "Basic bm9wZTo="})
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(bad, timeout=10)
+    assert error.value.headers["WWW-Authenticate"] == 'Basic realm="iam"'
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(f"{live_server.url}/api/v1/me", timeout=10)
+    assert error.value.headers["WWW-Authenticate"].startswith("Bearer")

@@ -183,3 +183,21 @@ def test_a_database_failure_after_the_write_leaves_nothing_issued_or_renamed(api
     assert kept.name == "kept" and AuditEvent.objects.count() == events
     monkeypatch.undo()
     assert client.post(url(world.user), create_body(world), format="json").status_code == 201
+
+
+def test_a_duplicate_name_is_a_conflict_named_for_the_owner_not_you(api, world, user_admin):
+    tenant_set_api_issuance(tenant=world.tenant, allowed=True, actor=None)
+    client = bearer(api, admin_pat(user_admin))
+    assert client.post(url(world.user), create_body(world), format="json").status_code == 201
+    again = client.post(url(world.user), create_body(world), format="json")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "name_taken"
+    (message,) = again.json()["error"]["fields"]["name"]
+    assert message == f"{world.user.username} already has a token named “Nightly import”." and "You" not in message
+    # Renaming another token to it: the same conflict, the same words.
+    other = client.post(url(world.user), create_body(world, name="Other"), format="json").json()
+    renamed = client.patch(url(world.user, "Other"), {"name": "Nightly import"}, format="json")
+    assert renamed.status_code == 409 and renamed.json()["error"]["fields"]["name"] == [message]
+    assert PersonalAccessToken.objects.get(pk=other["id"]).name == "Other"
+    # Several problems at once are still one 400 with every field.
+    both = client.post(url(world.user), create_body(world, roles=["nope"]), format="json")
+    assert both.status_code == 400 and set(both.json()["error"]["fields"]) == {"name", "roles"}

@@ -73,7 +73,9 @@ def test_exchange_with_authlib_and_verify_with_pyjwt_against_the_jwks(live_serve
     # Introspection and revocation through the same library.
     introspected = session.introspect_token(f"{live_server.url}/oauth/introspect", token=token["access_token"]).json()
     assert introspected["active"] is True and introspected["scope"] == "orders.read"
-    assert introspected["username"] == world.user.username and introspected["token_type"] == "access_token"
+    assert introspected["username"] == world.user.username and introspected["token_type"] == "Bearer"
+    assert introspected["token_kind"] == "access_token" and introspected["client_id"] == oauth_client.client.client_id
+    assert settings.PUBLIC_URL in introspected["aud"]
     assert session.revoke_token(f"{live_server.url}/oauth/revoke", token=token["access_token"]).status_code == 200
     assert session.introspect_token(f"{live_server.url}/oauth/introspect", token=token["access_token"]).json() == {
         "active": False
@@ -200,7 +202,9 @@ def test_introspection_of_pats_embed_sessions_and_garbage(api, world, oauth_clie
 
     pat = world.issue()
     described = introspect(pat.plaintext)
-    assert described["active"] is True and described["token_type"] == "personal_access_token"
+    assert described["active"] is True and described["token_type"] == "Bearer"
+    assert described["token_kind"] == "personal_access_token"
+    assert "client_id" not in described and "aud" not in described  # issued to its owner, by no OAuth client
     assert described["sub"] == str(world.user.pk) and described["tenant"] == "acme"
     assert described["exp"] == int(pat.token.expires_at.timestamp())
     for value in ("garbage", "a.b.c", "pat_" + "A" * 36, other_world.issue().plaintext, "emb_" + "B" * 36):
@@ -213,7 +217,7 @@ def test_introspection_of_pats_embed_sessions_and_garbage(api, world, oauth_clie
     ).json()["personalAccessToken"]
     location = api.get(f"/embed-apps/{world.application.pk}", {"personal-access-token": embed})["Location"]
     session = introspect(location.split("#session=")[1])
-    assert session["active"] is True and session["token_type"] == "embed_session"
+    assert session["active"] is True and session["token_type"] == "Bearer" and session["token_kind"] == "embed_session"
 
 
 def test_jwks_keeps_rotated_keys_so_old_tokens_verify(api, world, oauth_client, settings):
@@ -330,3 +334,139 @@ def test_a_leak_report_pasted_with_a_newline_still_revokes(api, world):
     assert response.status_code == 202
     issued.token.refresh_from_db()
     assert issued.token.status == TokenStatus.REVOKED
+
+
+def test_exchanged_access_tokens_are_rfc_9068_jwt_access_tokens(live_server, world, oauth_client, settings):
+    """Judged by joserfc (the header) and Authlib's RFC 9068 resource-server validator (the claims)."""
+    from authlib.oauth2.rfc9068 import JWTBearerTokenValidator
+    from joserfc import jwt as jose_jwt
+    from joserfc.jwk import KeySet
+
+    pat = world.issue("rfc 9068", roles=("reader",)).plaintext
+    access_token = exchange(api_client(), oauth_client, pat).json()["access_token"]
+    keys = KeySet.import_key_set(requests_get(f"{live_server.url}/.well-known/jwks.json"))
+    decoded = jose_jwt.decode(access_token, keys, algorithms=["RS256"])
+    assert decoded.header["typ"] == "at+jwt"  # §2.1
+
+    class Validator(JWTBearerTokenValidator):
+        def get_jwks(self):
+            return KeySet.import_key_set(requests_get(f"{live_server.url}/.well-known/jwks.json"))
+
+    validator = Validator(issuer=settings.PUBLIC_URL, resource_server=settings.PUBLIC_URL)
+    claims = validator.authenticate_token(access_token)  # §2.2: iss, exp, aud, sub, client_id, iat, jti essential
+    validator.validate_token(claims, scopes=["orders.read"], request=None)
+    assert claims["client_id"] == oauth_client.client.client_id and claims["sub"] == str(world.user.pk)
+
+
+def test_a_jwt_signed_with_our_key_but_not_typed_as_an_access_token_is_refused(api, world, oauth_client):
+    from tokens.signing import _signing_keys
+
+    pat = world.issue("typed", roles=("reader",)).plaintext
+    access_token = exchange(api, oauth_client, pat).json()["access_token"]
+    assert bearer(api, access_token).get("/api/v1/me").status_code == 200
+    claims = jwt.decode(access_token, options={"verify_signature": False})
+    kid, key = _signing_keys()[0]
+    for typ in ("JWT", None, "id_token+jwt"):
+        headers = {"kid": kid, **({"typ": typ} if typ else {})}
+        forged = jwt.encode(claims, key, algorithm="RS256", headers=headers)
+        assert bearer(api, forged).get("/api/v1/me").status_code == 401, typ
+
+
+def test_metadata_passes_authlibs_rfc_8414_validation(api, settings):
+    from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+
+    settings.PUBLIC_URL = "https://iam.example"  # RFC 8414 §2: the issuer is an https URL
+    body = api.get("/.well-known/oauth-authorization-server").json()
+    AuthorizationServerMetadata(body).validate()
+    assert "token_endpoint_auth_signing_alg_values_supported" not in body  # no JWT client authentication offered
+
+
+def test_revoking_a_pat_through_oauth_is_refused_never_a_false_success(live_server, world, oauth_client):
+    """RFC 7009 §2.2.1, judged by Authlib's generic revoke_token()."""
+    issued = world.issue("not the client's to revoke", roles=("reader",))
+    session = OAuth2Session(oauth_client.client.client_id, oauth_client.secret)
+    response = session.revoke_token(f"{live_server.url}/oauth/revoke", token=issued.plaintext)
+    assert response.status_code == 400 and response.json()["error"] == "unsupported_token_type"
+    me = requests_get(f"{live_server.url}/api/v1/me", headers={"Authorization": f"Bearer {issued.plaintext}"})
+    assert me["user"]["username"] == world.user.username  # still active: nothing pretended otherwise
+    # A value of no known form is still answered as RFC 7009 §2.2 asks (200, nothing revealed).
+    assert session.revoke_token(f"{live_server.url}/oauth/revoke", token="garbage").status_code == 200
+
+
+def api_client():
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+def requests_get(url: str, headers: dict | None = None) -> dict:
+    import requests
+
+    response = requests.get(url, headers=headers or {}, timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def test_a_resource_server_protects_an_endpoint_with_authlibs_introspection_validator(live_server, world, oauth_client):
+    """Authlib's RFC 7662 validator, as a resource server would run it, against our introspection."""
+    import requests
+    from authlib.oauth2.rfc6750 import InsufficientScopeError, InvalidTokenError
+    from authlib.oauth2.rfc7662 import IntrospectTokenValidator
+
+    class Validator(IntrospectTokenValidator):
+        def introspect_token(self, token_string):
+            response = requests.post(
+                f"{live_server.url}/oauth/introspect",
+                data={"token": token_string},
+                auth=(oauth_client.client.client_id, oauth_client.secret),
+                timeout=10,
+            )
+            response.raise_for_status()
+            return response.json()
+
+    validator = Validator()
+    issued = world.issue("behind a resource server", roles=("reader",))
+    access_token = exchange(api_client(), oauth_client, issued.plaintext).json()["access_token"]
+    for value in (issued.plaintext, access_token):
+        token = validator.authenticate_token(value)
+        validator.validate_token(token, ["orders.read"], None)  # allowed
+        assert token["token_type"].lower() == validator.TOKEN_TYPE  # the type the validator protects: bearer
+        with pytest.raises(InsufficientScopeError):
+            validator.validate_token(token, ["orders.write"], None)
+    token_revoke(token=issued.token, actor=None, actor_label="test")
+    for value in (issued.plaintext, access_token):
+        with pytest.raises(InvalidTokenError):
+            validator.validate_token(validator.authenticate_token(value), ["orders.read"], None)
+
+
+def test_several_resources_and_audiences_and_a_clear_refusal_of_delegation(live_server, world, oauth_client, settings):
+    """RFC 8693 §2.1. Repeated parameters through requests (Authlib's token request folds them into
+    one); the refusals through Authlib."""
+    import requests
+    from authlib.integrations.base_client import OAuthError as AuthlibOAuthError
+
+    pat = world.issue("several targets", roles=("reader",)).plaintext
+    session = OAuth2Session(oauth_client.client.client_id, oauth_client.secret)
+    application = f"urn:iam:application:{world.application.pk}"
+    base = {"subject_token": pat, "subject_token_type": PAT_TOKEN_TYPE}
+    auth = (oauth_client.client.client_id, oauth_client.secret)
+
+    def exchange_for(*targets):
+        data = [("grant_type", GRANT_TOKEN_EXCHANGE), *base.items(), *targets]
+        return requests.post(f"{live_server.url}/oauth/token", data=data, auth=auth, timeout=10)
+
+    granted = exchange_for(("resource", settings.PUBLIC_URL), ("resource", application), ("audience", application))
+    assert granted.status_code == 200, granted.text
+    claims = jwt.decode(granted.json()["access_token"], options={"verify_signature": False})
+    assert claims["aud"] == [settings.PUBLIC_URL, application]  # each once, in the order asked
+    unknown = exchange_for(("resource", settings.PUBLIC_URL), ("resource", "https://elsewhere.example"))
+    assert unknown.status_code == 400 and unknown.json()["error"] == "invalid_target"
+
+    for extra, words in (
+        ({"actor_token": pat}, "go together"),
+        ({"actor_token_type": PAT_TOKEN_TYPE}, "go together"),
+        ({"actor_token": pat, "actor_token_type": PAT_TOKEN_TYPE}, "not offered"),
+    ):
+        with pytest.raises(AuthlibOAuthError) as refused:
+            session.fetch_token(f"{live_server.url}/oauth/token", grant_type=GRANT_TOKEN_EXCHANGE, **base, **extra)
+        assert "invalid_request" in str(refused.value) and words in str(refused.value), extra
