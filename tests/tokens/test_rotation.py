@@ -50,7 +50,7 @@ def test_a_regenerated_token_keeps_everything_but_its_secret_and_the_old_one_sto
 
 
 def test_the_old_secret_works_during_its_grace_period_and_its_reuse_after_ends_the_token(
-    api, world, django_capture_on_commit_callbacks
+    api, client, world, django_capture_on_commit_callbacks
 ):
     issued = world.issue("deploy")
     rotated = token_rotate(
@@ -74,6 +74,10 @@ def test_the_old_secret_works_during_its_grace_period_and_its_reuse_after_ends_t
     with django_capture_on_commit_callbacks(execute=True):  # presented again: told once
         assert bearer(api, issued.plaintext).get(ME).status_code == 401
     assert len(mail.outbox) == 1
+    # The owner's page says what happened, not "an operator".
+    client.force_login(world.user)
+    page = client.get("/tokens/").content.decode()
+    assert "used after its grace period: someone else holds it" in page and "an operator" not in page
 
 
 def test_a_grace_period_never_revives_an_expired_secret(api, world):
