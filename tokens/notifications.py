@@ -53,7 +53,6 @@ REVOKERS = {
     RevocationCause.ADMINISTRATOR: "{who}, an administrator, revoked",
     RevocationCause.INTEGRATION: "The {who} ended",
     RevocationCause.OPERATOR: "An operator of the service revoked",
-    RevocationCause.UNUSED: "Your tenant's policy for tokens nobody uses ended",
 }
 BODIES = {
     "revoked": "{revoker} your personal access token “{name}” ({prefix}…) for {application}. "

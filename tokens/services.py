@@ -859,7 +859,6 @@ NOTIFIED_CAUSES = {
     RevocationCause.OPERATOR: "revoked",
     RevocationCause.LEAK_REPORT: "reported_leaked",
     RevocationCause.REUSE_DETECTED: "reuse_detected",
-    RevocationCause.UNUSED: "revoked",
 }
 AUDITED_AS = {
     RevocationCause.LEAK_REPORT: AuditAction.TOKEN_REPORTED_LEAKED,

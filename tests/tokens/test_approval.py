@@ -254,6 +254,19 @@ def test_approvers_get_one_digest_a_day_without_their_own_requests(world, audito
     assert digest.to == [user_admin.email] and "2 personal access tokens await your approval" in digest.subject
     assert "Request A" in digest.body and "Request B" in digest.body and "?status=pending" in digest.body
     assert approval_digests_send(now) == 0  # once a day
+
+    # An approver's own request is never in their digest (someone else decides on it).
+    colleague = UserFactory(username="second-admin", tenant=world.tenant)
+    grant(colleague, service_role(ServiceRole.USER_ADMINISTRATOR), auditor)
+    colleague.can_create_pats = True
+    colleague.save()
+    world.issue("Colleague's own", roles=("auditor",), owner=colleague)
+    mail.outbox.clear()
+    assert approval_digests_send(now) == 1  # the colleague's first digest today
+    (theirs,) = mail.outbox
+    assert theirs.to == [colleague.email] and "Request A" in theirs.body and "Colleague's own" not in theirs.body
+    colleague.is_active = False
+    colleague.save()
     assert approval_digests_send(now + timedelta(days=1)) == 1
     assert ApprovalDigest.objects.filter(recipient=user_admin).count() == 2
 
@@ -303,3 +316,28 @@ def test_an_administrator_of_another_tenant_cannot_decide(world, other_world, au
     assert refused.value.code == "not_tenant_admin"
     issued.token.refresh_from_db()
     assert issued.token.approval == Approval.PENDING
+
+
+def test_approval_requests_and_decisions_are_announced_to_webhooks(world, auditor, user_admin):
+    from tokens.models import WebhookDelivery
+    from tokens.webhooks import webhook_endpoint_create
+
+    webhook_endpoint_create(
+        tenant=world.tenant,
+        url="http://127.0.0.1:9/hooks",
+        events=["token.approval_requested", "token.approved", "token.denied"],
+        actor=None,
+    )
+    approved = world.issue("Approved one", roles=("auditor",))
+    denied = world.issue("Denied one", roles=("auditor",))
+    token_approval_decide(token=approved.token, actor=user_admin, approve=True)
+    token_approval_decide(token=denied.token, actor=user_admin, approve=False, note="Not for this")
+    sent = {(d.token_id, d.event_type): d.payload for d in WebhookDelivery.objects.all()}
+    assert set(sent) == {
+        (approved.token.pk, "token.approval_requested"),
+        (denied.token.pk, "token.approval_requested"),
+        (approved.token.pk, "token.approved"),
+        (denied.token.pk, "token.denied"),
+    }
+    assert sent[(denied.token.pk, "token.denied")]["data"]["reason"] == "Not for this"
+    assert sent[(approved.token.pk, "token.approval_requested")]["data"]["changes"] == {"roles": ["auditor"]}

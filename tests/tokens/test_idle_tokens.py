@@ -128,7 +128,6 @@ def test_a_run_stops_at_its_limit_and_the_task_drains_the_rest_at_once(
     with django_capture_on_commit_callbacks(execute=True):
         assert idle_tokens_sweep(now, limit=2) == {"warned": 2, "ended": 0, "more": True}
     monkeypatch.setattr(idle, "RUN_LIMIT", 2)
-    monkeypatch.setattr(idle.idle_tokens_sweep, "__defaults__", (None, 2))
     with django_capture_on_commit_callbacks(execute=True):
         sweep_idle_tokens()  # runs again at once while it stops at the limit (in-process here)
     assert not PersonalAccessToken.objects.filter(owner=world.user, unused_warned_at__isnull=True).exists()

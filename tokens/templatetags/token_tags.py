@@ -3,6 +3,9 @@ from datetime import datetime, timedelta
 from django import template
 from django.utils import timezone
 
+from tokens.idle import unused_end
+from tokens.selectors import approver_names
+
 register = template.Library()
 
 
@@ -36,8 +39,6 @@ def expires_soon(moment: datetime | None, days: int = 7) -> bool:
 @register.simple_tag
 def approvers_of(token) -> str:
     """Who may approve a pending token, by name, as its owner reads them."""
-    from tokens.selectors import approver_names
-
     names = approver_names(token)
     return ", ".join(names) if names else "a main administrator of the service"
 
@@ -46,6 +47,4 @@ def approvers_of(token) -> str:
 def ends_unused_on(token) -> datetime | None:
     """When the tenant's unused-token policy will end ``token`` if nobody uses
     it before (as ``tokens.idle`` computes it), or None if it will not."""
-    from tokens.idle import unused_end
-
     return unused_end(token, timezone.now())
