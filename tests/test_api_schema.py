@@ -2,7 +2,10 @@
 mismatches schemathesis found (tests/test_api_fuzz.py)."""
 
 import pytest
+import schemathesis
 from django.test import Client
+from schemathesis.specs.openapi.adapter.security import declares_security, has_effective_optional_auth
+from schemathesis.specs.openapi.checks import get_security_parameters
 
 pytestmark = pytest.mark.django_db
 
@@ -12,6 +15,7 @@ BODY_OPERATIONS = [
     ("/api/v1/users/{userId}/personal-access-tokens", "post"),
     ("/api/v1/users/{userId}/personal-access-tokens/{name}", "patch"),
 ]
+OAUTH_CLIENT_OPERATIONS = ["/oauth/token", "/oauth/introspect", "/oauth/revoke"]
 AUTHENTICATED_OPERATIONS = [
     ("/api/v1/me", "get"),
     ("/api/v1/admin/health", "get"),
@@ -94,6 +98,30 @@ def test_oauth_forms_take_single_unknown_parameters_and_name_the_grant(schema):
     ]
     assert "minLength" not in exchange["properties"]["scope"]  # an empty parameter counts as omitted
     assert "413" in schema["paths"]["/oauth/token"]["post"]["responses"]
+
+
+def test_oauth_operations_declare_client_authentication(schema):
+    # Judged by schemathesis: its validator (OpenAPI 3.0's own JSON Schema) and its reading of the
+    # security requirements, which decides what a generated client sends.
+    loaded = schemathesis.openapi.from_dict(schema)
+    loaded.validate()
+    basic = schema["components"]["securitySchemes"]["oauthClientBasic"]
+    assert (basic["type"], basic["scheme"]) == ("http", "basic")
+    assert "client_id:client_secret" in basic["description"] and "client_secret_post" in basic["description"]
+    for path in OAUTH_CLIENT_OPERATIONS:
+        operation = schema["paths"][path]["post"]
+        assert operation["security"] == [{"oauthClientBasic": []}]  # never {}: that would be anonymous
+        assert "client_secret_post" in operation["description"]
+        body = request_body(schema, path, "post", "application/x-www-form-urlencoded")
+        assert {"client_id", "client_secret"} <= set(body["properties"])
+        assert not {"client_id", "client_secret"} & set(body.get("required", []))  # Basic is the other way
+        parsed = loaded[path]["POST"]
+        assert declares_security(parsed) and not has_effective_optional_auth(parsed, schema)
+        (header,) = get_security_parameters(parsed)
+        assert (header.name, header.definition["schema"]["format"]) == ("Authorization", "_basic_auth")
+    for path in ("/.well-known/jwks.json", "/.well-known/oauth-authorization-server"):
+        assert schema["paths"][path]["get"]["security"] == [{}]
+        assert has_effective_optional_auth(loaded[path]["GET"], schema)
 
 
 def test_unknown_api_paths_answer_json_404_to_any_method():

@@ -1,7 +1,8 @@
 """Shared pieces of the OpenAPI description."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
-from drf_spectacular.plumbing import get_class
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import ResolvedComponent, get_class
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
@@ -130,6 +131,34 @@ class IntegrationCredentialScheme(OpenApiAuthenticationExtension):
             "name": "Authorization",
             "description": "`Basic <integration credential>` (itc_…), as ToolJet's embedding API expects.",
         }
+
+
+OAUTH_CLIENT_SCHEME = "oauthClientBasic"
+OAUTH_CLIENT_AUTHENTICATION = (
+    "Client authentication (RFC 6749 §2.3.1), one method per request: `client_secret_basic` "
+    "(`Authorization: Basic base64(client_id:client_secret)`, each form-urlencoded first) or "
+    "`client_secret_post` (`client_id` and `client_secret` as parameters of the form body, which "
+    "no OpenAPI security scheme can express)."
+)
+
+
+class OAuthClientSchema(AutoSchema):
+    """The schema of the /oauth endpoints that authenticate an OAuth client:
+    the views check the client themselves (in RFC 6749's error format), so no
+    DRF authenticator announces it. Basic is the security requirement, and the
+    request bodies document ``client_id`` and ``client_secret`` as the
+    alternative; never the anonymous ``{}``."""
+
+    def get_auth(self):
+        self.registry.register_on_missing(
+            ResolvedComponent(
+                name=OAUTH_CLIENT_SCHEME,
+                type=ResolvedComponent.SECURITY_SCHEMA,
+                object=OAUTH_CLIENT_SCHEME,
+                schema={"type": "http", "scheme": "basic", "description": OAUTH_CLIENT_AUTHENTICATION},
+            )
+        )
+        return [{OAUTH_CLIENT_SCHEME: []}]
 
 
 def _map_without_base_docstring(extension: OpenApiSerializerExtension, auto_schema, direction) -> dict:

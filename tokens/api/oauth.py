@@ -24,7 +24,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api.parsers import FormParser
-from core.api.schema import errors, example, request_example
+from core.api.schema import OAUTH_CLIENT_AUTHENTICATION, OAuthClientSchema, errors, example, request_example
 from core.errors import RequestTooLarge
 from core.http import client_ip
 from tokens.models import OAuthClient
@@ -54,6 +54,10 @@ def _parameter(**kwargs) -> serializers.CharField:
     return serializers.CharField(max_length=MAX_PARAMETER_LENGTH, **kwargs)
 
 
+CLIENT_ID_HELP = "client_secret_post (RFC 6749 §2.3.1): the client's id, with client_secret."
+CLIENT_SECRET_HELP = "client_secret_post: the client's secret, instead of a Basic header (not both)."
+
+
 class FormParameters(serializers.Serializer):
     """An OAuth request's form parameters, for the schema (the views read them
     themselves): each a string given once; unknown ones are ignored (RFC 6749 §3.2)."""
@@ -70,8 +74,8 @@ class TokenExchangeRequest(FormParameters):
     audience = serializers.ListField(child=_parameter(), required=False, help_text="Repeatable (RFC 8693 §2.1).")
     actor_token = _parameter(required=False, help_text="Refused: delegation is not offered.")
     actor_token_type = _parameter(required=False)
-    client_id = _parameter(required=False, allow_blank=True)
-    client_secret = _parameter(required=False, allow_blank=True)
+    client_id = _parameter(required=False, allow_blank=True, help_text=CLIENT_ID_HELP)
+    client_secret = _parameter(required=False, allow_blank=True, help_text=CLIENT_SECRET_HELP)
 
 
 # RFC 8693 §2.1: the parameters a token exchange may repeat.
@@ -83,8 +87,8 @@ class TokenRequest(FormParameters):
 
     token = _parameter()
     token_type_hint = _parameter(required=False, allow_blank=True)
-    client_id = _parameter(required=False, allow_blank=True)
-    client_secret = _parameter(required=False, allow_blank=True)
+    client_id = _parameter(required=False, allow_blank=True, help_text=CLIENT_ID_HELP)
+    client_secret = _parameter(required=False, allow_blank=True, help_text=CLIENT_SECRET_HELP)
 
 
 def oauth_error(error: OAuthError) -> Response:
@@ -97,9 +101,11 @@ def oauth_error(error: OAuthError) -> Response:
 
 
 class OAuthView(APIView):
+    # The client is authenticated by the view (client_secret_basic or _post), in RFC 6749's error format.
     authentication_classes = []
     permission_classes = [AllowAny]
     parser_classes = [FormParser]
+    schema = OAuthClientSchema()
 
     def handle_exception(self, exc):
         if isinstance(exc, OAuthError):
@@ -170,8 +176,8 @@ class TokenView(OAuthView):
         operation_id="oauth_token",
         summary="Exchange a personal access token for an access token (RFC 8693)",
         description=(
-            "Client authentication: `client_secret_basic` or `client_secret_post`. `subject_token_type` is "
-            f"`{PAT_TOKEN_TYPES[0]}` or Logto's `{PAT_TOKEN_TYPES[1]}`. Optional `scope`, `resource`/`audience`."
+            f"`subject_token_type` is `{PAT_TOKEN_TYPES[0]}` or Logto's `{PAT_TOKEN_TYPES[1]}`. Optional "
+            f"`scope`, `resource`/`audience`. {OAUTH_CLIENT_AUTHENTICATION}"
         ),
         request={"application/x-www-form-urlencoded": TokenExchangeRequest},
         responses={
@@ -237,6 +243,7 @@ class IntrospectView(OAuthView):
     @extend_schema(
         operation_id="oauth_introspect",
         summary="Introspect a PAT, access token or embed session (RFC 7662)",
+        description=OAUTH_CLIENT_AUTHENTICATION,
         request={"application/x-www-form-urlencoded": TokenRequest},
         responses={
             200: inline_serializer(
@@ -298,6 +305,7 @@ class RevokeView(OAuthView):
     @extend_schema(
         operation_id="oauth_revoke",
         summary="Revoke an access token this client obtained (RFC 7009); a PAT is unsupported_token_type",
+        description=OAUTH_CLIENT_AUTHENTICATION,
         request={"application/x-www-form-urlencoded": TokenRequest},
         responses={
             200: OpenApiResponse(description="Revoked, or not a token of this client (RFC 7009 §2.2)."),
