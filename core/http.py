@@ -1,7 +1,7 @@
 from django.http import HttpRequest
 
 # Paths that answer in the API's JSON shape, errors included.
-API_PREFIXES = ("/api/", "/oauth/", "/.well-known/")
+API_PREFIXES = ("/api/", "/oauth/", "/.well-known/", "/auth/")
 
 
 def client_ip(request: HttpRequest) -> str | None:

@@ -156,6 +156,7 @@ class AuditAction(models.TextChoices):
     APPLICATION_CREATED = "application.created", "Application created"
     APPLICATION_CHANGED = "application.changed", "Application changed"
     APPLICATION_PATS_SWITCHED = "application.pats_switched", "Application's PAT switch changed"
+    APPLICATION_ROUTES_CHANGED = "application.routes_changed", "Application's gateway route rules changed"
     TOKEN_REPORTED_LEAKED = "token.reported_leaked", "Token reported leaked (and revoked)"
     TOKEN_ROTATED = "token.rotated", "Token regenerated"
     TOKEN_REUSE_DETECTED = "token.reuse_detected", "Replaced secret reused (token revoked)"

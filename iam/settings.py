@@ -269,6 +269,9 @@ CELERY_BEAT_SCHEDULE["dashboard-figures"] = {
     "schedule": float(DASHBOARD_REFRESH_SECONDS),
 }
 AUDIT_RETENTION_DAYS = int(os.environ.get("AUDIT_RETENTION_DAYS", "730"))
+# The gateway (GET /auth/forward) reads the client's address from X-Forwarded-For
+# only when the request comes from one of these proxies (CIDR ranges).
+GATEWAY_TRUSTED_PROXIES = _env_list("GATEWAY_TRUSTED_PROXIES", "127.0.0.1/32,::1/128")
 # Webhooks: HTTPS to public addresses only; plain HTTP to loopback only with
 # this on (development, tests). Deliveries done are kept this many days.
 WEBHOOK_ALLOW_LOOPBACK = _env_bool("WEBHOOK_ALLOW_LOOPBACK")

@@ -5,12 +5,13 @@ identity's)."""
 from django.db import transaction
 
 from core.changes import ChangeKind, ChangeReport, IdentityChange, identity_changing
-from core.errors import NotPermitted
+from core.errors import NotPermitted, ValidationFailed
 from iam.audit import audit_record
 from iam.models import AuditAction, User
 from iam.selectors import user_administers_tenant_users, user_is_main_administrator
 from iam.services import require_application_admin
-from tenants.models import Application, Tenant, TenantApplication
+from tenants.models import Application, RouteRule, Tenant, TenantApplication
+from tenants.routes import ALLOW, DENY, MAX_RULES, hosts_parsed, rule_errors
 
 # The tenant's settings that the console changes through ``tenant_update`` (audited with old and new value).
 TENANT_POLICY_FIELDS = (
@@ -127,7 +128,7 @@ def tenant_create(*, tenant: Tenant, actor: User | None, ip: str | None = None) 
 
 
 # What ``application_update`` changes (the console's application form).
-APPLICATION_FIELDS = ("name", "slug", "description")
+APPLICATION_FIELDS = ("name", "slug", "description", "gateway_hosts", "gateway_default")
 
 
 @transaction.atomic
@@ -155,6 +156,7 @@ def application_update(
     if unknown:
         raise ValueError(f"not an application setting: {', '.join(sorted(unknown))}")
     application = Application.objects.select_for_update().get(pk=application.pk)
+    changes = _gateway_validated(application, changes)
     diff = {name: [getattr(application, name), value] for name, value in changes.items()}
     diff = {name: values for name, values in diff.items() if values[0] != values[1]}
     if diff:
@@ -169,3 +171,68 @@ def application_update(
             changes={"application": application.slug, **diff},
         )
     return application
+
+
+def gateway_hosts_errors(text: str, application: Application | None) -> tuple[str, list[str]]:
+    """``text`` normalised (one host per line) and its problems: a host names one application only."""
+    hosts, errors = hosts_parsed(text)
+    others = Application.objects.exclude(pk=application.pk if application else None).exclude(gateway_hosts="")
+    taken = {host: other.name for other in others for host in other.gateway_hosts.split()}
+    errors += [f"{host} is already a host name of {taken[host]}." for host in hosts if host in taken]
+    return "\n".join(hosts), errors
+
+
+def _gateway_validated(application: Application, changes: dict) -> dict:
+    if changes.get("gateway_default", DENY) not in (DENY, ALLOW):
+        raise ValidationFailed({"gateway_default": ["Choose deny or allow."]})
+    if "gateway_hosts" in changes:
+        hosts, errors = gateway_hosts_errors(changes["gateway_hosts"], application)
+        if errors:
+            raise ValidationFailed({"gateway_hosts": errors})
+        changes = {**changes, "gateway_hosts": hosts}
+    return changes
+
+
+def _described(rules) -> list[str]:
+    return [f"{rule.method} {rule.path} → {' '.join(rule.permissions) or 'any valid token'}" for rule in rules]
+
+
+@transaction.atomic
+def application_route_rules_set(
+    *, application: Application, rules: list[dict], actor: User | None, ip: str | None = None
+) -> list[RouteRule]:
+    """Replace the application's gateway route rules with ``rules`` (each ``method``,
+    ``path``, ``permissions``), in order; audited with the old and the new list."""
+    require_application_admin(actor)
+    if len(rules) > MAX_RULES:
+        raise ValidationFailed({"rules": [f"At most {MAX_RULES} rules."]})
+    for number, rule in enumerate(rules, start=1):
+        errors = rule_errors(rule.get("method", ""), rule.get("path", ""), rule.get("permissions"))
+        if errors:
+            raise ValidationFailed({f"rule {number} {name}": messages for name, messages in errors.items()})
+    application = Application.objects.select_for_update().get(pk=application.pk)
+    old = list(application.route_rules.all())
+    new = [
+        RouteRule(
+            application=application,
+            position=position,
+            method=rule["method"],
+            path=rule["path"],
+            permissions=list(rule["permissions"]),
+        )
+        for position, rule in enumerate(rules, start=1)
+    ]
+    if _described(old) == _described(new):
+        return old
+    application.route_rules.all().delete()
+    saved = RouteRule.objects.bulk_create(new)
+    # bulk_create sends no signal: tell every process's gateway cache by saving the application's row.
+    application.save(update_fields=["gateway_default"])
+    audit_record(
+        action=AuditAction.APPLICATION_ROUTES_CHANGED,
+        tenant_id=None,
+        actor=actor,
+        ip=ip,
+        changes={"application": application.slug, "route_rules": [_described(old), _described(new)]},
+    )
+    return saved

@@ -3,6 +3,11 @@ by ``iam.admin``: their writes are identity's services, with actor and audit).""
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from core.admin import APPLICATION_ADMIN_KINDS, MAIN_KINDS, USER_ADMIN_KINDS, AdminKindMixin, ConfirmInactivationMixin
 from core.http import client_ip
@@ -12,12 +17,15 @@ from iam.tenancy import (
     APPLICATION_FIELDS,
     TENANT_ADMIN_POLICY_FIELDS,
     application_create,
+    application_route_rules_set,
     application_update,
+    gateway_hosts_errors,
     tenant_application_set_pats_allowed,
     tenant_create,
     tenant_update,
 )
-from tenants.models import Application, Tenant, TenantApplication
+from tenants.models import Application, RouteRule, Tenant, TenantApplication
+from tenants.routes import ANY_METHOD, METHODS, Rule, path_normalized, route_decide, rule_errors
 
 
 class TenantForm(forms.ModelForm):
@@ -111,14 +119,159 @@ class SwitchThroughServiceMixin:
         )
 
 
+class PermissionCodesField(forms.CharField):
+    """Permission codes typed as text (spaces, commas or lines between them), kept as a list."""
+
+    def to_python(self, value) -> list[str]:
+        if isinstance(value, list):
+            return value
+        return [code for code in (value or "").replace(",", " ").split() if code]
+
+    def prepare_value(self, value) -> str:
+        return " ".join(value) if isinstance(value, list) else value
+
+
+class RouteRuleForm(forms.ModelForm):
+    method = forms.ChoiceField(
+        choices=[(ANY_METHOD, "any")] + [(method, method) for method in METHODS], initial=ANY_METHOD
+    )
+    permissions = PermissionCodesField(
+        required=False,
+        initial=list,
+        label="Required permissions",
+        widget=forms.TextInput(attrs={"size": 40, "placeholder": "any valid token"}),
+    )
+
+    class Meta:
+        model = RouteRule
+        fields = ["position", "method", "path", "permissions"]
+        widgets = {"path": forms.TextInput(attrs={"size": 30, "placeholder": "/orders/**"})}
+
+    def clean(self):
+        cleaned = super().clean()
+        if "path" in cleaned:
+            errors = rule_errors(cleaned.get("method", ""), cleaned["path"], cleaned.get("permissions", []))
+            for name, messages in errors.items():
+                self.add_error(name, messages)
+        return cleaned
+
+
+class RouteRuleInline(admin.TabularInline):
+    """The gateway's route rules: the first whose method and path match decides."""
+
+    model = RouteRule
+    form = RouteRuleForm
+    extra = 1
+    verbose_name_plural = "gateway route rules (tried in order; the first match decides)"
+
+    def has_view_permission(self, request, obj=None):
+        return True
+
+    def has_add_permission(self, request, obj=None):
+        return True
+
+    def has_change_permission(self, request, obj=None):
+        return True
+
+    def has_delete_permission(self, request, obj=None):
+        return True
+
+
+class ApplicationForm(forms.ModelForm):
+    class Meta:
+        model = Application
+        fields = ["name", "slug", "description", "gateway_hosts", "gateway_default"]
+        widgets = {"gateway_hosts": forms.Textarea(attrs={"rows": 2, "cols": 40})}
+
+    def clean_gateway_hosts(self) -> str:
+        hosts, errors = gateway_hosts_errors(self.cleaned_data.get("gateway_hosts", ""), self.instance)
+        if errors:
+            raise forms.ValidationError(errors)
+        return hosts
+
+
+class GatewayTestForm(forms.Form):
+    method = forms.ChoiceField(choices=[(method, method) for method in METHODS])
+    uri = forms.CharField(label="Path", max_length=2000, initial="/")
+    permissions = PermissionCodesField(
+        required=False,
+        label="The token's permissions",
+        help_text="Optional: see whether a token with these permissions would be let through.",
+    )
+
+
 @admin.register(Application)
 class ApplicationAdmin(SwitchThroughServiceMixin, ConfirmInactivationMixin, AdminKindMixin, admin.ModelAdmin):
     view_kinds = change_kinds = APPLICATION_ADMIN_KINDS
+    form = ApplicationForm
     list_display = ["name", "slug", "id", "allowed_in"]
     search_fields = ["name", "slug"]
-    readonly_fields = ["id"]
-    fields = ["id", "name", "slug", "description"]
-    inlines = [TenantApplicationInline]
+    readonly_fields = ["id", "gateway_test"]
+    fieldsets = [
+        (None, {"fields": ["id", "name", "slug", "description"]}),
+        (
+            "Gateway (forward authentication)",
+            {
+                "fields": ["gateway_hosts", "gateway_default", "gateway_test"],
+                "description": "A reverse proxy in front of the application asks GET /auth/forward before each "
+                "request; these settings and the route rules below decide (see the README's gateway section).",
+            },
+        ),
+    ]
+    inlines = [TenantApplicationInline, RouteRuleInline]
+
+    @admin.display(description="Test a request")
+    def gateway_test(self, application: Application) -> str:
+        if application.pk is None or application._state.adding:
+            return "Save the application first."
+        url = reverse("admin:tenants_application_gateway_test", args=[application.pk])
+        return format_html('<a href="{}">Which rule decides a request?</a>', url)
+
+    def get_urls(self):
+        return [
+            path(
+                "<uuid:application_id>/gateway-test/",
+                self.admin_site.admin_view(self.gateway_test_view),
+                name="tenants_application_gateway_test",
+            ),
+            *super().get_urls(),
+        ]
+
+    def gateway_test_view(self, request: HttpRequest, application_id) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        application = self.get_queryset(request).filter(pk=application_id).first()
+        if application is None:
+            raise PermissionDenied
+        form = GatewayTestForm(request.GET if "uri" in request.GET else None)
+        rules = tuple(
+            Rule(rule.method, rule.path, tuple(rule.permissions), number)
+            for number, rule in enumerate(application.route_rules.all(), start=1)
+        )
+        result = None
+        if form.is_valid():
+            method, uri = form.cleaned_data["method"], form.cleaned_data["uri"]
+            normalized = path_normalized(uri)
+            decision = route_decide(rules, application.gateway_default, method, normalized)
+            granted = frozenset(form.cleaned_data["permissions"])
+            result = {
+                "method": method,
+                "path": normalized,
+                "decision": decision,
+                "missing": decision.missing(granted) if "permissions" in request.GET else None,
+                "asked_with_permissions": bool(form.cleaned_data["permissions"]),
+            }
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Test a request to {application.name}",
+            "application": application,
+            "rules": rules,
+            "form": form,
+            "result": result,
+            "opts": self.model._meta,
+            "original": application,
+        }
+        return TemplateResponse(request, "admin/tenants/application/gateway_test.html", context)
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("tenant_links__tenant")
@@ -136,6 +289,8 @@ class ApplicationAdmin(SwitchThroughServiceMixin, ConfirmInactivationMixin, Admi
         return None
 
     def save_formset(self, request, form, formset, change):
+        if formset.model is RouteRule:
+            return self._save_route_rules(request, form, formset)
         if formset.model is not TenantApplication:
             return super().save_formset(request, form, formset, change)
         formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
@@ -147,6 +302,22 @@ class ApplicationAdmin(SwitchThroughServiceMixin, ConfirmInactivationMixin, Admi
             link.application = form.instance
             self.apply_switch(request, link, wanted)
         return None
+
+    def _save_route_rules(self, request, form, formset) -> None:
+        """The whole list through the service, in the order of its positions (then as listed): audited once."""
+        kept = [
+            (rule_form.cleaned_data.get("position") or 0, index, rule_form.cleaned_data)
+            for index, rule_form in enumerate(formset.forms)
+            if rule_form.cleaned_data
+            and rule_form.cleaned_data.get("path")
+            and not formset._should_delete_form(rule_form)
+        ]
+        rules = [
+            {"method": data["method"], "path": data["path"], "permissions": data["permissions"]}
+            for _, _, data in sorted(kept, key=lambda item: item[:2])
+        ]
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        application_route_rules_set(application=form.instance, rules=rules, actor=request.user, ip=client_ip(request))
 
 
 @admin.register(TenantApplication)

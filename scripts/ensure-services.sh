@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Make sure what the test suite uses is here and running on loopback:
-# PostgreSQL, Redis, Chromium and Node.js (Debian's packages; the browser tests
+# PostgreSQL, Redis, Chromium, Node.js and nginx (Debian's packages; the browser tests
 # drive /usr/bin/chromium with Playwright and run seed 002's portal backend
-# with Node). Installs them with apt when missing
+# with Node; the gateway's test runs nginx's auth_request in front of an application).
+# Installs them with apt when missing
 # and we are root.
 set -euo pipefail
 
@@ -15,6 +16,7 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+[ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -97,6 +97,18 @@ class Application(models.Model):
         help_text="Origins allowed to frame the application (one per line, e.g. https://portal.example.com).",
     )
     tenants = models.ManyToManyField(Tenant, through="TenantApplication", related_name="applications")
+    gateway_hosts = models.TextField(
+        "gateway host names",
+        blank=True,
+        help_text="Host names the gateway (forward authentication) protects for this application, one per line, "
+        "e.g. crm.example.com. A proxy may name the application with X-IAM-Application instead.",
+    )
+    gateway_default = models.CharField(
+        "when no route rule matches",
+        max_length=5,
+        choices=[("deny", "Deny the request"), ("allow", "Allow any valid token of the application")],
+        default="deny",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -131,3 +143,26 @@ class TenantApplication(models.Model):
 def parse_origins(text: str) -> list[str]:
     """Return the origins in a whitespace- or comma-separated list."""
     return [origin.rstrip("/") for origin in text.replace(",", " ").split() if origin]
+
+
+class RouteRule(models.Model):
+    """One rule of an application's gateway: requests with this method and a
+    path matching the pattern need every listed permission (none listed: any
+    valid token of the application). The first matching rule decides."""
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="route_rules")
+    position = models.PositiveIntegerField(default=0, help_text="Rules are tried in this order, lowest first.")
+    method = models.CharField(max_length=10, default="*", help_text="GET, POST, … or * for any method.")
+    path = models.CharField(
+        max_length=500, help_text="/orders/* matches one segment, /orders/** anything below /orders (and /orders)."
+    )
+    permissions = models.JSONField(
+        "required permissions", default=list, blank=True, help_text="Every code is required; none: any valid token."
+    )
+
+    class Meta:
+        ordering = ["application", "position", "id"]
+        verbose_name = "route rule"
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"

@@ -341,7 +341,7 @@ def test_only_header_authenticated_api_views_are_csrf_exempt():
         assert view_class is not None, f"{route} is csrf_exempt but not an API view"
         authenticators = view_class().authentication_classes
         assert not any(issubclass(auth, SessionAuthentication) for auth in authenticators), route
-        assert route.startswith(("api/", "oauth/", ".well-known/")), route
+        assert route.startswith(("api/", "oauth/", ".well-known/", "auth/forward")), route
 
 
 def test_the_session_cookie_opens_nothing_in_the_api(objects):

@@ -129,6 +129,7 @@ class Row:
     url: str  # with {placeholders} from Scene.ids
     expect: tuple[Expect, ...]  # one per actor of the family, in its order
     body: Body = None
+    headers: dict | None = None  # besides the actor's credential (a proxy's, for the gateway)
 
     def __post_init__(self):
         assert len(self.expect) == len(FAMILIES[self.family]), f"{self.what}: one expectation per actor"
@@ -142,8 +143,8 @@ def page(method, what, url, *expect, body=None) -> Row:
     return Row("pages", method, what, url, expect, body)
 
 
-def api(method, what, url, *expect, body=None) -> Row:
-    return Row("api", method, what, url, expect, body)
+def api(method, what, url, *expect, body=None, headers=None) -> Row:
+    return Row("api", method, what, url, expect, body, headers)
 
 
 def oauth(what, url, *expect, body) -> Row:
@@ -355,6 +356,8 @@ ROWS = [
     console("POST", "B's application: change", AP + "{b_app}/change/",    B302,  E403,  B302,  LOGIN, LOGIN, E403,
             body=main_form(AP + "{b_app}/change/", "application_form", description="changed")),
     console("GET",  "B's application: history", AP + "{b_app}/history/",  SEES,  E403,  SEES,  LOGIN, LOGIN, E403),
+    console("GET",  "B's application: test a request", AP + "{b_app}/gateway-test/?method=GET&uri=/",
+            SEES,  E403,  SEES,  LOGIN, LOGIN, E403),
     console("GET",  "applications: add",      AP + "add/",                OK,    E403,  OK,    LOGIN, LOGIN, E403),
     console("GET",  "B's application: delete", AP + "{b_app}/delete/",    E403,  E403,  E403,  LOGIN, LOGIN, E403),
     console("GET",  "switches",               SW,                         SEES,  E403,  SEES,  LOGIN, LOGIN, E403),
@@ -432,6 +435,9 @@ ROWS = [
     api("GET",    "open B's app with A's",    EMBED_OPEN,              NAMED, NAMED, NAMED, NAMED, NAMED, NAMED, NAMED),
     api("POST",   "report B's prefix leaked", LEAKS,                   P202,  P202,  P202,  P202,  P202,  P202,  P202,
         body={"token": "{b_token_prefix}"}),
+    # The gateway, asked about B's application: no token of A (nor an administrative one) opens it.
+    api("GET",    "gateway: B's application", "/auth/forward",         E403,  E403,  E403,  E401,  E401,  E401,  E403,
+        headers={"X-IAM-Application": "globex-crm", "X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/"}),
     api("GET",    "signing keys",             JWKS,                    HIDES, HIDES, HIDES, HIDES, HIDES, HIDES, HIDES),
     api("GET",    "server metadata",          METADATA,                HIDES, HIDES, HIDES, HIDES, HIDES, HIDES, HIDES),
 
@@ -711,6 +717,7 @@ def prepare(scene: Scene, row: Row, actor: str) -> tuple[Callable[[], HttpRespon
     if row.family == "api" and isinstance(body, dict) and "userId" in body:
         body["userId"] = int(body["userId"])
     headers = {"Authorization": scene.headers[actor]} if actor in scene.headers else {}
+    headers.update(fill(row.headers or {}, scene.ids))
     if row.family == "api":
         content = json.dumps(body) if body is not None else ""
         request = partial(client.generic, row.method, url, content, content_type="application/json", headers=headers)

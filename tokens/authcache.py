@@ -23,6 +23,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -107,6 +108,14 @@ _named: dict[str, set[str]] = {}
 _lock = threading.Lock()
 # Counts every invalidation this process has seen, so a load that overlapped one is not stored.
 _invalidations = 0
+# Other per-process caches fed by the same invalidations (the gateway's route rules).
+_clear_hooks: list[Callable[[str], None]] = []
+
+
+def on_clear(hook: Callable[[str], None]) -> None:
+    """Call ``hook(scope)`` on every invalidation this process hears (and when its cache is emptied)."""
+    if hook not in _clear_hooks:
+        _clear_hooks.append(hook)
 
 
 def cache_enabled() -> bool:
@@ -184,6 +193,8 @@ def cache_clear(scope: str = ALL) -> None:
     ``application:<id>``, ``jti:<jti>`` (one access token) or
     ``client:<client_id>`` (the access tokens exchanged through one OAuth client)."""
     global _invalidations
+    for hook in _clear_hooks:
+        hook(scope)
     with _lock:
         _invalidations += 1
         if scope == ALL:

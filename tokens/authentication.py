@@ -32,8 +32,11 @@ class BearerTokenAuthentication(BaseAuthentication):
         scheme, _, credential = header.partition(" ")
         if scheme.lower() != "bearer":
             return None  # another scheme: leave it to other authenticators
-        context = bearer_authenticate(credential, ip=client_ip(request))
+        context = bearer_authenticate(credential, ip=self.client_address(request))
         return context.owner, context
+
+    def client_address(self, request: Request) -> str | None:
+        return client_ip(request)
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="iam"'

@@ -3,9 +3,10 @@
 from django.urls import path
 
 from tokens import embed_views
-from tokens.api import oauth
+from tokens.api import gateway, oauth
 
 urlpatterns = [
+    path("auth/forward", gateway.ForwardAuthView.as_view(), name="gateway-forward"),
     path("oauth/token", oauth.TokenView.as_view(), name="oauth-token"),
     path("oauth/introspect", oauth.IntrospectView.as_view(), name="oauth-introspect"),
     path("oauth/revoke", oauth.RevokeView.as_view(), name="oauth-revoke"),
