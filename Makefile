@@ -54,13 +54,14 @@ screenshots:
 	mkdir -p docs/screenshots
 	cp test-artifacts/screenshots/*.png docs/screenshots/
 
-# Authentication throughput against the Django peers, then the cold path (each request a token not
+# Authentication throughput against the Django peers, the gateway through nginx, then the cold path (each request a token not
 # seen before) at 10k and 1M tokens on both databases (the first run fills each database: ~12 min at 1M) (installed into .venv from requirements-bench.txt;
 # the load generator is Debian's wrk, installed with apt when missing).
 bench: install services
 	command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(PY) -m pip install -q -r requirements-bench.txt
 	$(PY) benchmarks/auth_throughput.py --http
+	$(PY) benchmarks/gateway.py
 	$(PY) benchmarks/cold_path.py --tokens 10000
 	$(PY) benchmarks/cold_path.py --tokens 10000 --database postgres
 	$(PY) benchmarks/cold_path.py --tokens 1000000

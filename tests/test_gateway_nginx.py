@@ -73,6 +73,31 @@ def upstream():
     server.server_close()
 
 
+def nginx_config(folder: Path, port: int, service: str, upstream: int, slug: str, extra: str = "") -> Path:
+    """A whole nginx.conf around the README's server block (listening on ``port``, asking the
+    service at ``service`` about application ``slug``, passing to ``upstream``); also the benchmark's."""
+    server = (
+        readme_server_block()
+        .replace("listen 8080;", f"listen 127.0.0.1:{port};")
+        .replace("http://127.0.0.1:9000", f"http://127.0.0.1:{upstream}")
+        .replace("http://127.0.0.1:8000", f"http://{service}")
+        .replace("X-IAM-Application crm;", f"X-IAM-Application {slug};")
+    )
+    assert f"127.0.0.1:{port}" in server and service in server and slug in server, "the README's snippet changed"
+    folder.chmod(0o755)
+    temp = "".join(
+        f"{kind}_temp_path {folder}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    conf = folder / "nginx.conf"
+    conf.write_text(
+        ("user root;\n" if os.geteuid() == 0 else "")
+        + f"worker_processes 1;\npid {folder}/nginx.pid;\nerror_log {folder}/error.log warn;\n"
+        + "events { worker_connections 256; }\n"
+        + f"http {{\naccess_log off;\n{temp}{server}\n{extra}}}\n"
+    )
+    return conf
+
+
 @pytest.fixture
 def nginx(live_server, upstream, world, tmp_path):
     """nginx with the README's server block, pointed at the live service and the application."""
@@ -81,26 +106,8 @@ def nginx(live_server, upstream, world, tmp_path):
             pytest.fail("nginx is missing: scripts/ensure-services.sh installs it")
         pytest.skip("nginx is not installed (make services)")
     port = free_port()
-    service = live_server.url.removeprefix("http://")
-    server = (
-        readme_server_block()
-        .replace("listen 8080;", f"listen 127.0.0.1:{port};")
-        .replace("http://127.0.0.1:9000", f"http://127.0.0.1:{upstream}")
-        .replace("http://127.0.0.1:8000", f"http://{service}")
-        .replace("X-IAM-Application crm;", f"X-IAM-Application {world.application.slug};")
-    )
-    assert f"127.0.0.1:{port}" in server and service in server and world.application.slug in server
-    tmp_path.chmod(0o755)
-    temp = "".join(
-        f"{kind}_temp_path {tmp_path}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    (tmp_path / "nginx.conf").write_text(
-        ("user root;\n" if os.geteuid() == 0 else "")
-        + f"worker_processes 1;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log warn;\n"
-        + "events { worker_connections 64; }\n"
-        + f"http {{\naccess_log off;\n{temp}{server}\n}}\n"
-    )
-    command = [NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")]
+    conf = nginx_config(tmp_path, port, live_server.url.removeprefix("http://"), upstream, world.application.slug)
+    command = [NGINX, "-p", str(tmp_path), "-c", str(conf)]
     checked = subprocess.run([*command, "-t"], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
     process = subprocess.Popen([*command, "-g", "daemon off;"], stderr=subprocess.PIPE)
