@@ -84,17 +84,11 @@ class TenantAdmin(ConfirmInactivationMixin, AdminKindMixin, admin.ModelAdmin):
         return None
 
 
-class TenantApplicationInline(admin.TabularInline):
-    """Authorization > Applications > tab Form: "Allow personal access tokens" per tenant."""
+class GatedByApplicationInline(admin.TabularInline):
+    """An inline of the application's page: whoever may open the page (application
+    administrators, see ``ApplicationAdmin``) may use it; its writes go through services."""
 
-    model = TenantApplication
-    extra = 0
-    fields = ["tenant", "allows_pats"]
-    verbose_name = "tenant"
-    verbose_name_plural = "availability in tenants"
-
-    def get_readonly_fields(self, request, obj=None):
-        return ["tenant"] if obj else []
+    may_delete = False
 
     def has_view_permission(self, request, obj=None):
         return True
@@ -106,7 +100,20 @@ class TenantApplicationInline(admin.TabularInline):
         return True
 
     def has_delete_permission(self, request, obj=None):
-        return False
+        return self.may_delete
+
+
+class TenantApplicationInline(GatedByApplicationInline):
+    """Authorization > Applications > tab Form: "Allow personal access tokens" per tenant."""
+
+    model = TenantApplication
+    extra = 0
+    fields = ["tenant", "allows_pats"]
+    verbose_name = "tenant"
+    verbose_name_plural = "availability in tenants"
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["tenant"] if obj else []
 
 
 class SwitchThroughServiceMixin:
@@ -156,25 +163,14 @@ class RouteRuleForm(forms.ModelForm):
         return cleaned
 
 
-class RouteRuleInline(admin.TabularInline):
+class RouteRuleInline(GatedByApplicationInline):
     """The gateway's route rules: the first whose method and path match decides."""
 
     model = RouteRule
     form = RouteRuleForm
     extra = 1
     verbose_name_plural = "gateway route rules (tried in order; the first match decides)"
-
-    def has_view_permission(self, request, obj=None):
-        return True
-
-    def has_add_permission(self, request, obj=None):
-        return True
-
-    def has_change_permission(self, request, obj=None):
-        return True
-
-    def has_delete_permission(self, request, obj=None):
-        return True
+    may_delete = True
 
 
 class ApplicationForm(forms.ModelForm):
