@@ -142,7 +142,16 @@ OAUTH_CLIENT_AUTHENTICATION = (
 )
 
 
-class OAuthClientSchema(AutoSchema):
+class Schema(AutoSchema):
+    """The API's schema class: a request serializer already named ``…Request`` keeps its
+    name (drf-spectacular would call its request component ``…RequestRequest``)."""
+
+    def _get_serializer_name(self, serializer, direction, bypass_extensions=False) -> str:
+        name = super()._get_serializer_name(serializer, direction, bypass_extensions)
+        return name.removesuffix("Request") if name.endswith("RequestRequest") else name
+
+
+class OAuthClientSchema(Schema):
     """The schema of the /oauth endpoints that authenticate an OAuth client:
     the views check the client themselves (in RFC 6749's error format), so no
     DRF authenticator announces it. Basic is the security requirement, and the
