@@ -17,8 +17,12 @@ def seed_json() -> dict:
     return json.loads(out.getvalue())
 
 
-def test_seed_demo_is_idempotent_and_prints_the_documented_shape():
-    call_command("seed_demo", stdout=StringIO())
+def test_seed_demo_is_idempotent_and_prints_the_documented_shape(settings):
+    printed = StringIO()
+    call_command("seed_demo", stdout=printed)
+    # `make run` says where to go: the self-service pages, the console and the API docs.
+    for path in ("/tokens/", "/admin/", "/api/docs/"):
+        assert f"{settings.PUBLIC_URL.rstrip('/')}{path}" in printed.getvalue()
     first = seed_json()
     call_command("seed_demo", stdout=StringIO())
     second = seed_json()

@@ -1,6 +1,8 @@
 import json
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.urls import reverse
 
 from iam.demo import demo_data_as_json, demo_data_read, load_demo_data
 
@@ -33,3 +35,8 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"  {user['username']:<8} {user['password']:<20} tenant {user['tenant']:<7} ({', '.join(notes)})"
             )
+        base = settings.PUBLIC_URL.rstrip("/")
+        self.stdout.write("Then open:")
+        places = (("your tokens", "tokens:list"), ("the console", "admin:index"), ("the API docs", "api-docs"))
+        for what, name in places:
+            self.stdout.write(f"  {what:<12} {base}{reverse(name)}")
