@@ -27,6 +27,7 @@ from core.admin import (
 )
 from core.errors import DomainError
 from core.http import client_ip
+from core.text import counted
 from iam import tenancy_admin  # noqa: F401 - registers the pages of tenants and applications
 from iam.models import AuditEvent, Role, RoleGrant, ServiceRole, User
 from iam.selectors import (
@@ -116,7 +117,8 @@ class RoleAdmin(ConfirmInactivationMixin, AdminKindMixin, admin.ModelAdmin):
             affected += report.tokens_affected
         state = "available" if eligible else "unavailable"
         self.message_user(
-            request, f"{queryset.count()} role(s) set {state} for PAT; {affected} token(s) changed state."
+            request,
+            f"{counted(queryset.count(), 'role')} set {state} for PAT; {counted(affected, 'token')} changed state.",
         )
 
     @admin.action(description="Set role available for PAT")

@@ -32,7 +32,7 @@ from core.admin import (
 )
 from core.errors import DomainError
 from core.http import client_ip
-from core.text import whitespace_collapsed
+from core.text import counted, whitespace_collapsed
 from iam.models import User
 from iam.selectors import tenants_visible_to, user_is_main_administrator, visible_to
 from tenants.models import Application
@@ -436,7 +436,11 @@ class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
         tokens = list(revocable)
         if request.POST.get("post") == "yes":
             count = self._revoke(request, tokens)
-            messages.success(request, f"{count} token(s) revoked. Their owners have been told.")
+            messages.success(
+                request,
+                f"{counted(count, 'token')} revoked. {'Its owner has' if count == 1 else 'Their owners have'} "
+                "been told.",
+            )
             return None
         if not tokens:
             messages.info(request, "None of the selected tokens can be revoked: they are revoked or deleted already.")
@@ -599,7 +603,7 @@ class IntegrationCredentialAdmin(OneTimeSecretMixin, AdminKindMixin, admin.Model
     def revoke_credentials(self, request, queryset):
         for credential in queryset:
             integration_credential_revoke(credential=credential, actor=request.user, ip=client_ip(request))
-        self.message_user(request, f"{queryset.count()} credential(s) revoked.")
+        self.message_user(request, f"{counted(queryset.count(), 'credential')} revoked.")
 
 
 class OAuthClientForm(forms.ModelForm):

@@ -101,5 +101,5 @@ def inactive_marks_reconcile(now: datetime | None = None) -> int:
         corrected += batch.filter(inactive_condition(), marked_inactive=False).update(marked_inactive=True)
         corrected += batch.filter(marked_inactive=True).exclude(inactive_condition()).update(marked_inactive=False)
     if corrected:
-        logger.warning("Corrected the inactive mark of %d token(s): a change bypassed the services.", corrected)
+        logger.warning("Corrected the inactive marks of %d tokens: a change bypassed the services.", corrected)
     return corrected

@@ -18,6 +18,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from core.tasks import RETRY
+from core.text import counted
 from iam.models import ServiceRole
 from iam.selectors import users_holding_service_role
 from tenants.models import Tenant
@@ -420,7 +421,8 @@ def admin_digests_send(now: datetime | None = None) -> int:
             with transaction.atomic():
                 AdminDigest.objects.create(recipient=admin, week=label)
                 send_mail(
-                    f"{admin.tenant.name}: {len(expiring)} personal access token(s) expire this week",
+                    f"{admin.tenant.name}: {counted(len(expiring), 'personal access token')} "
+                    f"{'expires' if len(expiring) == 1 else 'expire'} this week",
                     "\n".join(lines) + f"\n\nOverview: {settings.PUBLIC_URL}/admin/tokens/personalaccesstoken/"
                     "?expiring=7\n",
                     settings.DEFAULT_FROM_EMAIL,

@@ -48,7 +48,7 @@ def test_user_administrator_revokes_one_then_several_tokens(page, live_server, w
     page.get_by_role("button", name="Go").click()
     expect(page.get_by_text("Revoking is irreversible")).to_be_visible()
     page.get_by_role("button", name="Yes, revoke irreversibly").click()
-    expect(page.get_by_text("2 token(s) revoked")).to_be_visible()
+    expect(page.get_by_text("2 tokens revoked. Their owners have been told.")).to_be_visible()
     for issued in bulk:
         assert call_me(live_server.url, issued.plaintext)[0] == 401
     assert call_me(live_server.url, kept.plaintext)[0] == 200
@@ -83,7 +83,7 @@ def test_making_a_role_unavailable_warns_then_makes_the_token_inactive(page, liv
     screenshot(page, "console-inactivation-warning")
     assert call_me(live_server.url, issued.plaintext)[0] == 200  # nothing saved yet
     page.get_by_role("button", name="Yes, save and make 1 token inactive").click()
-    expect(page.get_by_text("1 role(s) set unavailable for PAT; 1 token(s) changed state.")).to_be_visible()
+    expect(page.get_by_text("1 role set unavailable for PAT; 1 token changed state.")).to_be_visible()
     assert token_state(issued.token).status == "inactive"
     assert call_me(live_server.url, issued.plaintext)[0] == 401
 

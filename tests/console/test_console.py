@@ -175,7 +175,7 @@ def test_making_a_role_unavailable_warns_with_the_tokens_then_makes_them_inactiv
     assert not AuditEvent.objects.filter(action=AuditAction.TOKEN_INACTIVATED).exists()
     confirmed = client.post(LISTS["roles"], form_data(page, "confirm-inactivation-form"))
     assert confirmed.status_code == 302
-    assert "1 role(s) set unavailable for PAT; 1 token(s) changed state." in client.get(LISTS["roles"]).content.decode()
+    assert "1 role set unavailable for PAT; 1 token changed state." in client.get(LISTS["roles"]).content.decode()
     world.reader.refresh_from_db()
     assert not world.reader.pat_eligible
     assert token_state(token).inactive_reasons[0].code == "role_not_pat_eligible"
