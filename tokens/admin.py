@@ -54,7 +54,7 @@ from tokens.models import (
 from tokens.oauth import oauth_client_create, oauth_client_name_taken, oauth_client_revoke
 from tokens.rules import EffectiveStatus, evaluate, load_facts, token_state
 from tokens.selectors import tokens_visible_to_admin, with_status
-from tokens.services import token_approval_decide, token_revoke
+from tokens.services import token_approval_decide, tokens_revoke_by_administrator
 
 BULK_REVOKE_MAX = 1000
 
@@ -384,17 +384,12 @@ class PersonalAccessTokenAdmin(IndexedSearchMixin, ReadOnlyAdmin):
         ]
 
     def _revoke(self, request: HttpRequest, tokens: list[PersonalAccessToken]) -> int:
-        revoked = 0
-        for token in tokens:
-            try:
-                token_revoke(
-                    token=token, actor=request.user, ip=client_ip(request), reason=request.POST.get("reason", "")
-                )
-            except DomainError as error:
-                messages.error(request, f"{token.name}: {error.message}")
-            else:
-                revoked += 1
-        return revoked
+        revoked, refused = tokens_revoke_by_administrator(
+            tokens=tokens, actor=request.user, ip=client_ip(request), reason=request.POST.get("reason", "")
+        )
+        for token, error in refused:
+            messages.error(request, f"{token.name}: {error.message}")
+        return len(revoked)
 
     def _confirmation(self, request: HttpRequest, tokens: list[PersonalAccessToken], **extra) -> TemplateResponse:
         context = {

@@ -228,6 +228,30 @@ def send_unused_ended_notice(owner_id: int, token_ids: list[int], days: int) -> 
     )
 
 
+def enqueue_revoked_notice(owner_id: int, token_ids: list[int]) -> None:
+    """Tell an owner, once per console action, which of their tokens an administrator revoked (after commit)."""
+    enqueue_after_commit(notify_revoked_tokens, send_revoked_notice, owner_id, token_ids)
+
+
+def send_revoked_notice(owner_id: int, token_ids: list[int]) -> bool:
+    tokens = _owners_tokens(token_ids)
+    if not tokens:
+        return False
+    if len(tokens) == 1:
+        return send_token_notification(tokens[0].pk, "revoked")
+    first = tokens[0]  # one action: one administrator, one reason
+    revoker = REVOKERS[RevocationCause.ADMINISTRATOR].format(who=first.revoked_by_name or "an administrator")
+    lines = "\n".join(_token_line(token, "revoked") for token in tokens)
+    reason = f"\n\nReason given: {first.revocation_reason}" if first.revocation_reason else ""
+    return _owner_told(
+        tokens,
+        "{count} of your personal access tokens were revoked",
+        "",
+        f"{revoker} these personal access tokens of yours:\n\n{lines}\n\n"
+        f"They no longer work and cannot be reactivated.{reason}",
+    )
+
+
 def enqueue_expiry_shortened_notice(owner_id: int, token_ids: list[int], max_days: int) -> None:
     """Tell an owner, once per policy change, which of their tokens now expire sooner (after commit)."""
     enqueue_after_commit(notify_expiry_shortened, send_expiry_shortened_notice, owner_id, token_ids, max_days)
@@ -269,6 +293,11 @@ def notify_unused_tokens(owner_id: int, tokens_ending: list, days: int) -> bool:
 @shared_task(name="tokens.tasks.notify_unused_ended", **RETRY)
 def notify_unused_ended(owner_id: int, token_ids: list[int], days: int) -> bool:
     return send_unused_ended_notice(owner_id, token_ids, days)
+
+
+@shared_task(name="tokens.tasks.notify_revoked_tokens", **RETRY)
+def notify_revoked_tokens(owner_id: int, token_ids: list[int]) -> bool:
+    return send_revoked_notice(owner_id, token_ids)
 
 
 @shared_task(name="tokens.tasks.notify_expiry_shortened", **RETRY)

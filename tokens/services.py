@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from core.errors import IllegalTransition, NameTaken, NotPermitted, ValidationFailed
+from core.errors import DomainError, IllegalTransition, NameTaken, NotPermitted, ValidationFailed
 from core.networks import networks_normalized, networks_within
 from core.ratelimit import rate_limit_enforce
 from core.text import whitespace_collapsed
@@ -38,7 +38,7 @@ from tokens.models import (
     TokenKind,
     TokenStatus,
 )
-from tokens.notifications import enqueue_issued_notice, enqueue_token_notification
+from tokens.notifications import enqueue_issued_notice, enqueue_revoked_notice, enqueue_token_notification
 from tokens.rules import EffectiveStatus, token_state
 
 NAME_MAX_LENGTH = 100
@@ -876,6 +876,7 @@ def token_revoke(
     ip: str | None = None,
     reason: str = "",
     now: datetime | None = None,
+    notify: bool = True,
 ) -> PersonalAccessToken:
     """Revoke a token: irreversible, and safe to repeat. The cause, who and
     why are kept on the token for its owner and the console, and audited.
@@ -924,9 +925,28 @@ def token_revoke(
         reason=reason,
         changes={"cause": cause.value},
     )
-    if cause in NOTIFIED_CAUSES:
+    if cause in NOTIFIED_CAUSES and notify:
         enqueue_token_notification(token.pk, NOTIFIED_CAUSES[cause])
     return token
+
+
+def tokens_revoke_by_administrator(
+    *, tokens: list[PersonalAccessToken], actor: User, ip: str | None = None, reason: str = ""
+) -> tuple[list[PersonalAccessToken], list[tuple[PersonalAccessToken, DomainError]]]:
+    """Revoke many tokens in one administrator's action (each as ``token_revoke``, in its own
+    transaction); each owner gets one e-mail listing theirs. Returns the revoked and the refused."""
+    revoked, refused = [], []
+    for token in tokens:
+        try:
+            revoked.append(token_revoke(token=token, actor=actor, ip=ip, reason=reason, notify=False))
+        except DomainError as error:
+            refused.append((token, error))
+    by_owner: dict[int, list[int]] = {}
+    for token in revoked:
+        by_owner.setdefault(token.owner_id, []).append(token.pk)
+    for owner_id, token_ids in by_owner.items():
+        enqueue_revoked_notice(owner_id, token_ids)
+    return revoked, refused
 
 
 @transaction.atomic

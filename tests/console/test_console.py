@@ -143,6 +143,29 @@ def test_bulk_revoke_confirms_first(world, user_admin):
     assert set(PersonalAccessToken.objects.filter(status=TokenStatus.REVOKED).values_list("pk", flat=True)) == set(ids)
 
 
+def test_bulk_revoke_tells_each_owner_once(world, user_admin, mailoutbox, django_capture_on_commit_callbacks):
+    from tests.factories import UserFactory, grant
+
+    other = UserFactory(username="acme-other", tenant=world.tenant, email="other@acme.example")
+    grant(other, world.reader)
+    mine = [world.issue(f"mine {i}").token for i in range(3)]
+    theirs = world.issue("theirs", owner=other, roles=("reader",)).token
+    client = signed_in(user_admin)
+    ids = [token.pk for token in (*mine, theirs)]
+    reason = {"reason": "Leaked in a CI log"}
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(LISTS["tokens"], {"action": "revoke_selected", "_selected_action": ids, "post": "yes", **reason})
+    assert PersonalAccessToken.objects.filter(pk__in=ids, status=TokenStatus.REVOKED).count() == 4
+    assert len(mailoutbox) == 2  # one e-mail per owner, not one per token
+    to = {message.to[0]: message for message in mailoutbox}
+    assert sorted(to) == sorted([world.user.email, other.email])
+    many = to[world.user.email]
+    assert many.subject == "3 of your personal access tokens were revoked"
+    assert all(f"“mine {i}”" in many.body for i in range(3)) and "Leaked in a CI log" in many.body
+    assert "an administrator, revoked" in many.body
+    assert to[other.email].subject == "Your personal access token “theirs” was revoked"
+
+
 def test_application_administrator_cannot_revoke(world, app_admin):
     token = world.issue().token
     assert signed_in(app_admin).post(f"/admin/tokens/personalaccesstoken/{token.pk}/revoke/").status_code == 403
