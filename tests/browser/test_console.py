@@ -36,7 +36,10 @@ def test_user_administrator_revokes_one_then_several_tokens(page, live_server, w
     page.get_by_role("link", name="CI deploy").click()
     page.get_by_role("link", name="Revoke personal access token").click()
     expect(page.get_by_text("Revoking is irreversible")).to_be_visible()
-    page.get_by_role("button", name="Yes, revoke irreversibly").click()
+    confirm = page.get_by_role("button", name="Yes, revoke irreversibly")
+    # The irreversible button is coloured as Django's delete button is, not as Save.
+    assert confirm.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(186, 33, 33)"
+    confirm.click()
     expect(page.get_by_text("revoked. Its owner has been told.")).to_be_visible()
     assert call_me(live_server.url, single.plaintext)[0] == 401
 
