@@ -22,7 +22,13 @@ class HasTokenPermissions(BasePermission):
             return False  # no bearer token: DRF answers 401 not_authenticated, as for any API
         missing = sorted(required - effective_permissions(request.auth))
         if missing:
-            error = PermissionDenied(f"The token lacks the permission {', '.join(missing)}.", code="missing_permission")
-            error.extra = {"missing_permissions": missing}
-            raise error
+            raise missing_permission_refusal(missing)
         return True
+
+
+def missing_permission_refusal(missing: list[str], needed_by: str = "") -> PermissionDenied:
+    """The 403 naming what the token lacks (``missing_permissions`` in the body), on the API and the gateway."""
+    what = f" that {needed_by} needs" if needed_by else ""
+    error = PermissionDenied(f"The token lacks the permission {', '.join(missing)}{what}.", code="missing_permission")
+    error.extra = {"missing_permissions": list(missing)}
+    return error

@@ -1,4 +1,9 @@
-"""How names and reasons typed by people are stored."""
+"""How names, codes and reasons typed by people are stored and checked."""
+
+import re
+
+# A permission code, as roles carry it and route rules require it: crm.orders.read.
+PERMISSION_CODE = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)+", re.ASCII)
 
 
 def whitespace_collapsed(value: object) -> str:

@@ -1,12 +1,9 @@
-import re
-
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 
-PERMISSION_CODE = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)+", re.ASCII)
-
+from core.text import PERMISSION_CODE
 
 SERVICE_PERMISSION_PREFIX = "iam."  # codes of this service's own roles; no application's role carries them
 

@@ -25,7 +25,7 @@ from iam.tenancy import (
     tenant_update,
 )
 from tenants.models import Application, RouteRule, Tenant, TenantApplication
-from tenants.routes import ANY_METHOD, METHODS, Rule, path_normalized, route_decide, rule_errors
+from tenants.routes import ANY_METHOD, METHODS, path_normalized, route_decide, rule_errors, rules_of
 
 
 class TenantForm(forms.ModelForm):
@@ -240,10 +240,7 @@ class ApplicationAdmin(SwitchThroughServiceMixin, ConfirmInactivationMixin, Admi
         if application is None:
             raise PermissionDenied
         form = GatewayTestForm(request.GET if "uri" in request.GET else None)
-        rules = tuple(
-            Rule(rule.method, rule.path, tuple(rule.permissions), number)
-            for number, rule in enumerate(application.route_rules.all(), start=1)
-        )
+        rules = rules_of(application.route_rules.all())
         result = None
         if form.is_valid():
             method, uri = form.cleaned_data["method"], form.cleaned_data["uri"]
@@ -254,7 +251,7 @@ class ApplicationAdmin(SwitchThroughServiceMixin, ConfirmInactivationMixin, Admi
                 "method": method,
                 "path": normalized,
                 "decision": decision,
-                "missing": decision.missing(granted) if "permissions" in request.GET else None,
+                "missing": decision.missing(granted),
                 "asked_with_permissions": bool(form.cleaned_data["permissions"]),
             }
         context = {

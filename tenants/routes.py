@@ -21,11 +21,12 @@ from urllib.parse import unquote
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_domain_name
 
+from core.text import PERMISSION_CODE
+
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 ANY_METHOD = "*"
 DENY, ALLOW = "deny", "allow"
 MAX_RULES = 200
-PERMISSION_CODE = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)+", re.ASCII)
 PATTERN = re.compile(r"/[A-Za-z0-9._~!$&'()+,;=:@%*/-]*", re.ASCII)
 
 
@@ -43,7 +44,6 @@ class Rule:
 @dataclass(frozen=True)
 class Decision:
     rule: Rule | None  # the rule that decided; None when the default did
-    allowed_without_permissions: bool  # the default allowed, or the rule lists none
     permissions: tuple[str, ...]  # what the request needs (all of them)
     refused: bool  # no rule matched and the default denies, or the path could not be read
 
@@ -51,14 +51,19 @@ class Decision:
         return tuple(code for code in self.permissions if code not in granted)
 
 
+def rules_of(rows) -> tuple[Rule, ...]:
+    """One application's ``RouteRule`` rows, in their order, as the rules ``route_decide`` tries."""
+    return tuple(Rule(row.method, row.path, tuple(row.permissions), number) for number, row in enumerate(rows, 1))
+
+
 def route_decide(rules: tuple[Rule, ...], default: str, method: str, path: str | None) -> Decision:
     """What ``method path`` needs under ``rules`` (``path`` as ``path_normalized`` returns it)."""
     if path is not None:
         for rule in rules:
             if rule.matches(method, path):
-                return Decision(rule, not rule.permissions, rule.permissions, refused=False)
+                return Decision(rule, rule.permissions, refused=False)
     refused = path is None or default != ALLOW
-    return Decision(None, not refused, (), refused=refused)
+    return Decision(None, (), refused=refused)
 
 
 def path_normalized(uri: str) -> str | None:

@@ -23,8 +23,9 @@ from django.http import HttpRequest
 
 from core.errors import DomainError, NotFound, NotPermitted
 from core.networks import address_within
+from core.permissions import missing_permission_refusal
 from tenants.models import Application, RouteRule
-from tenants.routes import Decision, Rule, host_candidates, path_normalized, route_decide
+from tenants.routes import Decision, Rule, host_candidates, path_normalized, route_decide, rules_of
 from tokens import authcache
 from tokens.verification import TokenContext
 
@@ -52,14 +53,6 @@ class IncompleteRequest(DomainError):
     code = "gateway_request_incomplete"
 
 
-class MissingPermission(NotPermitted):
-    code = "missing_permission"
-
-    def __init__(self, message: str, missing: tuple[str, ...]):
-        super().__init__(message)
-        self.missing = missing
-
-
 @dataclass(frozen=True)
 class Verdict:
     gateway: Gateway
@@ -69,7 +62,8 @@ class Verdict:
 
 
 def gateway_verdict(request: HttpRequest, context: TokenContext) -> Verdict:
-    """Allow the proxied request, or raise IncompleteRequest (400), NotFound (404) or NotPermitted (403)."""
+    """Allow the proxied request, or raise IncompleteRequest (400), NotFound (404), NotPermitted or
+    the API's missing-permission refusal (403)."""
     method = _one_header(request, METHOD_HEADERS).upper()
     uri = _one_header(request, URI_HEADERS)
     if not method or not uri:
@@ -91,9 +85,7 @@ def gateway_verdict(request: HttpRequest, context: TokenContext) -> Verdict:
         raise NotPermitted(f"{method} {path or uri[:200]} is refused: {what}.", code="route_not_allowed")
     missing = decision.missing(context.effective_permissions)
     if missing:
-        raise MissingPermission(
-            f"{method} {path} needs the permission {', '.join(missing)}, which the token does not grant.", missing
-        )
+        raise missing_permission_refusal(list(missing), needed_by=f"{method} {path}")
     return Verdict(gateway, decision, method, path)
 
 
@@ -194,26 +186,16 @@ def routes_current() -> Routes:
 
 
 def routes_load() -> Routes:
-    rules: dict[str, list[Rule]] = {}
-    for number_in_app, rule in _numbered(RouteRule.objects.order_by("application_id", "position", "id")):
-        rules.setdefault(str(rule.application_id), []).append(
-            Rule(rule.method, rule.path, tuple(rule.permissions), number_in_app)
-        )
+    rows: dict[str, list[RouteRule]] = {}
+    for row in RouteRule.objects.order_by("application_id", "position", "id"):
+        rows.setdefault(str(row.application_id), []).append(row)
     by_id, by_slug, by_host = {}, {}, {}
     for application in Application.objects.only("id", "slug", "name", "gateway_default", "gateway_hosts"):
         key = str(application.pk)
         by_id[key] = Gateway(
-            key, application.slug, application.name, application.gateway_default, tuple(rules.get(key, ()))
+            key, application.slug, application.name, application.gateway_default, rules_of(rows.get(key, ()))
         )
         by_slug[application.slug] = key
         for host in application.gateway_hosts.split():
             by_host.setdefault(host, key)
     return Routes(by_id, by_slug, by_host)
-
-
-def _numbered(rules):
-    current, number = None, 0
-    for rule in rules:
-        number = number + 1 if rule.application_id == current else 1
-        current = rule.application_id
-        yield number, rule

@@ -74,7 +74,8 @@ def test_the_first_matching_rule_decides():
     assert route_decide(rules, "deny", "POST", "/orders/7").permissions == ("orders.write",)
     assert route_decide(rules, "deny", "GET", "/ordersx").refused  # not below /orders
     assert route_decide(rules, "deny", "DELETE", "/orders/7").refused  # no rule for this method
-    assert route_decide(rules, ALLOW, "DELETE", "/orders/7").allowed_without_permissions
+    allowed = route_decide(rules, ALLOW, "DELETE", "/orders/7")
+    assert not allowed.refused and allowed.rule is None and allowed.permissions == ()
     assert route_decide(rules, ALLOW, "GET", None).refused  # an unreadable path, even by default allow
     one = (Rule("GET", "/files/*", ("files.read",), 1),)
     assert route_decide(one, "deny", "GET", "/files/a").rule is not None

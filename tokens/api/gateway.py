@@ -7,9 +7,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api.schema import errors
-from core.errors import error_body
 from tokens.authentication import BearerTokenAuthentication
-from tokens.gateway import MissingPermission, gateway_client_ip, gateway_verdict, identity_headers
+from tokens.gateway import gateway_client_ip, gateway_verdict, identity_headers
 
 
 class GatewayBearerAuthentication(BearerTokenAuthentication):
@@ -54,14 +53,7 @@ class ForwardAuthView(APIView):
         tags=["gateway"],
     )
     def get(self, request: Request) -> Response:
-        try:
-            verdict = gateway_verdict(request, request.auth)
-        except MissingPermission as refusal:
-            body = error_body(refusal.code, refusal.message)
-            body["error"]["missing_permissions"] = list(refusal.missing)
-            response = Response(body, status=refusal.status_code)
-            response["X-Auth-Missing-Permissions"] = " ".join(refusal.missing)
-            return response
+        verdict = gateway_verdict(request, request.auth)
         rule = verdict.decision.rule
         response = Response(
             {"allowed": True, "application": verdict.gateway.slug, "rule": rule.number if rule else None}
@@ -71,3 +63,10 @@ class ForwardAuthView(APIView):
         return response
 
     head = get
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        missing = (getattr(exc, "extra", None) or {}).get("missing_permissions")
+        if missing:  # for proxies that show the client nothing of the body
+            response["X-Auth-Missing-Permissions"] = " ".join(missing)
+        return response
