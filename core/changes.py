@@ -57,6 +57,7 @@ class Effect(Protocol):
     """What a watcher did in consequence of a change."""
 
     tokens_affected: int  # how many credentials changed
+    tokens_reactivated: int  # how many of them became usable again
     needs_confirmation: bool  # whether an administrator should be asked first
 
 
@@ -81,6 +82,10 @@ class ChangeReport:
     @property
     def tokens_affected(self) -> int:
         return sum(effect.tokens_affected for effect in self.effects)
+
+    @property
+    def tokens_reactivated(self) -> int:
+        return sum(effect.tokens_reactivated for effect in self.effects)
 
     @property
     def needs_confirmation(self) -> bool:

@@ -10,7 +10,7 @@ from iam.audit import audit_record
 from iam.models import AuditAction, User
 from iam.selectors import user_administers_tenant_users, user_is_main_administrator
 from iam.services import require_application_admin
-from tenants.models import Application, RouteRule, Tenant, TenantApplication
+from tenants.models import MAX_TOKEN_LIFETIME_DAYS, Application, RouteRule, Tenant, TenantApplication
 from tenants.routes import ALLOW, DENY, MAX_RULES, hosts_parsed, rule_errors
 
 # The tenant's settings that the console changes through ``tenant_update`` (audited with old and new value).
@@ -26,6 +26,42 @@ TENANT_POLICY_FIELDS = (
 )
 # What a tenant's own user administrators may change (its name and slug are the main administrators').
 TENANT_ADMIN_POLICY_FIELDS = tuple(name for name in TENANT_POLICY_FIELDS if name not in ("name", "slug"))
+# A reminder further out than a token can live would never be sent.
+MAX_REMINDER_DAYS = MAX_TOKEN_LIFETIME_DAYS
+REMINDER_DAYS_HINT = f"Enter whole days between 1 and {MAX_REMINDER_DAYS}, e.g. 7, 1"
+
+
+def reminder_days_parsed(text: str) -> tuple[list[int], list[str]]:
+    """The days in ``text`` ("7, 1"; spaces or commas between them, brackets
+    ignored so pasted JSON works too), largest first, and the errors found."""
+    days: list[int] = []
+    bad: list[str] = []
+    for part in text.replace("[", " ").replace("]", " ").replace(",", " ").split():
+        if part.isascii() and part.isdigit() and 1 <= int(part) <= MAX_REMINDER_DAYS:
+            days.append(int(part))
+        else:
+            bad.append(f"“{part[:20]}”")
+    errors = [f"{REMINDER_DAYS_HINT} (not {', '.join(bad)})."] if bad else []
+    twice = sorted({day for day in days if days.count(day) > 1}, reverse=True)
+    if twice:
+        errors.append(
+            f"Give each day once ({', '.join(map(str, twice))} {'is' if len(twice) == 1 else 'are'} repeated)."
+        )
+    return sorted(days, reverse=True), errors
+
+
+def _reminder_days_validated(changes: dict) -> dict:
+    """The service's own check of ``reminder_days`` (whatever the caller): whole
+    days in range, each once, kept largest first."""
+    if "reminder_days" not in changes:
+        return changes
+    days = changes["reminder_days"]
+    valid = isinstance(days, list | tuple) and all(
+        isinstance(day, int) and not isinstance(day, bool) and 1 <= day <= MAX_REMINDER_DAYS for day in days
+    )
+    if not valid or len(set(days)) != len(days):
+        raise ValidationFailed({"reminder_days": [f"{REMINDER_DAYS_HINT}, each day once."]})
+    return {**changes, "reminder_days": sorted(days, reverse=True)}
 
 
 @transaction.atomic
@@ -35,7 +71,9 @@ def tenant_update(*, tenant: Tenant, changes: dict, actor: User | None, ip: str 
     Every change is audited with its old and new value. Lowering the maximum
     token lifetime brings the expiry of longer-lived tokens within it (the
     tokens' watcher: audited per token, owners told). Main administrators
-    change any tenant; a tenant's user administrators its policies.
+    change any tenant; a tenant's user administrators its policies. Raises
+    ``ValidationFailed`` for reminder days that are not whole days in range,
+    each once (they are stored largest first).
     """
     if actor is not None and not user_is_main_administrator(actor):
         if not user_administers_tenant_users(actor, tenant.pk):
@@ -47,6 +85,7 @@ def tenant_update(*, tenant: Tenant, changes: dict, actor: User | None, ip: str 
     unknown = set(changes) - set(TENANT_POLICY_FIELDS)
     if unknown:
         raise ValueError(f"not a tenant setting: {', '.join(sorted(unknown))}")
+    changes = _reminder_days_validated(changes)
     tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
     diff = {name: [getattr(tenant, name), value] for name, value in changes.items() if getattr(tenant, name) != value}
     if diff:

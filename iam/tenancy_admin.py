@@ -2,16 +2,18 @@
 by ``iam.admin``: their writes are identity's services, with actor and audit)."""
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from core.admin import APPLICATION_ADMIN_KINDS, MAIN_KINDS, USER_ADMIN_KINDS, AdminKindMixin, ConfirmInactivationMixin
+from core.changes import ChangeReport
 from core.http import client_ip
 from core.networks import NetworksField
+from core.text import counted
 from iam.selectors import tenants_visible_to, user_is_main_administrator
 from iam.tenancy import (
     APPLICATION_FIELDS,
@@ -20,6 +22,7 @@ from iam.tenancy import (
     application_route_rules_set,
     application_update,
     gateway_hosts_errors,
+    reminder_days_parsed,
     tenant_application_set_pats_allowed,
     tenant_create,
     tenant_update,
@@ -27,8 +30,75 @@ from iam.tenancy import (
 from tenants.models import Application, RouteRule, Tenant, TenantApplication
 from tenants.routes import ANY_METHOD, METHODS, path_normalized, route_decide, rule_errors, rules_of
 
+# The usual choices, one click each (static/js/reminder-days.js fills the field).
+REMINDER_PRESETS = [("None", []), ("1 day", [1]), ("7 and 1 days", [7, 1]), ("30, 7 and 1 days", [30, 7, 1])]
+
+
+def _days_text(days: list[int]) -> str:
+    return ", ".join(str(day) for day in days)
+
+
+class ReminderDaysWidget(forms.TextInput):
+    """The days as text ("7, 1") and, beside it, preset buttons that fill it in.
+    The buttons stay hidden until the script shows them: without it they would do nothing."""
+
+    class Media:
+        css = {"all": ["css/reminder-days.css"]}
+        js = ["js/reminder-days.js"]
+
+    def __init__(self, attrs=None):
+        super().__init__({"size": 20, "inputmode": "numeric", "placeholder": "7, 1", **(attrs or {})})
+
+    def render(self, name, value, attrs=None, renderer=None):
+        field = super().render(name, value, attrs, renderer)
+        field_id = (attrs or {}).get("id") or self.attrs.get("id") or ""
+        buttons = format_html_join(
+            " ",
+            '<button type="button" class="button reminder-preset" data-days="{}">{}</button>',
+            ((_days_text(days), label) for label, days in REMINDER_PRESETS),
+        )
+        return format_html(
+            '{} <span class="reminder-presets" data-for="{}" role="group" aria-label="Presets" hidden>{}</span>',
+            field,
+            field_id,
+            buttons,
+        )
+
+
+class ReminderDaysField(forms.CharField):
+    """A tenant's reminder days typed as a list ("7, 1"), kept as a list of ints, largest first."""
+
+    widget = ReminderDaysWidget
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("max_length", 200)
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        return _days_text(value) if isinstance(value, list | tuple) else value
+
+    def to_python(self, value):
+        return _days_text(value) if isinstance(value, list | tuple) else super().to_python(value)
+
+    def has_changed(self, initial, data) -> bool:
+        # "1, 7" for a stored [7, 1] is no change (nor an audit event).
+        days, errors = reminder_days_parsed(self.to_python(data))
+        return bool(errors) or days != list(initial or [])
+
+    def clean(self, value) -> list[int]:
+        days, errors = reminder_days_parsed(super().clean(value))
+        if errors:
+            raise forms.ValidationError(errors)
+        return days
+
 
 class TenantForm(forms.ModelForm):
+    reminder_days = ReminderDaysField(
+        label="Expiry reminders (days before)",
+        help_text="Owners are e-mailed this many days before a token expires: whole days from 1 to 365, "
+        "separated by commas, e.g. 7, 1. Empty: no reminders.",
+    )
     allowed_networks = NetworksField(
         label="Allowed networks",
         help_text="CIDR ranges (IPv4 or IPv6), one per line, that every token of the tenant must be used from; "
@@ -112,18 +182,69 @@ class TenantApplicationInline(GatedByApplicationInline):
     verbose_name = "tenant"
     verbose_name_plural = "availability in tenants"
 
+    def get_fields(self, request, obj=None):
+        # An existing switch names its tenant as text: Django links a read-only
+        # relation to its page, which an application administrator may not open.
+        return ["tenant_name", "allows_pats"] if obj else self.fields
+
     def get_readonly_fields(self, request, obj=None):
-        return ["tenant"] if obj else []
+        return ["tenant_name"] if obj else []
+
+    @admin.display(description="tenant")
+    def tenant_name(self, link: TenantApplication) -> str:
+        return link.tenant.name
+
+
+def _tokens_are(count: int, state: str) -> str:
+    return f"{counted(count, 'token')} {'is' if count == 1 else 'are'} {state}"
+
+
+def switch_said(where: str, allowed: bool, report: ChangeReport) -> str:
+    """What switching PATs for ``where`` did, in the console's words: how many
+    tokens it made active again or inactive (the report counts only those that changed)."""
+    if allowed:
+        again = report.tokens_reactivated
+        if not again:
+            return f"PATs allowed for {where}; no token became active again."
+        return f"PATs allowed again for {where}; {_tokens_are(again, 'active again')}."
+    stopped = report.tokens_affected - report.tokens_reactivated
+    if not stopped:
+        return f"PATs no longer allowed for {where}; no active token was affected."
+    owners = "Its owner is" if stopped == 1 else "Their owners are"
+    return f"PATs no longer allowed for {where}; {_tokens_are(stopped, 'inactive now')}. {owners} told by e-mail."
 
 
 class SwitchThroughServiceMixin:
     """Every change of a "allow personal access tokens" switch goes through the
-    service, so it is audited and the tokens it affects are recorded."""
+    service, so it is audited and the tokens it affects are recorded; the
+    console then says what it did to them."""
 
-    def apply_switch(self, request, link: TenantApplication, allowed: bool) -> None:
-        tenant_application_set_pats_allowed(
+    def apply_switch(self, request, link: TenantApplication, allowed: bool, *, say: bool = True) -> ChangeReport:
+        report = tenant_application_set_pats_allowed(
             tenant=link.tenant, application=link.application, allowed=allowed, actor=request.user, ip=client_ip(request)
         )
+        if say:
+            messages.success(request, switch_said(f"{link.application.name} in {link.tenant.name}", allowed, report))
+            request._pats_switch_said = True
+        return report
+
+    def switch_many(self, request, queryset, allowed: bool) -> None:
+        """An action's switches, with one message for them all."""
+        links = list(queryset.select_related("tenant", "application"))
+        flipped = [link for link in links if link.allows_pats != allowed]
+        if not flipped:
+            state = "allow" if allowed else "do not allow"
+            messages.info(request, f"The selected applications already {state} PATs in those tenants.")
+            return
+        if len(flipped) == 1:
+            self.apply_switch(request, flipped[0], allowed)
+            return
+        reports = [self.apply_switch(request, link, allowed, say=False) for link in flipped]
+        total = ChangeReport([effect for report in reports for effect in report.effects])
+        where = counted(len(flipped), "application in a tenant", "applications in tenants")
+        if len(links) > len(flipped):
+            where += f" ({len(links) - len(flipped)} already did)"
+        messages.success(request, switch_said(where, allowed, total))
 
 
 class PermissionCodesField(forms.CharField):
@@ -328,16 +449,24 @@ class TenantApplicationAdmin(SwitchThroughServiceMixin, ConfirmInactivationMixin
         return ["tenant", "application"] if obj else []
 
     def save_model(self, request, obj, form, change):
-        self.apply_switch(request, obj, form.cleaned_data["allows_pats"])
+        allowed = form.cleaned_data["allows_pats"]
+        if change and "allows_pats" not in form.changed_data:
+            return  # saved unchanged: nothing to switch, nothing to say but Django's "changed"
+        # A new link left switched off changed nothing: Django's "added" says enough.
+        self.apply_switch(request, obj, allowed, say=change or allowed)
         saved = TenantApplication.objects.get(tenant=obj.tenant, application=obj.application)
         obj.pk, obj.allows_pats = saved.pk, saved.allows_pats
 
+    def message_user(self, request, message, level=messages.INFO, *args, **kwargs):
+        # The switch's own message says more than Django's "… was changed successfully".
+        if level == messages.SUCCESS and getattr(request, "_pats_switch_said", False):
+            return
+        super().message_user(request, message, level, *args, **kwargs)
+
     @admin.action(description="Allow personal access tokens")
     def allow_pats(self, request, queryset):
-        for link in queryset.select_related("tenant", "application"):
-            self.apply_switch(request, link, True)
+        self.switch_many(request, queryset, True)
 
     @admin.action(description="Disallow personal access tokens")
     def disallow_pats(self, request, queryset):
-        for link in queryset.select_related("tenant", "application"):
-            self.apply_switch(request, link, False)
+        self.switch_many(request, queryset, False)

@@ -35,6 +35,7 @@ from tokens.models import (
     WebhookEndpoint,
     WebhookEvent,
 )
+from tokens.rules import token_states
 from tokens.selectors import token_approvers
 from tokens.webhooks import webhook_event_emit
 
@@ -274,6 +275,40 @@ def send_expiry_shortened_notice(owner_id: int, token_ids: list[int], max_days: 
     )
 
 
+def enqueue_inactivated_notice(owner_id: int, token_ids: list[int], changed_by: str) -> None:
+    """Tell an owner, once per administrator's change, which of their tokens it
+    made inactive (after commit): an integration using them is refused from now
+    on, and without a word it would only find out from its failures."""
+    enqueue_after_commit(notify_inactivated_tokens, send_inactivated_notice, owner_id, token_ids, changed_by)
+
+
+def send_inactivated_notice(owner_id: int, token_ids: list[int], changed_by: str) -> bool:
+    """Email an owner the tokens a change made inactive, each with why, and what
+    will help. The reasons are read when sending: a token active again by then
+    (the change undone) is left out, and nothing is sent if none is left, nor
+    to an account that is itself deactivated."""
+    tokens = _owners_tokens(token_ids)
+    if not tokens or not tokens[0].owner.is_active:
+        return False
+    states = token_states(tokens)
+    tokens = [token for token in tokens if states[token.pk].inactive_reasons and not states[token.pk].is_usable]
+    if not tokens:
+        return False
+    many = len(tokens) > 1
+    lines = "\n".join(_token_line(token, states[token.pk].owner_reason_text) for token in tokens)
+    advice = dict.fromkeys(tip for token in tokens for tip in states[token.pk].owner_advice)
+    tips = "\n".join(f"- {tip}" for tip in advice)
+    return _owner_told(
+        tokens,
+        "{count} of your personal access tokens no longer work",
+        "Your personal access token “{name}” no longer works",
+        f"{'These personal access tokens' if many else 'This personal access token'} of yours became inactive "
+        f"after a change by {changed_by}: requests made with {'them' if many else 'it'} are refused from now on."
+        f"\n\n{lines}\n\n"
+        f"What will help:\n{tips}",
+    )
+
+
 # The tasks keep the names they were queued under before they moved here.
 @shared_task(name="tokens.tasks.notify_token_owner", **RETRY)
 def notify_token_owner(token_id: int, event: str, detail: str = "") -> bool:
@@ -298,6 +333,11 @@ def notify_unused_ended(owner_id: int, token_ids: list[int], days: int) -> bool:
 @shared_task(name="tokens.tasks.notify_revoked_tokens", **RETRY)
 def notify_revoked_tokens(owner_id: int, token_ids: list[int]) -> bool:
     return send_revoked_notice(owner_id, token_ids)
+
+
+@shared_task(name="tokens.tasks.notify_inactivated_tokens", **RETRY)
+def notify_inactivated_tokens(owner_id: int, token_ids: list[int], changed_by: str) -> bool:
+    return send_inactivated_notice(owner_id, token_ids, changed_by)
 
 
 @shared_task(name="tokens.tasks.notify_expiry_shortened", **RETRY)

@@ -10,6 +10,7 @@ from tokens import maintenance, notifications, oauth
 from tokens.notifications import (  # noqa: F401 - registered with the worker
     note_token_address,
     notify_expiry_shortened,
+    notify_inactivated_tokens,
     notify_revoked_tokens,
     notify_token_issued,
     notify_token_owner,

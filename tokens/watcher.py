@@ -4,9 +4,9 @@
 Tenancy and identity never name tokens: they say what changed (an
 ``IdentityChange``), and this module works out what it does to the tokens it
 can reach, in the change's transaction: tokens that become inactive or active
-again (audited, the console's inactive mark kept in step), expiries brought
-within a tighter lifetime (audited, owners told), and what live tokens gain or
-lose when a role's codes change.
+again (audited, the console's inactive mark kept in step, the owners of those
+made inactive told), expiries brought within a tighter lifetime (audited,
+owners told), and what live tokens gain or lose when a role's codes change.
 """
 
 from collections import Counter
@@ -21,7 +21,7 @@ from iam.audit import audit_record, audit_record_many
 from iam.models import AuditAction, Role
 from tenants.models import Tenant
 from tokens.models import PersonalAccessToken, TokenStatus
-from tokens.notifications import enqueue_expiry_shortened_notice
+from tokens.notifications import enqueue_expiry_shortened_notice, enqueue_inactivated_notice
 from tokens.rules import TokenState, token_states
 from tokens.services import inactive_mark_set
 
@@ -62,6 +62,10 @@ class ValidityEffect:
         return [change for change in self.changes if not change.after.is_usable]
 
     @property
+    def tokens_reactivated(self) -> int:
+        return len(self.changes) - len(self.inactivated)
+
+    @property
     def needs_confirmation(self) -> bool:
         return bool(self.inactivated)
 
@@ -78,6 +82,7 @@ class LifetimeEffect:
     """Expiries brought within a tenant's lower maximum lifetime."""
 
     shortened: list[ExpiryShortening]
+    tokens_reactivated = 0
 
     @property
     def tokens_affected(self) -> int:
@@ -96,6 +101,7 @@ class PermissionChange:
     added: tuple[str, ...]
     removed: tuple[str, ...]
     live_tokens: int
+    tokens_reactivated = 0
 
     @property
     def tokens_affected(self) -> int:
@@ -178,7 +184,9 @@ def _validity_record(change: IdentityChange, before: dict[int, TokenState]) -> l
     one audit event each, and the console's inactive mark kept in step."""
     now = timezone.now()
     after = token_states(PersonalAccessToken.objects.filter(pk__in=before), now)
-    tenants = dict(PersonalAccessToken.objects.filter(pk__in=before).values_list("pk", "tenant_id"))
+    rows = list(PersonalAccessToken.objects.filter(pk__in=before).values_list("pk", "tenant_id", "owner_id"))
+    tenants = {pk: tenant_id for pk, tenant_id, _ in rows}
+    owners = {pk: owner_id for pk, _, owner_id in rows}
     changed: list[ValidityChange] = []
     for token_id, old in before.items():
         new = after[token_id]
@@ -196,7 +204,26 @@ def _validity_record(change: IdentityChange, before: dict[int, TokenState]) -> l
         )
     inactive_mark_set([c.token_id for c in changed if c.after.inactive_reasons], marked=True)
     inactive_mark_set([c.token_id for c in changed if not c.after.inactive_reasons], marked=False)
+    _owners_told_of_inactivation(change, [c.token_id for c in changed if not c.after.is_usable], owners)
     return changed
+
+
+def _owners_told_of_inactivation(change: IdentityChange, token_ids: list[int], owners: dict[int, int]) -> None:
+    """One e-mail per owner for this change (not one per token), after commit:
+    a rolled-back or unconfirmed change tells nobody."""
+    by_owner: dict[int, list[int]] = {}
+    for token_id in token_ids:
+        by_owner.setdefault(owners[token_id], []).append(token_id)
+    if not by_owner:
+        return
+    actor = change.actor
+    changed_by = (
+        f"{actor.get_full_name() or actor.username}, an administrator"
+        if actor is not None
+        else "an operator of the service"
+    )
+    for owner_id, ids in by_owner.items():
+        enqueue_inactivated_notice(owner_id, ids, changed_by)
 
 
 def _clamp_to_lifetime(tenant: Tenant, change: IdentityChange) -> list[ExpiryShortening]:
