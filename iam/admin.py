@@ -1,21 +1,26 @@
 import csv
 import json
+from dataclasses import dataclass
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
-from django.http import HttpRequest, StreamingHttpResponse
-from django.urls import path
+from django.http import Http404, HttpRequest, HttpResponseRedirect, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from core.admin import (
     APPLICATION_ADMIN_KINDS,
+    MAX_BIGINT,
     USER_ADMIN_KINDS,
     AdminKindMixin,
     CappedCountPaginator,
@@ -146,6 +151,21 @@ class RoleGrantForm(forms.ModelForm):
             field.disabled = True
 
 
+def role_label(role: Role) -> str:
+    """A role as administrators name it: "Sales rep (Acme CRM)", not "crm:sales_rep"."""
+    return f"{role.name} ({role.application.name if role.application_id else 'this service'})"
+
+
+# Sections that a layer above adds to a user's page (tokens: the user's tokens),
+# each a function of the user returning HTML; identity does not know tokens.
+_user_page_sections: list = []
+
+
+def user_page_section_register(section) -> None:
+    if section not in _user_page_sections:
+        _user_page_sections.append(section)
+
+
 class RoleGrantInline(admin.TabularInline):
     model = RoleGrant
     form = RoleGrantForm
@@ -167,7 +187,23 @@ class RoleGrantInline(admin.TabularInline):
             if not user_is_main_administrator(request.user):
                 roles = roles.filter(application__isnull=False)  # administrator roles: main administrators only
             kwargs["queryset"] = roles
+            field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+            field.label_from_instance = role_label
+            return field
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        # Read-only (another administrator's account): the role by name, not its code.
+        if not self.has_change_permission(request, obj):
+            return ["role_name", "granted_at", "granted_by"]
+        return self.fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "role_name"]
+
+    @admin.display(description="role")
+    def role_name(self, grant: RoleGrant) -> str:
+        return role_label(grant.role)
 
     def get_formset(self, request, obj=None, **kwargs):
         formset = super().get_formset(request, obj, **kwargs)
@@ -207,8 +243,21 @@ class UserAdmin(ConfirmInactivationMixin, AdminKindMixin, DjangoUserAdmin):
 
     view_kinds = change_kinds = USER_ADMIN_KINDS
     add_form = UserCreationForm
-    list_display = ["username", "email", "tenant", "can_create_pats", "is_active", "administrator"]
+    list_display = ["username_and_email", "can_create_pats", "is_active", "administrator"]
     list_filter = ["can_create_pats", "is_active", "tenant"]
+
+    def get_list_display(self, request):
+        if user_is_main_administrator(request.user):  # the only one who sees more than one tenant
+            return ["username_and_email", "tenant", *self.list_display[1:]]
+        return self.list_display
+
+    @admin.display(description="user", ordering="username")
+    def username_and_email(self, user: User):
+        return format_html('{}<br><small class="quiet">{}</small>', user.username, user.email)
+
+    @admin.display(description="tokens")
+    def tokens_summary(self, user: User):
+        return format_html_join(mark_safe("<br>"), "{}", ((section(user),) for section in _user_page_sections)) or "-"
 
     def get_list_filter(self, request):
         return self.list_filter if user_is_main_administrator(request.user) else ["can_create_pats", "is_active"]
@@ -221,7 +270,7 @@ class UserAdmin(ConfirmInactivationMixin, AdminKindMixin, DjangoUserAdmin):
     fieldsets = [
         (None, {"fields": ["username", "password", "tenant"]}),
         ("Personal info", {"fields": ["first_name", "last_name", "email"]}),
-        ("Personal access tokens", {"fields": ["can_create_pats"]}),
+        ("Personal access tokens", {"fields": ["can_create_pats", "tokens_summary"]}),
         ("Status", {"fields": ["is_active", "last_login", "date_joined"]}),
     ]
     add_fieldsets = [
@@ -233,7 +282,7 @@ class UserAdmin(ConfirmInactivationMixin, AdminKindMixin, DjangoUserAdmin):
             },
         )
     ]
-    readonly_fields = ["last_login", "date_joined"]
+    readonly_fields = ["last_login", "date_joined", "tokens_summary"]
 
     def get_queryset(self, request):
         return visible_to(request.user, super().get_queryset(request))
@@ -255,6 +304,9 @@ class UserAdmin(ConfirmInactivationMixin, AdminKindMixin, DjangoUserAdmin):
         if db_field.name == "tenant":
             kwargs["queryset"] = tenants_visible_to(request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def history_view(self, request, object_id, extra_context=None):
+        return audit_history_redirect(self, request, object_id, "user")
 
     @admin.display(description="administrator")
     def administrator(self, user: User) -> str:
@@ -313,19 +365,91 @@ def csv_safe(value: object) -> str:
     return f"'{text}" if text.startswith(FORMULA_STARTS) else text
 
 
+def _with_quiet_lines(first: str, lines: list[str]):
+    return format_html(
+        "{}{}", first, format_html_join("", '<br><small class="quiet">{}</small>', ((line,) for line in lines))
+    )
+
+
+@dataclass(frozen=True)
+class AuditSubject:
+    label: str
+    events: Q
+
+
+def audit_subject(user: User, about: str) -> AuditSubject:
+    """What ``?about=token:12`` (``user:3``, ``tenant:1``) names, among what
+    ``user`` may see, and which events are about it; Http404 otherwise."""
+    kind, _, raw_id = about.partition(":")
+    if not (raw_id.isascii() and raw_id.isdigit() and int(raw_id) <= MAX_BIGINT):
+        raise Http404("No such subject.")
+    pk = int(raw_id)
+    if kind == "token":
+        # The audit trail's one reference up the layers: the token an event is about.
+        token_model = AuditEvent._meta.get_field("token").related_model
+        token = get_object_or_404(visible_to(user, token_model.objects.all()), pk=pk)
+        return AuditSubject(f"token “{token.name}”", Q(token_id=pk))
+    if kind == "user":
+        subject = get_object_or_404(visible_to(user, User.objects.all()), pk=pk)
+        # What they did, what was done to their tokens, and to them (their grants, their account).
+        about_them = Q(tenant_id=subject.tenant_id, changes__user=subject.username)
+        return AuditSubject(f"user “{subject.username}”", Q(actor_id=pk) | Q(token__owner_id=pk) | about_them)
+    if kind == "tenant":
+        tenant = get_object_or_404(tenants_visible_to(user), pk=pk)
+        return AuditSubject(f"tenant “{tenant.name}”", Q(tenant_id=pk))
+    raise Http404("No such subject.")
+
+
+class SubjectFilter(admin.SimpleListFilter):
+    """The events about one token, user or tenant: what HISTORY on its page opens.
+    Shown (with "All" to leave it) only while it is applied."""
+
+    title = "subject"
+    parameter_name = "about"
+
+    def lookups(self, request, model_admin):
+        if self.value() is None:
+            return []
+        self.subject = audit_subject(request.user, self.value())
+        return [(self.value(), self.subject.label)]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(self.subject.events) if self.value() is not None else queryset
+
+
+def audit_history_redirect(model_admin, request: HttpRequest, object_id: str, kind: str):
+    """HISTORY on a token's, user's or tenant's page opens its events in the
+    audit trail (Django's history page is empty: nothing here writes Django's
+    LogEntry). Whoever may see these pages may read the trail (USER_ADMIN_KINDS)."""
+    if not model_admin.has_view_or_change_permission(request):
+        raise PermissionDenied
+    obj = model_admin.get_object(request, unquote(object_id))
+    if obj is None:
+        raise Http404("No such object.")
+    changelist = reverse("admin:iam_auditevent_changelist", current_app=model_admin.admin_site.name)
+    return HttpResponseRedirect(f"{changelist}?about={kind}:{obj.pk}")
+
+
 @admin.register(AuditEvent)
 class AuditEventAdmin(IndexedSearchMixin, ReadOnlyAdmin):
     """Analysis > Audit trail: read-only, scoped like the token overview."""
 
     view_kinds = USER_ADMIN_KINDS
-    list_display = ["occurred", "tenant", "actor_label", "action", "token_link", "ip", "reason", "change_summary"]
-    list_filter = ["action", ("tenant", TenantListFilter), ("occurred_at", admin.DateFieldListFilter)]
+    list_display = ["occurred", "actor_and_address", "action", "token_link", "reason", "change_summary"]
+    list_filter = [SubjectFilter, "action", ("tenant", TenantListFilter), ("occurred_at", admin.DateFieldListFilter)]
     sortable_by = ["occurred"]  # the only column an index orders; the rest are filters
+    change_list_template = "admin/iam/auditevent/change_list.html"
 
     def get_list_filter(self, request):
         if user_is_main_administrator(request.user):
             return self.list_filter
         return [f for f in self.list_filter if f != ("tenant", TenantListFilter)]
+
+    def get_list_display(self, request):
+        # Only a main administrator sees more than one tenant.
+        if user_is_main_administrator(request.user):
+            return [name if name != "actor_and_address" else "actor_tenant_and_address" for name in self.list_display]
+        return self.list_display
 
     search_fields = ["actor", "token"]  # see search_kinds
     search_time_field = "occurred_at"
@@ -366,10 +490,12 @@ class AuditEventAdmin(IndexedSearchMixin, ReadOnlyAdmin):
         )
         return kinds
 
-    @admin.display(description="occurred at", ordering="occurred_at")
-    def occurred(self, event: AuditEvent) -> str:
-        # Django's localized date format costs a tenth of a millisecond a row.
-        return f"{timezone.localtime(event.occurred_at):%Y-%m-%d %H:%M:%S}"
+    @admin.display(description="when", ordering="occurred_at")
+    def occurred(self, event: AuditEvent):
+        # The date over the time, to keep the column narrow. Django's localized
+        # date format costs a tenth of a millisecond a row.
+        local = timezone.localtime(event.occurred_at)
+        return _with_quiet_lines(f"{local:%Y-%m-%d}", [f"{local:%H:%M:%S}"])
 
     @admin.display(description="token")
     def token_link(self, event: AuditEvent):
@@ -377,9 +503,21 @@ class AuditEventAdmin(IndexedSearchMixin, ReadOnlyAdmin):
             return ""
         return format_html("{} <code>{}…</code>", event.token.name, event.token.display_prefix)
 
+    @admin.display(description="who")
+    def actor_and_address(self, event: AuditEvent):
+        return _with_quiet_lines(event.actor_label, [f"from {event.ip}"] if event.ip else [])
+
+    @admin.display(description="who")
+    def actor_tenant_and_address(self, event: AuditEvent):
+        lines = [event.tenant.name] if event.tenant else []
+        return _with_quiet_lines(event.actor_label, lines + ([f"from {event.ip}"] if event.ip else []))
+
     @admin.display(description="what changed")
-    def change_summary(self, event: AuditEvent) -> str:
-        return "; ".join(f"{key}: {value}" for key, value in event.changes.items())
+    def change_summary(self, event: AuditEvent):
+        # JSON, as the CSV and the API give it (not Python's repr).
+        if not event.changes:
+            return ""
+        return format_html("<code>{}</code>", json.dumps(event.changes, ensure_ascii=False, sort_keys=True))
 
     def get_urls(self):
         return [

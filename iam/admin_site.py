@@ -38,6 +38,13 @@ MENUS = [
     ),
     ("Analysis", [("tokens", "PersonalAccessToken"), ("iam", "AuditEvent")]),
 ]
+# A menu entry named otherwise than its model's plural (the footer counts "35 audit events").
+ENTRY_NAMES = {("iam", "AuditEvent"): "Audit trail"}
+
+
+def menu_of(app_label: str, object_name: str) -> str | None:
+    """The title of the console's menu that lists the model, if one does."""
+    return next((title for title, entries in MENUS if (app_label, object_name) in entries), None)
 
 
 class IamAdminSite(admin.AdminSite):
@@ -86,6 +93,9 @@ class IamAdminSite(admin.AdminSite):
         menus = []
         for title, entries in MENUS:
             shown = [models[entry] for entry in entries if entry in models]
+            for entry in entries:
+                if entry in models and entry in ENTRY_NAMES:
+                    models[entry]["name"] = ENTRY_NAMES[entry]
             if title == "Analysis" and user_admin_kind(request.user) in ("main", "user"):
                 shown.append(
                     {

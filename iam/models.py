@@ -193,7 +193,7 @@ class AuditEvent(models.Model):
 
     class Meta:
         verbose_name = "audit event"
-        verbose_name_plural = "audit trail"
+        verbose_name_plural = "audit events"
         ordering = ["-occurred_at", "-id"]
         # Each ends with the list's tie-break (-id), so a page of the newest
         # events is read off the index with no sort, however many share a time.

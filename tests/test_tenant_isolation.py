@@ -94,6 +94,9 @@ BOUNCE = Expect(302)
 P202 = Expect(202)
 B200, B201, B204, B302 = (Expect(status, writes="b") for status in (200, 201, 204, 302))
 A201, A302, AB302 = Expect(201, writes="a"), Expect(302, writes="a"), Expect(302, writes="ab")
+# HISTORY on a token's or user's page opens its events in the audit trail.
+HIST_T = Expect(302, location="/admin/iam/auditevent/?about=token:")
+HIST_U = Expect(302, location="/admin/iam/auditevent/?about=user:")
 
 
 # ---------------------------------------------------------------- who asks
@@ -245,7 +248,8 @@ ROWS = [
     console("GET",  "B's token",              T + "{b_token}/change/",    SEES,  E404,  E403,  LOGIN, LOGIN, SEES),
     console("POST", "B's token: edit",        T + "{b_token}/change/",    E403,  E403,  E403,  LOGIN, LOGIN, E403,
             body={"name": "hijacked"}),
-    console("GET",  "B's token: history",     T + "{b_token}/history/",   SEES,  E404,  E403,  LOGIN, LOGIN, SEES),
+    console("GET",  "B's token: history",     T + "{b_token}/history/",   HIST_T, E404, E403,  LOGIN, LOGIN, HIST_T),
+    console("GET",  "tokens: B's user's",     T + "?owner={b_user}",      SEES,  E404,  E403,  LOGIN, LOGIN, SEES),
     console("GET",  "tokens: add",            T + "add/",                 E403,  E403,  E403,  LOGIN, LOGIN, E403),
     console("GET",  "B's token: delete",      T + "{b_token}/delete/",    E403,  E403,  E403,  LOGIN, LOGIN, E403),
     console("POST", "B's token: delete",      T + "{b_token}/delete/",    E403,  E403,  E403,  LOGIN, LOGIN, E403,
@@ -284,7 +288,7 @@ ROWS = [
     # roles are not among the form's choices (the form answers with the error).
     console("POST", "A's user: grant B's role", U + "{a_user}/change/",   OK,    HIDES, E403,  LOGIN, LOGIN, E404,
             body=granting_b_role_to_a_user),
-    console("GET",  "B's user: history",      U + "{b_user}/history/",    SEES,  E404,  E403,  LOGIN, LOGIN, SEES),
+    console("GET",  "B's user: history",      U + "{b_user}/history/",    HIST_U, E404, E403,  LOGIN, LOGIN, HIST_U),
     console("GET",  "B's user: password",     U + "{b_user}/password/",   SEES,  E404,  E403,  LOGIN, LOGIN, SEES),
     console("POST", "B's user: password",     U + "{b_user}/password/",   B302,  E404,  E403,  LOGIN, LOGIN, B302,
             body={"usable_password": "true", "password1": NEW_PASSWORD, "password2": NEW_PASSWORD}),
@@ -302,6 +306,11 @@ ROWS = [
     console("GET",  "audit: tenant B's",      EV + IN_TENANT_B,           SEES,  E400,  E403,  LOGIN, LOGIN, E400),
     console("GET",  "B's event",              EV + "{b_event}/change/",   SEES,  E404,  E403,  LOGIN, LOGIN, SEES),
     console("GET",  "B's event: history",     EV + "{b_event}/history/",  OK,    E404,  E403,  LOGIN, LOGIN, OK),
+    console("GET",  "audit: B's token's",     EV + "?about=token:{b_token}", SEES, E404,  E403,  LOGIN, LOGIN, SEES),
+    console("GET",  "audit: B's user's",      EV + "?about=user:{b_user}", SEES,  E404,  E403,  LOGIN, LOGIN, SEES),
+    console("GET",  "audit: tenant B's events", EV + "?about=tenant:{b_tenant}", SEES, E404, E403, LOGIN, LOGIN, SEES),
+    console("GET",  "audit: CSV, B's token",  EV + "export.csv?about=token:{b_token}", SEES, E404, E403, LOGIN, LOGIN,
+            SEES),
     console("GET",  "audit: CSV",             EV + "export.csv",          SEES,  HIDES, E403,  LOGIN, LOGIN, SEES),
     console("GET",  "audit: CSV, B's",        EV + "export.csv" + IN_TENANT_B, SEES, E400, E403, LOGIN, LOGIN, E400),
     console("GET",  "audit: add",             EV + "add/",                E403,  E403,  E403,  LOGIN, LOGIN, E403),

@@ -320,7 +320,8 @@ def test_user_administrator_cannot_grant_administrator_roles(world, user_admin):
     client = signed_in(user_admin)
     page = client.get(f"/admin/iam/user/{world.user.pk}/change/").content.decode()
     options = re.findall(r"<option[^>]*>([^<]*)</option>", page)
-    assert "acme-crm:writer" in options and not any(option.startswith("iam:") for option in options)
+    # Roles by name and application, not by code; no administrator role (this service's own).
+    assert "Writer (acme CRM)" in options and not any(option.endswith("(this service)") for option in options)
 
 
 def test_audit_trail_is_scoped_filterable_and_exports_csv(world, other_world, user_admin):

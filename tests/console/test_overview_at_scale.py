@@ -265,9 +265,9 @@ def test_a_column_that_is_not_sortable_cannot_be_sorted_through_the_url(world, m
     no index to sort a million tokens by."""
     client = signed_in(main_admin)
     changelist = client.get(OVERVIEW).context["cl"]
-    tenant_column = changelist.list_display.index("tenant")
-    assert "tenant" not in changelist.sortable_by
-    sorted_by_url = client.get(OVERVIEW, {"o": f"{tenant_column}"}).context["cl"]
+    application_column = changelist.list_display.index("application_and_permissions")
+    assert "application_and_permissions" not in changelist.sortable_by
+    sorted_by_url = client.get(OVERVIEW, {"o": f"{application_column}"}).context["cl"]
     assert sorted_by_url.queryset.query.order_by == changelist.queryset.query.order_by
 
 

@@ -1,0 +1,13 @@
+"""The console's breadcrumbs name the menu a page is in (``iam.admin_site.MENUS``),
+not the Django app that holds its model."""
+
+from django import template
+
+from iam.admin_site import menu_of
+
+register = template.Library()
+
+
+@register.simple_tag
+def console_menu(opts) -> str:
+    return menu_of(opts.app_label, opts.object_name) or str(opts.app_config.verbose_name)
