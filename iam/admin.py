@@ -4,16 +4,15 @@ from dataclasses import dataclass
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
-from django.http import Http404, HttpRequest, HttpResponseRedirect, StreamingHttpResponse
+from django.http import Http404, HttpRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from django.urls import path, reverse
+from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
@@ -34,6 +33,7 @@ from core.errors import DomainError
 from core.http import client_ip
 from core.text import counted
 from iam import tenancy_admin  # noqa: F401 - registers the pages of tenants and applications
+from iam.admin_site import audit_history_redirect
 from iam.models import AuditEvent, Role, RoleGrant, ServiceRole, User
 from iam.selectors import (
     audit_events_visible_to,
@@ -415,19 +415,6 @@ class SubjectFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         return queryset.filter(self.subject.events) if self.value() is not None else queryset
-
-
-def audit_history_redirect(model_admin, request: HttpRequest, object_id: str, kind: str):
-    """HISTORY on a token's, user's or tenant's page opens its events in the
-    audit trail (Django's history page is empty: nothing here writes Django's
-    LogEntry). Whoever may see these pages may read the trail (USER_ADMIN_KINDS)."""
-    if not model_admin.has_view_or_change_permission(request):
-        raise PermissionDenied
-    obj = model_admin.get_object(request, unquote(object_id))
-    if obj is None:
-        raise Http404("No such object.")
-    changelist = reverse("admin:iam_auditevent_changelist", current_app=model_admin.admin_site.name)
-    return HttpResponseRedirect(f"{changelist}?about={kind}:{obj.pk}")
 
 
 @admin.register(AuditEvent)

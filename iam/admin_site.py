@@ -9,8 +9,9 @@ permission checks), never by hiding links.
 from urllib.parse import urlencode
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.urls import path, reverse
 
 from iam.selectors import user_admin_kind
@@ -45,6 +46,19 @@ ENTRY_NAMES = {("iam", "AuditEvent"): "Audit trail"}
 def menu_of(app_label: str, object_name: str) -> str | None:
     """The title of the console's menu that lists the model, if one does."""
     return next((title for title, entries in MENUS if (app_label, object_name) in entries), None)
+
+
+def audit_history_redirect(model_admin, request: HttpRequest, object_id: str, kind: str):
+    """HISTORY on a token's, user's or tenant's page opens its events in the
+    audit trail (Django's history page is empty: nothing here writes Django's
+    LogEntry). Whoever may see these pages may read the trail (USER_ADMIN_KINDS)."""
+    if not model_admin.has_view_or_change_permission(request):
+        raise PermissionDenied
+    obj = model_admin.get_object(request, unquote(object_id))
+    if obj is None:
+        raise Http404("No such object.")
+    changelist = reverse("admin:iam_auditevent_changelist", current_app=model_admin.admin_site.name)
+    return HttpResponseRedirect(f"{changelist}?about={kind}:{obj.pk}")
 
 
 class IamAdminSite(admin.AdminSite):

@@ -14,6 +14,7 @@ from core.changes import ChangeReport
 from core.http import client_ip
 from core.networks import NetworksField
 from core.text import counted
+from iam.admin_site import audit_history_redirect
 from iam.selectors import tenants_visible_to, user_is_main_administrator
 from iam.tenancy import (
     APPLICATION_FIELDS,
@@ -123,6 +124,9 @@ class TenantAdmin(ConfirmInactivationMixin, AdminKindMixin, admin.ModelAdmin):
 
     def get_queryset(self, request):
         return tenants_visible_to(request.user)
+
+    def history_view(self, request, object_id, extra_context=None):
+        return audit_history_redirect(self, request, object_id, "tenant")
 
     def has_add_permission(self, request):
         return self._kind(request) in MAIN_KINDS

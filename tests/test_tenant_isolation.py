@@ -97,6 +97,7 @@ A201, A302, AB302 = Expect(201, writes="a"), Expect(302, writes="a"), Expect(302
 # HISTORY on a token's or user's page opens its events in the audit trail.
 HIST_T = Expect(302, location="/admin/iam/auditevent/?about=token:")
 HIST_U = Expect(302, location="/admin/iam/auditevent/?about=user:")
+HIST_TN = Expect(302, location="/admin/iam/auditevent/?about=tenant:")
 
 
 # ---------------------------------------------------------------- who asks
@@ -354,7 +355,7 @@ ROWS = [
             body=main_form(TN + "{b_tenant}/change/", "tenant_form", name="Globex hijacked")),
     console("POST", "tenant B: networks",     TN + "{b_tenant}/change/",  B302,  E404,  E403,  LOGIN, LOGIN, B302,
             body=main_form(TN + "{b_tenant}/change/", "tenant_form", allowed_networks="10.0.0.0/8")),
-    console("GET",  "tenant B: history",      TN + "{b_tenant}/history/", SEES,  E404,  E403,  LOGIN, LOGIN, SEES),
+    console("GET",  "tenant B: history",      TN + "{b_tenant}/history/", HIST_TN, E404, E403, LOGIN, LOGIN, HIST_TN),
     console("GET",  "tenants: add",           TN + "add/",                OK,    E403,  E403,  LOGIN, LOGIN, E403),
     console("GET",  "tenant B: delete",       TN + "{b_tenant}/delete/",  E403,  E403,  E403,  LOGIN, LOGIN, E403),
 

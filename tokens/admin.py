@@ -34,7 +34,8 @@ from core.admin import (
 from core.errors import DomainError
 from core.http import client_ip
 from core.text import counted, whitespace_collapsed
-from iam.admin import audit_history_redirect, user_page_section_register
+from iam.admin import user_page_section_register
+from iam.admin_site import audit_history_redirect
 from iam.models import User
 from iam.selectors import tenants_visible_to, user_is_main_administrator, visible_to
 from tenants.models import Application
