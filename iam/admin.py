@@ -294,6 +294,17 @@ class UserAdmin(ConfirmInactivationMixin, AdminKindMixin, DjangoUserAdmin):
             return user_is_main_administrator(request.user)
         return super().has_change_permission(request, obj)
 
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        # Read-only (another administrator's account): no password hash and no
+        # "Reset password" button leading to a page this viewer is refused.
+        return [
+            (name, {**options, "fields": [f for f in options["fields"] if f != "password"]})
+            for name, options in fieldsets
+        ]
+
     def get_readonly_fields(self, request, obj=None):
         readonly = list(self.readonly_fields)
         if not user_is_main_administrator(request.user) and obj is not None:

@@ -69,9 +69,11 @@ GEOMETRY = """(columns) => {
   return found;
 }"""
 
+# Every link of the page's content, breadcrumbs and menu, made absolute (Django writes some relative,
+# "../password/"), on this site, except signing out.
 LINKS = """() => [...new Set([...document.querySelectorAll('#content a, .breadcrumbs a, #nav-sidebar a')]
-  .filter(a => a.hasAttribute('href')).map(a => a.getAttribute('href'))
-  .filter(h => h.startsWith('/') && !h.includes('logout')))]"""
+  .filter(a => a.hasAttribute('href') && a.origin === location.origin && !a.pathname.includes('logout'))
+  .map(a => a.pathname + a.search))]"""
 
 
 @pytest.fixture
