@@ -32,11 +32,17 @@ class BearerTokenAuthentication(BaseAuthentication):
         scheme, _, credential = header.partition(" ")
         if scheme.lower() != "bearer":
             return None  # another scheme: leave it to other authenticators
-        context = bearer_authenticate(credential, ip=self.client_address(request))
+        context = bearer_authenticate(
+            credential, ip=self.client_address(request), also_audience=self.also_audience(request)
+        )
         return context.owner, context
 
     def client_address(self, request: Request) -> str | None:
         return client_ip(request)
+
+    def also_audience(self, request: Request) -> str | None:
+        """An access token's audience accepted besides this service's API (none here)."""
+        return None
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="iam"'

@@ -64,19 +64,24 @@ def _parse(value: str) -> Credential | None:
     return None
 
 
-def bearer_authenticate(value: str, *, ip: str | None, now: datetime | None = None) -> TokenContext:
+def bearer_authenticate(
+    value: str, *, ip: str | None, now: datetime | None = None, also_audience: str | None = None
+) -> TokenContext:
     """Return the context of a usable bearer credential, or raise InvalidToken
-    (any failure, alike) or RateLimited (the address or the token is over its limit)."""
+    (any failure, alike) or RateLimited (the address or the token is over its limit).
+    An access token must be for this service's API, or for ``also_audience`` (the
+    gateway accepts those exchanged for the application it guards)."""
     now = now or timezone.now()
     credential = _parse(value)
+    audiences = [api_audience(), also_audience] if also_audience else [api_audience()]
     # Without a subscribed listener (Redis down, or not yet connected) the
     # cache cannot be used: go straight to the path that needs no Redis.
     if credential is not None and redis_client() is not None and authcache.cache_trusted():
         try:
-            return _authenticate_with_cache(credential, ip=ip, now=now)
+            return _authenticate_with_cache(credential, ip=ip, now=now, audiences=audiences)
         except redis.RedisError:
             logger.warning("Redis unavailable: authenticating without the token cache")
-    return _authenticate_without_cache(credential, ip=ip, now=now)
+    return _authenticate_without_cache(credential, ip=ip, now=now, audiences=audiences)
 
 
 def _refuse(ip: str | None) -> InvalidToken:
@@ -91,13 +96,24 @@ def _check_address(ip: str | None) -> None:
         raise RateLimited(ADDRESS_BLOCKED, retry_after=WINDOW)
 
 
-def _load(credential: Credential | None, now: datetime) -> Loaded | None:
-    return credential_load(credential.value, audience=api_audience(), now=now) if credential else None
+def _load(credential: Credential | None, now: datetime, audiences: list[str]) -> Loaded | None:
+    return credential_load(credential.value, audience=audiences, now=now) if credential else None
 
 
-def _authenticate_without_cache(credential: Credential | None, *, ip: str | None, now: datetime) -> TokenContext:
+def _for_audiences(entry: authcache.Entry | None, audiences: list[str]) -> authcache.Entry | None:
+    """The cached entry, if it is not an access token for another audience than
+    these (the cache is shared by the API and the gateway, which accepts more)."""
+    if entry is None or entry.claims is None:
+        return entry
+    aud = entry.claims.get("aud")
+    return entry if set(aud if isinstance(aud, list) else [aud]) & set(audiences) else None
+
+
+def _authenticate_without_cache(
+    credential: Credential | None, *, ip: str | None, now: datetime, audiences: list[str]
+) -> TokenContext:
     _check_address(ip)
-    loaded = _load(credential, now)
+    loaded = _load(credential, now, audiences)
     context = context_build(loaded, evaluate(loaded.facts, now), now, ip=ip) if loaded else None
     if context is None:
         raise _refuse(ip)
@@ -112,13 +128,15 @@ def _authenticate_without_cache(credential: Credential | None, *, ip: str | None
     return context
 
 
-def _authenticate_with_cache(credential: Credential, *, ip: str | None, now: datetime) -> TokenContext:
-    entry = authcache.cache_lookup(credential.cache_key)
+def _authenticate_with_cache(
+    credential: Credential, *, ip: str | None, now: datetime, audiences: list[str]
+) -> TokenContext:
+    entry = _for_audiences(authcache.cache_lookup(credential.cache_key), audiences)
     context = context_build(entry.loaded, entry.state(now), now, ip=ip, token=entry.detached_token) if entry else None
     if context is None:  # not cached, or unusable on old facts: reload, never refuse on those
         _check_address_known_blocked(ip, now)
         mark = authcache.cache_mark()
-        loaded = _load(credential, now)
+        loaded = _load(credential, now, audiences)
         if loaded is None:
             raise _refuse_counted(ip, now)
         entry = authcache.cache_store(credential.cache_key, loaded, mark)

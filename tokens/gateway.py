@@ -27,6 +27,7 @@ from core.permissions import missing_permission_refusal
 from tenants.models import Application, RouteRule
 from tenants.routes import Decision, Rule, host_candidates, path_normalized, route_decide, rules_of
 from tokens import authcache
+from tokens.signing import application_audience_of
 from tokens.verification import TokenContext
 
 METHOD_HEADERS = ("HTTP_X_FORWARDED_METHOD", "HTTP_X_ORIGINAL_METHOD")
@@ -130,6 +131,16 @@ def _one_header(request: HttpRequest, names: tuple[str, ...]) -> str:
             code="gateway_request_conflicting",
         )
     return values.pop() if values else ""
+
+
+def gateway_audience(request: HttpRequest) -> str | None:
+    """The audience of the application this request is for, whose exchanged access
+    tokens the gateway accepts; None when the request names none (the verdict then
+    answers 400 or 404, after the token is checked as for the API)."""
+    try:
+        return application_audience_of(_gateway_of(request).application_id)
+    except (IncompleteRequest, NotFound):
+        return None
 
 
 def _gateway_of(request: HttpRequest) -> Gateway:

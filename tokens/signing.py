@@ -55,15 +55,20 @@ def api_audience() -> str:
 
 
 def application_audience(application: Application) -> str:
-    return f"urn:iam:application:{application.pk}"
+    return application_audience_of(application.pk)
+
+
+def application_audience_of(application_id: object) -> str:
+    return f"urn:iam:application:{application_id}"
 
 
 def looks_like_jwt(value: str) -> bool:
     return value.count(".") == 2 and len(value) < 8192
 
 
-def access_token_claims(value: str, *, audience: str | None = None) -> dict | None:
-    """Return the verified claims of one of our access tokens, or None."""
+def access_token_claims(value: str, *, audience: str | list[str] | None = None) -> dict | None:
+    """Return the verified claims of one of our access tokens (for ``audience``,
+    or for any of a list), or None."""
     try:
         header = jwt.get_unverified_header(value)
         keys_by_id = dict(_signing_keys())

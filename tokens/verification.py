@@ -89,7 +89,7 @@ class Loaded:
 
 
 def credential_load(
-    value: str, *, kind: str = TokenKind.PERSONAL, audience: str | None = None, now: datetime | None = None
+    value: str, *, kind: str = TokenKind.PERSONAL, audience: str | list[str] | None = None, now: datetime | None = None
 ) -> Loaded | None:
     """Find the credential ``value`` and the token behind it, or None (malformed,
     unknown, or a token of another ``kind``: embedding tokens travel in URLs and
@@ -196,7 +196,7 @@ def _load_by_digests(digests: list[str]) -> Loaded | None:
     return None if token is None or facts is None else Loaded(token, facts, rotated=rotated)
 
 
-def _access_token_load(value: str, audience: str | None) -> Loaded | None:
+def _access_token_load(value: str, audience: str | list[str] | None) -> Loaded | None:
     """A validly signed access token, not revoked, from a live client, and the
     personal token behind it."""
     claims = signing.access_token_claims(value, audience=audience)

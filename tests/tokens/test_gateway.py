@@ -2,6 +2,7 @@
 
 import pytest
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from core.errors import ValidationFailed
 from iam.models import AuditAction, AuditEvent, ServiceRole
@@ -324,3 +325,37 @@ def test_the_console_tests_a_request(client, world, app_admin):
     assert "POST /orders" in text and "rule 2" in text and "it lacks <code>orders.write</code>" in text
     nothing = client.get(url, {"method": "DELETE", "uri": "/x", "permissions": ""}).content.decode()
     assert "no rule matches and the default denies" in nothing
+
+
+def _exchanged_for(world, *audiences) -> str:
+    from tests.tokens.api.test_oauth import exchange
+    from tokens.oauth import oauth_client_create
+
+    name = f"crm backend {len(audiences)}"
+    client = oauth_client_create(application=world.application, name=name, actor=None, token_exchange=True)
+    pat = world.issue(f"exchange me {len(audiences)}", roles=("reader",)).plaintext
+    granted = exchange(APIClient(), client, pat, **({"audience": audiences} if audiences else {}))
+    assert granted.status_code == 200, granted.content
+    return granted.json()["access_token"]
+
+
+def test_an_access_token_for_the_application_opens_its_gateway_only(api, world, other_world, app_admin):
+    """Exchanged for the application's audience, an access token is the application's:
+    its gateway takes it; this service's API and another application's gateway do not."""
+    configure(world, app_admin)
+    application_update(
+        application=other_world.application,
+        changes={"gateway_hosts": "crm.other", "gateway_default": "allow"},
+        actor=app_admin,
+    )
+    for_application = bearer(api, _exchanged_for(world, f"urn:iam:application:{world.application.pk}"))
+    response = forward(for_application, "GET", "/orders/1")
+    assert response.status_code == 200, response.content
+    assert response["X-Auth-Permissions"] == "orders.read"
+    assert (
+        forward(for_application, "GET", "/orders/1", HTTP_X_IAM_APPLICATION=world.application.slug).status_code == 200
+    )
+    assert for_application.get(ME).status_code == 401  # not for this service's API
+    assert forward(for_application, "GET", "/orders/1", host="crm.other").status_code == 401  # not that application's
+    # One for this service's API still works at the gateway, as a PAT does.
+    assert forward(bearer(APIClient(), _exchanged_for(world)), "GET", "/orders/1").status_code == 200

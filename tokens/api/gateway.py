@@ -8,14 +8,18 @@ from rest_framework.views import APIView
 
 from core.api.schema import errors
 from tokens.authentication import BearerTokenAuthentication
-from tokens.gateway import gateway_client_ip, gateway_verdict, identity_headers
+from tokens.gateway import gateway_audience, gateway_client_ip, gateway_verdict, identity_headers
 
 
 class GatewayBearerAuthentication(BearerTokenAuthentication):
-    """The API's bearer authentication, with the client's address as the proxy saw it (limits, allowlists)."""
+    """The API's bearer authentication, with the client's address as the proxy saw it (limits, allowlists),
+    that also takes access tokens exchanged for the application the request is for."""
 
     def client_address(self, request: Request) -> str | None:
         return gateway_client_ip(request)
+
+    def also_audience(self, request: Request) -> str | None:
+        return gateway_audience(request)
 
 
 def _header(name: str, description: str) -> OpenApiParameter:
