@@ -49,10 +49,11 @@ test-postgres: install services
 # The whole suite: services (PostgreSQL, Chromium), lint, then every test on SQLite and on PostgreSQL.
 test: services lint test-sqlite test-postgres
 
-# Refresh the README's screenshots from the browser tests' latest run.
+# Refresh the README's screenshots from the browser tests' latest run (only those the README shows).
 screenshots:
 	mkdir -p docs/screenshots
-	cp test-artifacts/screenshots/*.png docs/screenshots/
+	for name in $$(grep -o 'docs/screenshots/[a-z0-9-]*\.png' README.md | sort -u | xargs -n1 basename); do \
+		cp test-artifacts/screenshots/$$name docs/screenshots/$$name || exit 1; done
 
 # Authentication throughput against the Django peers, the gateway through nginx, then the cold path (each request a token not
 # seen before) at 10k and 1M tokens on both databases (the first run fills each database: ~12 min at 1M) (installed into .venv from requirements-bench.txt;
