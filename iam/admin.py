@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm
@@ -15,7 +16,6 @@ from django.shortcuts import get_object_or_404
 from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import mark_safe
 
 from core.admin import (
     APPLICATION_ADMIN_KINDS,
@@ -157,7 +157,8 @@ def role_label(role: Role) -> str:
 
 
 # Sections that a layer above adds to a user's page (tokens: the user's tokens),
-# each a function of the user returning HTML; identity does not know tokens.
+# each a function of (viewer, user) returning HTML, shown with the viewer's
+# scope; identity does not know tokens.
 _user_page_sections: list = []
 
 
@@ -176,7 +177,7 @@ class RoleGrantInline(admin.TabularInline):
     verbose_name = "role grant"
 
     def get_queryset(self, request):
-        grants = super().get_queryset(request)
+        grants = super().get_queryset(request).select_related("role__application", "granted_by")
         if not user_is_main_administrator(request.user):
             grants = grants.filter(role__application__isnull=False)  # administrator roles: not theirs to see or touch
         return grants
@@ -255,9 +256,12 @@ class UserAdmin(ConfirmInactivationMixin, AdminKindMixin, DjangoUserAdmin):
     def username_and_email(self, user: User):
         return format_html('{}<br><small class="quiet">{}</small>', user.username, user.email)
 
-    @admin.display(description="tokens")
-    def tokens_summary(self, user: User):
-        return format_html_join(mark_safe("<br>"), "{}", ((section(user),) for section in _user_page_sections)) or "-"
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        user = self.get_object(request, unquote(object_id))
+        if user is not None:
+            sections = [section(request.user, user) for section in _user_page_sections]
+            extra_context = {**(extra_context or {}), "user_page_sections": sections}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_list_filter(self, request):
         return self.list_filter if user_is_main_administrator(request.user) else ["can_create_pats", "is_active"]
@@ -270,7 +274,7 @@ class UserAdmin(ConfirmInactivationMixin, AdminKindMixin, DjangoUserAdmin):
     fieldsets = [
         (None, {"fields": ["username", "password", "tenant"]}),
         ("Personal info", {"fields": ["first_name", "last_name", "email"]}),
-        ("Personal access tokens", {"fields": ["can_create_pats", "tokens_summary"]}),
+        ("Personal access tokens", {"fields": ["can_create_pats"]}),
         ("Status", {"fields": ["is_active", "last_login", "date_joined"]}),
     ]
     add_fieldsets = [
@@ -282,7 +286,7 @@ class UserAdmin(ConfirmInactivationMixin, AdminKindMixin, DjangoUserAdmin):
             },
         )
     ]
-    readonly_fields = ["last_login", "date_joined", "tokens_summary"]
+    readonly_fields = ["last_login", "date_joined"]
 
     def get_queryset(self, request):
         return visible_to(request.user, super().get_queryset(request))
@@ -402,9 +406,12 @@ def audit_subject(user: User, about: str) -> AuditSubject:
         return AuditSubject(f"token “{token.name}”", Q(token_id=pk))
     if kind == "user":
         subject = get_object_or_404(visible_to(user, User.objects.all()), pk=pk)
-        # What they did, what was done to their tokens, and to them (their grants, their account).
-        about_them = Q(tenant_id=subject.tenant_id, changes__user=subject.username)
-        return AuditSubject(f"user “{subject.username}”", Q(actor_id=pk) | Q(token__owner_id=pk) | about_them)
+        # What they did and what was done to their tokens: each half read off an
+        # index (actor, token). Events about the account itself (grants, changes)
+        # name it only inside their JSON: search or filter by action for those.
+        token_model = AuditEvent._meta.get_field("token").related_model
+        their_tokens = token_model.objects.filter(owner_id=pk).values("pk")
+        return AuditSubject(f"user “{subject.username}”", Q(actor_id=pk) | Q(token_id__in=their_tokens))
     if kind == "tenant":
         tenant = get_object_or_404(tenants_visible_to(user), pk=pk)
         return AuditSubject(f"tenant “{tenant.name}”", Q(tenant_id=pk))

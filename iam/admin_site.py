@@ -43,6 +43,11 @@ MENUS = [
 ENTRY_NAMES = {("iam", "AuditEvent"): "Audit trail"}
 
 
+def entry_name(app_label: str, object_name: str) -> str | None:
+    """The console's own name for a model's list, where it differs from the plural."""
+    return ENTRY_NAMES.get((app_label, object_name))
+
+
 def menu_of(app_label: str, object_name: str) -> str | None:
     """The title of the console's menu that lists the model, if one does."""
     return next((title for title, entries in MENUS if (app_label, object_name) in entries), None)

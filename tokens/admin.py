@@ -5,12 +5,13 @@ Administrators never create or edit tokens (Thinkwise): the overview is
 read-only; its one action is revocation, irreversible, behind a confirmation.
 """
 
+from collections import Counter
 from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
@@ -55,7 +56,7 @@ from tokens.models import (
     TokenStatus,
 )
 from tokens.oauth import oauth_client_create, oauth_client_name_taken, oauth_client_revoke
-from tokens.rules import EffectiveStatus, evaluate, load_facts, token_state
+from tokens.rules import EffectiveStatus, evaluate, load_facts, token_state, token_states
 from tokens.selectors import tokens_visible_to_admin, with_status
 from tokens.services import token_approval_decide, tokens_revoke_by_administrator
 
@@ -103,17 +104,21 @@ class OwnerFilter(admin.SimpleListFilter):
         return queryset.filter(owner_id=int(self.value())) if self.value() is not None else queryset
 
 
-def user_tokens_section(user: User):
-    """On a user's page: how many tokens they own, by stored status, linking to
-    them in the overview."""
-    counts = dict(user.tokens.values_list("status").annotate(n=Count("id")).order_by())
-    if not counts:
+def user_tokens_section(viewer: User, user: User):
+    """On a user's page: the tokens they own that the viewer may see (a user
+    moved to another tenant left theirs in the old one), by effective status as
+    the overview shows them, linking to them there."""
+    tokens = list(tokens_visible_to_admin(viewer).filter(owner=user).order_by("-id")[: USER_PAGE_TOKENS + 1])
+    if not tokens:
         return "No tokens."
+    counts = Counter(state.status for state in token_states(tokens).values())
     url = reverse("admin:tokens_personalaccesstoken_changelist") + f"?owner={user.pk}"
-    parts = ", ".join(f"{n} {TokenStatus(status).label.lower()}" for status, n in sorted(counts.items()))
-    return format_html('<a href="{}">{}</a> ({})', url, counted(sum(counts.values()), "token"), parts)
+    total = counted(len(tokens), "token") if len(tokens) <= USER_PAGE_TOKENS else f"More than {USER_PAGE_TOKENS} tokens"
+    parts = ", ".join(f"{n} {EffectiveStatus(status).label.lower()}" for status, n in sorted(counts.items()))
+    return format_html('<a href="{}">{}</a> ({})', url, total, parts)
 
 
+USER_PAGE_TOKENS = 1000  # counted on the page; beyond, the overview counts them
 user_page_section_register(user_tokens_section)
 
 

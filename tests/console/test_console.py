@@ -517,3 +517,33 @@ def test_renaming_an_application_is_audited_with_old_and_new_names(world, app_ad
     assert client.post(url, data).status_code == 302
     event = AuditEvent.objects.get(action=AuditAction.APPLICATION_CHANGED)
     assert event.changes["name"] == [world.application.name, "Acme CRM 2"] and event.actor == app_admin
+
+
+def test_a_users_page_counts_the_tokens_the_viewer_sees_by_their_real_status(
+    world, other_world, user_admin, main_admin
+):
+    """By effective status, as the overview shows them; a user moved into the
+    tenant left their tokens in the old one, which its administrator never sees."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from iam.services import user_update
+
+    world.issue("live")
+    expired = world.issue("old").token
+    past = timezone.now() - timedelta(days=1)
+    PersonalAccessToken.objects.filter(pk=expired.pk).update(created_at=past - timedelta(days=9), expires_at=past)
+    page = signed_in(user_admin).get(f"/admin/iam/user/{world.user.pk}/change/").content.decode()
+    assert "2 tokens</a> (1 active, 1 expired)" in page
+    assert f"?owner={world.user.pk}" in page
+
+    moved = other_world.user
+    for name in ("a", "b", "c"):
+        other_world.issue(name)
+    user_update(user=moved, changes={"tenant": world.tenant}, actor=main_admin)
+    page = signed_in(user_admin).get(f"/admin/iam/user/{moved.pk}/change/").content.decode()
+    assert "No tokens." in page and "3 tokens" not in page
+    # A main administrator sees them: inactive, since their owner left the tenant.
+    page = signed_in(main_admin).get(f"/admin/iam/user/{moved.pk}/change/").content.decode()
+    assert "3 tokens</a> (3 inactive)" in page
