@@ -2,10 +2,10 @@ import sys
 
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
-from core.errors import json_not_found, json_server_error
+from core.errors import error_body, json_not_found, json_server_error
 from core.http import client_ip, is_api_request
 from core.middleware import DATABASE_UNAVAILABLE_ERRORS, database_unavailable_response
 from iam.signin import SignInAttempt, sign_in_attempt_count, sign_in_attempt_succeeded, wait_text
@@ -16,6 +16,13 @@ def handler404_view(request: HttpRequest, exception: Exception | None = None) ->
     if is_api_request(request):
         return json_not_found(request, exception)
     return defaults.page_not_found(request, exception)
+
+
+def handler403_view(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """JSON for API paths, the styled page (templates/403.html) elsewhere, the console's included."""
+    if is_api_request(request):
+        return JsonResponse(error_body("forbidden", "You do not have permission to do this."), status=403)
+    return defaults.permission_denied(request, exception)
 
 
 def handler500_view(request: HttpRequest) -> HttpResponse:

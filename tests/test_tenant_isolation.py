@@ -412,6 +412,9 @@ ROWS = [
          body=with_form_id(expiry_preset="30", grace="0")),
     page("GET",  "delete B's token",          "/tokens/{b_token}/delete/", E404, E404,  E404,  E404,  LOGIN, SEES),
     page("POST", "delete B's token",          "/tokens/{b_token}/delete/", E404, E404,  E404,  E404,  LOGIN, B302),
+    # Only the caller's own revoked tokens: none of B's is listed or deleted for anyone of A.
+    page("GET",  "delete revoked: confirm",   "/tokens/revoked/delete/",  HIDES, HIDES, HIDES, HIDES, LOGIN, OK),
+    page("POST", "delete revoked",            "/tokens/revoked/delete/", BOUNCE, BOUNCE, BOUNCE, BOUNCE, LOGIN, BOUNCE),
 
     # ---------------------------------------------------------- API  main   ua-A   end-A  itc-em itc-mg anon   ua-B
     api("GET",    "me",                       "/api/v1/me",            HIDES, HIDES, HIDES, E401,  E401,  E401,  SEES),

@@ -11,11 +11,17 @@ from django.utils import timezone
 from core.api.filters import MAX_DATABASE_INTEGER
 from core.errors import DomainError
 from core.networks import NetworksField
+from core.text import whitespace_collapsed
 from iam.models import Role, User
 from iam.selectors import roles_held_for_tokens
 from tenants.models import Application
 from tokens.models import PersonalAccessToken
-from tokens.selectors import applications_for_token_creation, roles_for_token
+from tokens.selectors import (
+    applications_for_token_creation,
+    applications_with_pats_switched_off,
+    roles_for_token,
+    token_name_taken,
+)
 
 PRESET_DAYS = (7, 30, 90, 365)
 CUSTOM = "custom"
@@ -30,6 +36,7 @@ def expiry_from_date(day: date, now: datetime) -> datetime:
 
 class RoleChoiceField(forms.ModelMultipleChoiceField):
     widget = forms.CheckboxSelectMultiple
+    default_error_messages = {"required": "Choose at least one permission."}
 
     def clean(self, value):
         # An id past the database's integer range would fail the query (a 500): no role has it.
@@ -44,12 +51,22 @@ class RoleChoiceField(forms.ModelMultipleChoiceField):
         return super().clean(value)
 
     def label_from_instance(self, role: Role) -> str:
-        label = f"{role.name}: {role.description}" if role.description else role.name
+        # The description and permission codes are shown beside the label (see role_choices).
         # Said before choosing: the token then waits for a user administrator.
-        return f"{label} (needs an administrator's approval)" if role.needs_token_approval else label
+        return f"{role.name} (needs an administrator's approval)" if role.needs_token_approval else role.name
 
 
 class TokenFormMixin:
+    def role_choices(self) -> list[tuple[object, Role, list[str]]]:
+        """Each role checkbox with its role and the permission codes a token with
+        it gets, sorted as /api/v1/me lists them, so the page can show all three."""
+        roles = {str(role.pk): role for role in self.fields["roles"].queryset}
+        choices = []
+        for checkbox in self["roles"]:
+            role = roles[str(checkbox.data["value"])]
+            choices.append((checkbox, role, sorted(set(role.permissions or ()))))
+        return choices
+
     def apply_domain_error(self, error: DomainError) -> None:
         """Show a service's refusal on the fields it names, or above the form."""
         if not error.fields:
@@ -58,6 +75,13 @@ class TokenFormMixin:
             name = FIELD_NAMES.get(field, field)
             for message in messages:
                 self.add_error(name if name in self.fields else None, message)
+
+    def clean_name_in_use(self, cleaned: dict, owner: User, exclude_id: int | None = None) -> None:
+        """Refuse a name the owner already uses here, with the other errors, so
+        the page shows every problem at once (the service checks it again)."""
+        name = whitespace_collapsed(cleaned.get("name") or "")
+        if name and token_name_taken(owner, name, exclude_id=exclude_id):
+            self.add_error("name", f"You already have a token named “{name}”.")
 
     def expiry_bounds(self, user: User, now: datetime) -> tuple[date, date]:
         today = now.date()
@@ -75,13 +99,41 @@ class TokenFormMixin:
         if preset == CUSTOM:
             if not cleaned.get("expires_on"):
                 self.add_error("expires_on", "Choose an expiry date.")
-            else:
+            elif self.check_date_within_bounds(cleaned["expires_on"]):
                 cleaned["expires_at"] = expiry_from_date(cleaned["expires_on"], self.now)
         elif preset:
             cleaned["expires_at"] = self.now + timedelta(days=int(preset))
 
-    def setup_expiry(self, user: User, now: datetime) -> None:
-        first, last = self.expiry_bounds(user, now)
+    def check_date_within_bounds(self, day: date) -> bool:
+        """Refuse a date outside the range the help text and the input's min/max give."""
+        first, last = self.date_bounds
+        if first <= day <= last:
+            return True
+        self.add_error("expires_on", f"Choose a date from {first:%-d %b %Y} to {last:%-d %b %Y}.")
+        return False
+
+    def expiry_result(self) -> date | None:
+        """The day the chosen expiry falls on, shown next to the choice (the
+        page's script updates it as the choice changes)."""
+        preset = self["expiry_preset"].value()
+        if preset == CUSTOM:
+            day = self["expires_on"].value()
+            if isinstance(day, str):
+                try:
+                    day = date.fromisoformat(day)
+                except ValueError:
+                    return None
+            return day or None
+        if preset and str(preset).isdigit():
+            return (self.now + timedelta(days=int(preset))).date()
+        return None
+
+    def setup_expiry(self, user: User, now: datetime, first: date | None = None) -> None:
+        """Give the date input the same range as its help text and as the
+        form's check (``first`` lowers the minimum, e.g. to a token's current date)."""
+        earliest, last = self.expiry_bounds(user, now)
+        first = min(first, earliest) if first else earliest
+        self.date_bounds = (first, last)
         self.fields["expires_on"].widget.attrs.update({"min": first.isoformat(), "max": last.isoformat()})
         self.fields[
             "expires_on"
@@ -131,6 +183,8 @@ class TokenCreateForm(TokenFormMixin, forms.Form):
             [(ADMINISTRATIVE, "This service's API (administrative token)")] if service_roles else []
         )
         self.offers_anything = bool(self.fields["application"].choices)
+        # Applications left out because the tenant switched tokens off: said on the page, not hidden.
+        self.switched_off = list(applications_with_pats_switched_off(user))
         # Roles of every offered application; the page shows those of the chosen one.
         offered = Q(application__in=list(self.applications.values()))
         if service_roles:
@@ -149,7 +203,9 @@ class TokenCreateForm(TokenFormMixin, forms.Form):
         return None if value == ADMINISTRATIVE else self.applications[value]
 
     def clean(self):
+        # Every check runs whatever else failed, so the page shows all problems at once.
         cleaned = super().clean()
+        self.clean_name_in_use(cleaned, self.user)
         self.clean_expiry_choice(cleaned)
         roles = cleaned.get("roles")
         if "application" in cleaned and roles:
@@ -160,14 +216,14 @@ class TokenCreateForm(TokenFormMixin, forms.Form):
         return cleaned
 
     def roles_by_application(self) -> list[tuple[str, str, list]]:
-        """The role checkboxes grouped by application (key, name, checkboxes), for the template."""
-        roles = {str(role.pk): role for role in self.fields["roles"].queryset}
+        """The role choices grouped by application (key, name, [(checkbox, role, codes)]), for the template."""
         groups: dict[str, tuple[str, list]] = {}
-        for checkbox in self["roles"]:
-            application = roles[str(checkbox.data["value"])].application
+        for checkbox, role, codes in self.role_choices():
+            application = role.application
             key = str(application.pk) if application else ADMINISTRATIVE
-            groups.setdefault(key, (application.name if application else "This service's API", []))[1].append(checkbox)
-        return [(key, name, checkboxes) for key, (name, checkboxes) in groups.items()]
+            name = application.name if application else "This service's API"
+            groups.setdefault(key, (name, []))[1].append((checkbox, role, codes))
+        return [(key, name, choices) for key, (name, choices) in groups.items()]
 
 
 class TokenEditForm(TokenFormMixin, forms.Form):
@@ -200,16 +256,15 @@ class TokenEditForm(TokenFormMixin, forms.Form):
             for role in token.roles.all()
             if role.pk not in offered_ids
         ]
-        self.setup_expiry(token.owner, now)
-        if current.isoformat() < self.fields["expires_on"].widget.attrs["min"]:
-            # An expired (or nearly expired) token keeps its date selectable, e.g. to rename it.
-            self.fields["expires_on"].widget.attrs["min"] = current.isoformat()
+        # An expired (or nearly expired) token keeps its date selectable, e.g. to rename it.
+        self.setup_expiry(token.owner, now, first=current)
         self.current_expiry_date = current
 
     def clean(self):
         cleaned = super().clean()
+        self.clean_name_in_use(cleaned, self.token.owner, exclude_id=self.token.pk)
         day = cleaned.get("expires_on")
-        if day is not None:
+        if day is not None and (day == self.current_expiry_date or self.check_date_within_bounds(day)):
             # Keeping the date keeps the exact expiry; a new date moves it.
             cleaned["expires_at"] = (
                 self.token.expires_at if day == self.current_expiry_date else expiry_from_date(day, self.now)

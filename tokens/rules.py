@@ -13,7 +13,7 @@ those facts for many tokens in four queries, ``lookup`` for one in one.
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import models
 from django.utils import timezone
@@ -285,3 +285,23 @@ def token_states(tokens: Iterable[PersonalAccessToken], now: datetime | None = N
 
 def token_state(token: PersonalAccessToken, now: datetime | None = None) -> TokenState:
     return token_states([token], now)[token.pk]
+
+
+# "Expires soon": the last fifth of a token's lifetime, but never more than a
+# week. A fixed week alone flags a fresh 7-day token from its first minute, so
+# the warning would mean nothing; a fraction alone would warn a yearly token
+# two months ahead.
+EXPIRES_SOON_FRACTION = 0.2
+EXPIRES_SOON_AT_MOST = timedelta(days=7)
+
+
+def expires_soon(*, created_at: datetime, expires_at: datetime, now: datetime) -> bool:
+    """Return whether a token that lives from ``created_at`` to ``expires_at``
+    should be flagged at ``now`` as expiring soon: it has not expired yet and
+    less than EXPIRES_SOON_FRACTION of its lifetime, or less than
+    EXPIRES_SOON_AT_MOST, remains (whichever is smaller)."""
+    remaining = expires_at - now
+    if remaining <= timedelta(0):
+        return False
+    window = min((expires_at - created_at) * EXPIRES_SOON_FRACTION, EXPIRES_SOON_AT_MOST)
+    return remaining <= window

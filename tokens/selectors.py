@@ -132,6 +132,22 @@ def token_page_for_owner(owner: User, page_number: object = 1) -> tuple[Page, li
     return page, [TokenRow(token, states[token.pk]) for token in page_tokens]
 
 
+# Tokens that cannot be used again as they are: the list folds them away.
+ENDED_STATUSES = frozenset({EffectiveStatus.REVOKED, EffectiveStatus.EXPIRED, EffectiveStatus.DENIED})
+
+
+def rows_split_ended(rows: list[TokenRow]) -> tuple[list[TokenRow], list[TokenRow]]:
+    """Return ``rows`` as (current, ended): ended ones are revoked, expired or denied."""
+    current = [row for row in rows if row.state.status not in ENDED_STATUSES]
+    ended = [row for row in rows if row.state.status in ENDED_STATUSES]
+    return current, ended
+
+
+def revoked_tokens_of(owner: User) -> QuerySet[PersonalAccessToken]:
+    """Return the owner's revoked tokens (not yet deleted), newest first."""
+    return PersonalAccessToken.objects.filter(owner=owner, status=TokenStatus.REVOKED).order_by("-created_at", "-id")
+
+
 def token_get_for_owner(owner: User, token_id: int) -> PersonalAccessToken | None:
     """Return one of the owner's tokens that is not deleted, or None; never another user's."""
     return (
@@ -140,6 +156,15 @@ def token_get_for_owner(owner: User, token_id: int) -> PersonalAccessToken | Non
         .select_related("application", "tenant", "revoked_by")
         .first()
     )
+
+
+def token_name_taken(owner: User, name: str, exclude_id: int | None = None) -> bool:
+    """Return whether ``owner`` has a token (of any kind, not deleted) named
+    ``name``, other than ``exclude_id``: names are unique per owner."""
+    tokens = PersonalAccessToken.objects.filter(owner=owner, name=name).exclude(status=TokenStatus.DELETED)
+    if exclude_id is not None:
+        tokens = tokens.exclude(pk=exclude_id)
+    return tokens.exists()
 
 
 def previous_secret_in_grace(token: PersonalAccessToken, now: datetime | None = None) -> RotatedSecret | None:
@@ -161,6 +186,21 @@ def applications_for_token_creation(user: User) -> QuerySet[Application]:
         ),
         Exists(roles_held_for_tokens(user).filter(application=OuterRef("pk"))),
     ).order_by("name")
+
+
+def applications_with_pats_switched_off(user: User) -> QuerySet[Application]:
+    """Return the applications in which ``user`` holds a PAT-eligible role but
+    whose personal access tokens are switched off in the user's tenant (so the
+    create page can say why they are missing)."""
+    return (
+        Application.objects.filter(Exists(roles_held_for_tokens(user).filter(application=OuterRef("pk"))))
+        .exclude(
+            Exists(
+                TenantApplication.objects.filter(application=OuterRef("pk"), tenant_id=user.tenant_id, allows_pats=True)
+            )
+        )
+        .order_by("name")
+    )
 
 
 def user_administrators_of(user: User) -> list[User]:

@@ -40,6 +40,7 @@ from tokens.models import (
 )
 from tokens.notifications import enqueue_issued_notice, enqueue_revoked_notice, enqueue_token_notification
 from tokens.rules import EffectiveStatus, token_state
+from tokens.selectors import revoked_tokens_of, token_name_taken
 
 NAME_MAX_LENGTH = 100
 PURPOSE_MAX_LENGTH = 500
@@ -120,13 +121,6 @@ def _check_expiry(expires_at: object, tenant: Tenant, now: datetime, errors: dic
         errors["expires_at"] = ["The expiry must be at least one day ahead."]
     elif expires_at > now + timedelta(days=max_days) + EXPIRY_LEEWAY:
         errors["expires_at"] = [f"The expiry can be at most {max_days} days ahead."]
-
-
-def _name_taken(owner: User, name: str, exclude_id: int | None = None) -> bool:
-    tokens = PersonalAccessToken.objects.filter(owner=owner, name=name).exclude(status=TokenStatus.DELETED)
-    if exclude_id is not None:
-        tokens = tokens.exclude(pk=exclude_id)
-    return tokens.exists()
 
 
 def _name_taken_message(name: str, owner: User | None = None) -> str:
@@ -314,7 +308,7 @@ def token_create(
     roles = _resolve_roles(owner, application, role_codes, errors)
     # Someone acting for the owner (the management API) is told about the owner, not "you".
     named_for = owner if actor_label is not None or (actor is not None and actor.pk != owner.pk) else None
-    name_taken = "name" not in errors and _name_taken(owner, name)
+    name_taken = "name" not in errors and token_name_taken(owner, name)
     if name_taken:
         errors["name"] = [_name_taken_message(name, named_for)]
     if errors:
@@ -524,7 +518,7 @@ def _name_change(
     cleaned = _clean_name(name, errors)
     if "name" in errors or cleaned == token.name:
         return False
-    taken = _name_taken(token.owner, cleaned, exclude_id=token.pk)
+    taken = token_name_taken(token.owner, cleaned, exclude_id=token.pk)
     if taken:
         errors["name"] = [_name_taken_message(cleaned, named_for)]
     changes["name"] = [token.name, cleaned]
@@ -849,6 +843,17 @@ def token_delete(
     token.save(update_fields=["status", "deleted_at"])
     audit_record(action=AuditAction.TOKEN_DELETED, tenant_id=token.tenant_id, actor=actor, token_id=token.pk, ip=ip)
     return token
+
+
+@transaction.atomic
+def token_delete_revoked(
+    *, owner: User, actor: User, ip: str | None = None, now: datetime | None = None
+) -> list[PersonalAccessToken]:
+    """Delete every revoked token of ``owner`` at the owner's request, one by one
+    through ``token_delete`` (so each is audited); return those deleted.
+    Raises NotPermitted as ``token_delete`` does when ``actor`` is not the owner."""
+    now = now or timezone.now()
+    return [token_delete(token=token, actor=actor, ip=ip, now=now) for token in revoked_tokens_of(owner)]
 
 
 # Causes whose owner is told by e-mail. A replaced embedding token is not: a

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_http_methods
 from core.errors import DomainError
 from core.http import client_ip
 from core.networks import networks_within
+from core.text import counted
 from iam.reauth import confirm_password
 from tokens.forms import TokenCreateForm, TokenEditForm, TokenRegenerateForm
 from tokens.models import Approval, PersonalAccessToken, TokenStatus
@@ -25,6 +26,8 @@ from tokens.rules import EffectiveStatus, TokenState, token_state
 from tokens.selectors import (
     TokenRow,
     previous_secret_in_grace,
+    revoked_tokens_of,
+    rows_split_ended,
     token_get_for_owner,
     token_page_for_owner,
     user_administrators_of,
@@ -33,6 +36,7 @@ from tokens.services import (
     token_create,
     token_creation_limit,
     token_delete,
+    token_delete_revoked,
     token_edit,
     token_rotate,
 )
@@ -74,7 +78,16 @@ def _consume_form_id(request: HttpRequest, form_id: str) -> None:
 @login_required
 def token_list(request: HttpRequest) -> HttpResponse:
     page, rows = token_page_for_owner(request.user, request.GET.get("page", 1))
-    return render(request, "tokens/list.html", {"page": page, "rows": rows, "now": timezone.now()})
+    current, ended = rows_split_ended(rows)
+    context = {
+        "page": page,
+        "rows": rows,
+        "current_rows": current,
+        "ended_rows": ended,
+        "revoked_count": revoked_tokens_of(request.user).count(),
+        "now": timezone.now(),
+    }
+    return render(request, "tokens/list.html", context)
 
 
 @never_cache
@@ -255,3 +268,18 @@ def token_delete_view(request: HttpRequest, token_id: int) -> HttpResponse:
             messages.success(request, f"Token “{token.name}” deleted.")
         return redirect("tokens:list")
     return render(request, "tokens/delete.html", {"token": token})
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def token_delete_revoked_view(request: HttpRequest) -> HttpResponse:
+    """Delete all the user's revoked tokens after a confirmation page (each deletion is audited)."""
+    if request.method == "POST":
+        deleted = token_delete_revoked(owner=request.user, actor=request.user, ip=client_ip(request))
+        if deleted:
+            messages.success(request, f"{counted(len(deleted), 'revoked token')} deleted.")
+        else:
+            messages.info(request, "You have no revoked tokens.")
+        return redirect("tokens:list")
+    return render(request, "tokens/delete_revoked.html", {"tokens": list(revoked_tokens_of(request.user))})

@@ -55,7 +55,8 @@ def me(secret: str) -> int:
 
 def create_on_the_page(client, world, *roles, name="Ledger export") -> tuple[PersonalAccessToken, str, str]:
     page = client.get("/tokens/new/").content.decode()
-    assert "Auditor: Reads the ledger (needs an administrator&#x27;s approval)" in page  # said before choosing
+    # Said before choosing, with what the role is for.
+    assert "Auditor (needs an administrator&#x27;s approval)</label>" in page and "Reads the ledger" in page
     form_id = re.search(r'name="form_id" value="([^"]+)"', page).group(1)
     response = client.post(
         "/tokens/new/",

@@ -117,3 +117,26 @@ def test_bulk_evaluation_uses_a_fixed_number_of_queries(world, django_assert_max
     with django_assert_max_num_queries(4):
         states = token_states(fresh)
     assert all(state.is_usable for state in states.values())
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "remaining", "flagged"),
+    [
+        (timedelta(days=7), timedelta(days=7) - timedelta(minutes=1), False),  # a fresh 7-day token
+        (timedelta(days=7), timedelta(days=2), False),  # more than a fifth left
+        (timedelta(days=7), timedelta(days=1), True),  # less than a fifth (1.4 days)
+        (timedelta(days=1), timedelta(hours=4), True),  # a fifth of a day is 4.8 hours
+        (timedelta(days=1), timedelta(hours=6), False),
+        (timedelta(days=365), timedelta(days=30), False),  # a fifth would be 73 days: at most a week counts
+        (timedelta(days=365), timedelta(days=6), True),
+        (timedelta(days=30), timedelta(days=6), True),  # a fifth is 6 days: the smaller of the two
+        (timedelta(days=30), timedelta(seconds=0), False),  # expired is not "soon"
+        (timedelta(days=30), -timedelta(days=1), False),
+    ],
+)
+def test_expires_soon_is_relative_to_the_lifetime(lifetime, remaining, flagged):
+    from tokens.rules import expires_soon
+
+    now = timezone.now()
+    expires_at = now + remaining
+    assert expires_soon(created_at=expires_at - lifetime, expires_at=expires_at, now=now) is flagged

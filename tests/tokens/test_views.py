@@ -115,10 +115,11 @@ def test_create_with_a_chosen_date(client_for, world):
     ("overrides", "field_message"),
     [
         ({"name": ""}, "This field is required."),
-        ({"roles": []}, "This field is required."),
+        ({"roles": []}, "Choose at least one permission."),
         ({"expiry_preset": "custom", "expires_on": ""}, "Choose an expiry date."),
-        ({"expiry_preset": "custom", "expires_on": "2000-01-01"}, "at least one day ahead"),
-        ({"expiry_preset": "custom", "expires_on": "2999-01-01"}, "at most 365 days"),
+        # The date is refused with the range its help text and the input's min/max give.
+        ({"expiry_preset": "custom", "expires_on": "2000-01-01"}, "Choose a date from"),
+        ({"expiry_preset": "custom", "expires_on": "2999-01-01"}, "Choose a date from"),
         ({"expiry_preset": "999"}, "Select a valid choice"),
         ({"application": "not-a-uuid"}, "Select a valid choice"),
         ({"name": "x" * 101}, "at most 100 characters"),
@@ -160,7 +161,11 @@ def test_only_applications_allowing_pats_with_an_eligible_role_are_offered(clien
     TenantApplicationFactory(tenant=world.tenant, application=no_role)
     page = client_for(world.user).get("/tokens/new/").content.decode()
     assert world.application.name in page
-    assert closed.name not in page and no_role.name not in page
+    select = page.split('id="id_application"', 1)[1].split("</select>", 1)[0]
+    assert closed.name not in select and no_role.name not in page
+    # The application switched off in the tenant is not hidden silently: the page says why it is missing.
+    note = page.split('id="switched-off"', 1)[1].split("</p>", 1)[0]
+    assert closed.name in note and "switched off in your tenant" in page
     assert "Admin" not in re.sub(r"<option.*?</option>", "", page).split("Permissions", 1)[1].split("Create token")[0]
 
 
@@ -189,6 +194,8 @@ def test_list_shows_states_reasons_and_revocation(client_for, world, user_admin)
     from iam.services import role_grant_remove
 
     active = world.issue("active one", days=3).token
+    # Flagged as expiring soon: 3 days left of a 30-day lifetime (see tokens.rules.expires_soon).
+    PersonalAccessToken.objects.filter(pk=active.pk).update(created_at=timezone.now() - timedelta(days=27))
     inactive = world.issue("inactive one", roles=("writer",)).token
     revoked = world.issue("revoked one").token
     role_grant_remove(user=world.user, role=world.writer, actor=user_admin)

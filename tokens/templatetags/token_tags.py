@@ -1,9 +1,11 @@
 from datetime import datetime, timedelta
 
 from django import template
+from django.contrib import admin
 from django.utils import timezone
 
 from tokens.idle import unused_end
+from tokens.rules import expires_soon as lifetime_expires_soon
 from tokens.selectors import approver_names
 
 register = template.Library()
@@ -36,6 +38,12 @@ def expires_soon(moment: datetime | None, days: int = 7) -> bool:
     return now < moment <= now + timedelta(days=days)
 
 
+@register.filter
+def token_expires_soon(token) -> bool:
+    """Whether the list flags ``token`` as expiring soon (``tokens.rules.expires_soon``)."""
+    return lifetime_expires_soon(created_at=token.created_at, expires_at=token.expires_at, now=timezone.now())
+
+
 @register.simple_tag
 def approvers_of(token) -> str:
     """Who may approve a pending token, by name, as its owner reads them."""
@@ -48,3 +56,11 @@ def ends_unused_on(token) -> datetime | None:
     """When the tenant's unused-token policy will end ``token`` if nobody uses
     it before (as ``tokens.idle`` computes it), or None if it will not."""
     return unused_end(token, timezone.now())
+
+
+@register.simple_tag(takes_context=True)
+def may_open_console(context) -> bool:
+    """Whether the signed-in user may open the console: asked of the console
+    itself (``IamAdminSite.has_permission``), so the link and the door agree."""
+    request = context.get("request")
+    return bool(request is not None and admin.site.has_permission(request))
