@@ -36,6 +36,11 @@ TOKEN_VIEWER_KINDS = USER_ADMIN_KINDS  # the kinds that may see tokens
 MAX_BIGINT = 2**63 - 1
 
 
+def database_id(value: str) -> int | None:
+    """``value`` as an id a database can hold (ASCII digits within bigint), or None."""
+    return int(value) if value.isascii() and value.isdigit() and int(value) <= MAX_BIGINT else None
+
+
 def _plausible_filter_value(field, suffix: str, value: str) -> bool:
     """Whether ``value`` can reach the database for this field and lookup
     without overflowing it (a 500): ids within bigint, dates a database can
@@ -50,7 +55,7 @@ def _plausible_filter_value(field, suffix: str, value: str) -> bool:
             except ValueError:
                 return False
             return True
-        return value.isascii() and value.isdigit() and int(value) <= MAX_BIGINT
+        return database_id(value) is not None
     if isinstance(field, models.DateField):  # dates and date-times
         try:
             parsed = parse_datetime(value) or parse_date(value)

@@ -19,7 +19,6 @@ from django.utils.html import format_html, format_html_join
 
 from core.admin import (
     APPLICATION_ADMIN_KINDS,
-    MAX_BIGINT,
     USER_ADMIN_KINDS,
     AdminKindMixin,
     CappedCountPaginator,
@@ -28,6 +27,7 @@ from core.admin import (
     LargeTableChangeList,
     ReadOnlyAdmin,
     TenantListFilter,
+    database_id,
 )
 from core.errors import DomainError
 from core.http import client_ip
@@ -392,25 +392,27 @@ class AuditSubject:
     events: Q
 
 
+def _token_model():
+    # The audit trail's one reference up the layers: the token an event is about.
+    return AuditEvent._meta.get_field("token").related_model
+
+
 def audit_subject(user: User, about: str) -> AuditSubject:
     """What ``?about=token:12`` (``user:3``, ``tenant:1``) names, among what
     ``user`` may see, and which events are about it; Http404 otherwise."""
     kind, _, raw_id = about.partition(":")
-    if not (raw_id.isascii() and raw_id.isdigit() and int(raw_id) <= MAX_BIGINT):
+    pk = database_id(raw_id)
+    if pk is None:
         raise Http404("No such subject.")
-    pk = int(raw_id)
     if kind == "token":
-        # The audit trail's one reference up the layers: the token an event is about.
-        token_model = AuditEvent._meta.get_field("token").related_model
-        token = get_object_or_404(visible_to(user, token_model.objects.all()), pk=pk)
+        token = get_object_or_404(visible_to(user, _token_model().objects.all()), pk=pk)
         return AuditSubject(f"token “{token.name}”", Q(token_id=pk))
     if kind == "user":
         subject = get_object_or_404(visible_to(user, User.objects.all()), pk=pk)
         # What they did and what was done to their tokens: each half read off an
         # index (actor, token). Events about the account itself (grants, changes)
         # name it only inside their JSON: search or filter by action for those.
-        token_model = AuditEvent._meta.get_field("token").related_model
-        their_tokens = token_model.objects.filter(owner_id=pk).values("pk")
+        their_tokens = _token_model().objects.filter(owner_id=pk).values("pk")
         return AuditSubject(f"user “{subject.username}”", Q(actor_id=pk) | Q(token_id__in=their_tokens))
     if kind == "tenant":
         tenant = get_object_or_404(tenants_visible_to(user), pk=pk)
@@ -478,14 +480,12 @@ class AuditEventAdmin(IndexedSearchMixin, ReadOnlyAdmin):
         term (or whose id it is), and of the actors whose username or email
         does: for a user administrator, the users of their tenant and the main
         administrators (whose changes reach every tenant's trail)."""
-        # The audit trail's one reference up the layers: the token an event is about.
-        token_model = AuditEvent._meta.get_field("token").related_model
-        tokens = visible_to(request.user, token_model.objects.all()).filter(
+        tokens = visible_to(request.user, _token_model().objects.all()).filter(
             Q(name__startswith=term) | Q(display_prefix__startswith=term)
         )
         kinds = [Q(token_id__in=self.matching_ids(request, tokens, limit, "tokens"))]
-        if term.isascii() and term.isdigit() and len(term) < 19:  # a token's id, within bigint
-            kinds.append(Q(token_id=int(term)))
+        if database_id(term) is not None:  # a token's id
+            kinds.append(Q(token_id=database_id(term)))
         actors = User.objects.all()
         if not user_is_main_administrator(request.user):
             main_administrators = users_holding_service_role(ServiceRole.MAIN_ADMINISTRATOR).values("pk")

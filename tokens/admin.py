@@ -22,7 +22,6 @@ from django.utils.safestring import mark_safe
 
 from core.admin import (
     APPLICATION_ADMIN_KINDS,
-    MAX_BIGINT,
     TOKEN_VIEWER_KINDS,
     AdminKindMixin,
     CappedCountPaginator,
@@ -31,6 +30,7 @@ from core.admin import (
     OneTimeSecretMixin,
     ReadOnlyAdmin,
     TenantListFilter,
+    database_id,
 )
 from core.errors import DomainError
 from core.http import client_ip
@@ -92,13 +92,11 @@ class OwnerFilter(admin.SimpleListFilter):
     def lookups(self, request, model_admin):
         if self.value() is None:
             return []
-        raw = self.value()
-        if not (raw.isascii() and raw.isdigit() and int(raw) <= MAX_BIGINT):
-            raise Http404("No such user.")
-        owner = visible_to(request.user, User.objects.filter(pk=int(raw))).first()
+        pk = database_id(self.value())
+        owner = visible_to(request.user, User.objects.filter(pk=pk)).first() if pk is not None else None
         if owner is None:
             raise Http404("No such user.")
-        return [(raw, owner.username)]
+        return [(self.value(), owner.username)]
 
     def queryset(self, request, queryset):
         return queryset.filter(owner_id=int(self.value())) if self.value() is not None else queryset

@@ -22,6 +22,7 @@ from tokens.selectors import (
     roles_for_token,
     token_name_taken,
 )
+from tokens.services import token_name_taken_message
 
 PRESET_DAYS = (7, 30, 90, 365)
 CUSTOM = "custom"
@@ -81,7 +82,7 @@ class TokenFormMixin:
         the page shows every problem at once (the service checks it again)."""
         name = whitespace_collapsed(cleaned.get("name") or "")
         if name and token_name_taken(owner, name, exclude_id=exclude_id):
-            self.add_error("name", f"You already have a token named “{name}”.")
+            self.add_error("name", token_name_taken_message(name))
 
     def expiry_bounds(self, user: User, now: datetime) -> tuple[date, date]:
         today = now.date()

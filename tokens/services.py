@@ -123,7 +123,7 @@ def _check_expiry(expires_at: object, tenant: Tenant, now: datetime, errors: dic
         errors["expires_at"] = [f"The expiry can be at most {max_days} days ahead."]
 
 
-def _name_taken_message(name: str, owner: User | None = None) -> str:
+def token_name_taken_message(name: str, owner: User | None = None) -> str:
     """Said to the owner, or (``owner`` given) about the owner to whoever acts for them."""
     if owner is None:
         return f"You already have a token named “{name}”."
@@ -231,7 +231,7 @@ def _token_insert(
             )
     except IntegrityError:
         # A concurrent request created the same name between our check and insert.
-        raise _invalid({"name": [_name_taken_message(name, named_for)]}, name_taken=True) from None
+        raise _invalid({"name": [token_name_taken_message(name, named_for)]}, name_taken=True) from None
     # bulk_create sends no m2m signal: a token nobody has seen yet cannot be in
     # any process's cache, so its roles need not invalidate the tenant's entries.
     links = PersonalAccessToken.roles.through
@@ -310,7 +310,7 @@ def token_create(
     named_for = owner if actor_label is not None or (actor is not None and actor.pk != owner.pk) else None
     name_taken = "name" not in errors and token_name_taken(owner, name)
     if name_taken:
-        errors["name"] = [_name_taken_message(name, named_for)]
+        errors["name"] = [token_name_taken_message(name, named_for)]
     if errors:
         raise _invalid(errors, name_taken)
 
@@ -520,7 +520,7 @@ def _name_change(
         return False
     taken = token_name_taken(token.owner, cleaned, exclude_id=token.pk)
     if taken:
-        errors["name"] = [_name_taken_message(cleaned, named_for)]
+        errors["name"] = [token_name_taken_message(cleaned, named_for)]
     changes["name"] = [token.name, cleaned]
     token.name = cleaned
     return taken
@@ -541,7 +541,7 @@ def _save(token: PersonalAccessToken, fields: list[str], named_for: User | None 
             token.save(update_fields=fields)
     except IntegrityError:
         # A concurrent request took the same name between our check and the write.
-        raise _invalid({"name": [_name_taken_message(token.name, named_for)]}, name_taken=True) from None
+        raise _invalid({"name": [token_name_taken_message(token.name, named_for)]}, name_taken=True) from None
 
 
 @transaction.atomic
