@@ -195,6 +195,8 @@ def cache_clear(scope: str = ALL) -> None:
     global _invalidations
     for hook in _clear_hooks:
         hook(scope)
+    if scope == ALL:
+        usage.usage_pushes_forget()  # a reconnection: Redis may have restarted empty
     with _lock:
         _invalidations += 1
         if scope == ALL:

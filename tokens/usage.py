@@ -42,6 +42,13 @@ _buffer: dict[tuple[str, int], int] = defaultdict(int)  # (ISO day, token id) ->
 _buffer_last: dict[int, tuple[datetime, str | None]] = {}  # token id -> (time, address) of its last use
 _buffer_addresses: set[tuple[int, str]] = set()
 _buffer_since: float | None = None
+# What this process has pushed: a token in steady use then costs one command a
+# push (its count); its last use is pushed again after
+# TOKEN_LAST_USED_WRITE_INTERVAL_SECONDS or from another address, and an
+# address it is used from once (Redis keeps the addresses it was told).
+_pushed_last: dict[int, tuple[float, str | None]] = {}  # token id -> (time, address) last pushed
+_pushed_addresses: set[tuple[int, str]] = set()
+PUSHED_REMEMBERED = 100_000
 
 
 def usage_count(token_id: int, *, ip: str | None, now: datetime) -> None:
@@ -69,7 +76,7 @@ def usage_push(max_age: float = 0.0) -> bool:
         due = _buffer_since is not None and time.monotonic() - _buffer_since >= max_age
         if not due and not (client is not None and _pending):
             return True
-        counts, last, addresses = dict(_buffer), dict(_buffer_last), sorted(_buffer_addresses)
+        counts, last, addresses = dict(_buffer), _last_due(_buffer_last), sorted(_buffer_addresses - _pushed_addresses)
         _buffer.clear(), _buffer_last.clear(), _buffer_addresses.clear()
         _buffer_since = None
     held = _take_pending() if client is not None else {}
@@ -95,10 +102,36 @@ def usage_push(max_age: float = 0.0) -> bool:
                 _buffer_since = _buffer_since or time.monotonic()
         _return_pending(held)
         return False
+    with _buffer_lock:
+        if len(_pushed_last) + len(last) > PUSHED_REMEMBERED:
+            _pushed_last.clear()
+        _pushed_last.update((token_id, (used_at.timestamp(), ip)) for token_id, (used_at, ip) in last.items())
+        if len(_pushed_addresses) + len(addresses) > PUSHED_REMEMBERED:
+            _pushed_addresses.clear()
+        _pushed_addresses.update(addresses)
     for (token_id, ip), added in zip(addresses, results[len(results) - len(addresses) :], strict=True):
         if added:
             note_new_address(token_id, ip)
     return True
+
+
+def usage_pushes_forget() -> None:
+    """Forget what was pushed, when this process may have missed a change of
+    Redis (its listener reconnected: Redis may have restarted empty)."""
+    with _buffer_lock:
+        _pushed_last.clear()
+        _pushed_addresses.clear()
+
+
+def _last_due(last: dict[int, tuple[datetime, str | None]]) -> dict[int, tuple[datetime, str | None]]:
+    """The last uses to push: of tokens whose last push is older than the interval, or was from another address."""
+    interval = settings.TOKEN_LAST_USED_WRITE_INTERVAL_SECONDS
+    due = {}
+    for token_id, (used_at, ip) in last.items():
+        pushed = _pushed_last.get(token_id)
+        if pushed is None or pushed[1] != ip or used_at.timestamp() - pushed[0] >= interval:
+            due[token_id] = (used_at, ip)
+    return due
 
 
 def _take_pending() -> dict[tuple[str, int], int]:

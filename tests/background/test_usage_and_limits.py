@@ -1,6 +1,6 @@
 """Usage tracking in Redis and the Redis-backed limits."""
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from django.test import override_settings
@@ -37,6 +37,38 @@ def test_with_redis_a_request_writes_nothing_to_the_database(api, world, with_re
     assert total_uses(issued.token) == 5 and issued.token.last_used_ip == "10.0.0.7"
     assert issued.token.last_used_at is not None
     assert usage.usage_flush_from_redis() == 0 and total_uses(issued.token) == 5
+
+
+def test_a_token_in_steady_use_pushes_its_count_each_time_and_its_last_use_once_a_minute(world, with_redis):
+    """A process pushes a token's last use again only after
+    TOKEN_LAST_USED_WRITE_INTERVAL_SECONDS or from another address, and each
+    address once: so a token in steady use costs one command a push."""
+    token_id, start = world.issue().token.pk, timezone.now()
+    counts = f"usage:counts:{start.date().isoformat()}"
+
+    def used(seconds: float, ip: str) -> None:
+        usage.usage_count(token_id, ip=ip, now=start + timedelta(seconds=seconds))
+        assert usage.usage_push()
+
+    def last_pushed() -> tuple[float, str]:
+        at, _, ip = with_redis.hget("usage:last", token_id).decode().partition("|")
+        return round(float(at) - start.timestamp(), 3), ip
+
+    used(0, "10.0.0.7")
+    assert last_pushed() == (0, "10.0.0.7")
+    with_redis.delete(f"usage:ips:{token_id}")
+    used(30, "10.0.0.7")
+    assert last_pushed() == (0, "10.0.0.7")  # not again within the minute
+    assert not with_redis.exists(f"usage:ips:{token_id}")  # nor the address
+    assert with_redis.hget(counts, token_id) == b"2"  # the count every time
+    used(40, "10.0.0.8")  # another address: at once
+    assert last_pushed() == (40, "10.0.0.8")
+    assert with_redis.smembers(f"usage:ips:{token_id}") == {b"10.0.0.8"}
+    used(90, "10.0.0.8")
+    assert last_pushed() == (40, "10.0.0.8")
+    used(100, "10.0.0.8")  # a minute after the last push
+    assert last_pushed() == (100, "10.0.0.8")
+    assert with_redis.hget(counts, token_id) == b"5"
 
 
 def test_a_flush_that_dies_after_committing_is_not_counted_twice(api, world, with_redis, monkeypatch):
