@@ -17,6 +17,7 @@ during a Redis outage is never served from it. Without Redis nothing is
 cached. An entry is reloaded after ``TOKEN_CACHE_SECONDS`` in any case.
 """
 
+import dataclasses
 import logging
 import os
 import secrets
@@ -24,7 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis
@@ -38,7 +39,7 @@ from iam.models import Role, RoleGrant, User
 from tenants.models import Application, Tenant, TenantApplication
 from tokens import usage
 from tokens.models import OAuthClient, PersonalAccessToken, RevokedAccessToken, TokenKind
-from tokens.rules import TokenState, evaluate
+from tokens.rules import RoleFacts, TokenFacts, TokenState, evaluate
 from tokens.verification import Loaded
 
 logger = logging.getLogger(__name__)
@@ -49,67 +50,128 @@ ALL = "*"
 BEFORE_ANY_EXPIRY = datetime.min.replace(tzinfo=UTC)
 
 
-@dataclass(frozen=True)
-class Entry:
-    loaded: Loaded  # the token with owner, tenant and application; handed out only as copies
-    stale_after: float  # time.monotonic() after which the entry is reloaded
-    unexpired_state: TokenState = field(init=False)
+# The rows an entry keeps, as plain tuples of their fields' values: a model
+# instance costs several times its values, and every request gets instances of
+# its own anyway. A tenant's and an application's rows are kept once for all
+# the entries that share them, and so are equal roles.
+_ROW_MODELS = (PersonalAccessToken, User, Tenant, Application)
+_ATTNAMES = {model: tuple(field.attname for field in model._meta.concrete_fields) for model in _ROW_MODELS}
+_shared_rows: dict[tuple[type, object], dict] = {}
+_shared_roles: dict[RoleFacts, RoleFacts] = {}
+_shared_states: dict[TokenState, TokenState] = {}
+SHARED_LIMIT = 10_000  # values kept for sharing, per table (emptied when full: entries keep theirs)
 
-    def __post_init__(self):
-        # The rules read the time only to compare it with the expiry: until
-        # then the state is the same at every request, so it is evaluated once.
-        object.__setattr__(self, "unexpired_state", evaluate(self.loaded.facts, BEFORE_ANY_EXPIRY))
+
+def _kept(table: dict, value):
+    """The one copy of ``value`` that every entry holding an equal value shares."""
+    if len(table) >= SHARED_LIMIT:
+        table.clear()
+    return table.setdefault(value, value)
+
+
+def _row(instance, shared: bool = False) -> tuple | dict | None:
+    """The instance's values: a tuple, or for a row many entries share, one dict
+    (copied per request, which is cheaper than building one)."""
+    if instance is None:
+        return None
+    model, names = type(instance), _ATTNAMES[type(instance)]
+    if not shared:
+        return tuple(instance.__dict__[name] for name in names)
+    fields = {name: instance.__dict__[name] for name in names}
+    kept = _shared_rows.get((model, instance.pk))
+    if kept == fields:
+        return kept
+    if len(_shared_rows) >= SHARED_LIMIT:
+        _shared_rows.clear()
+    _shared_rows[(model, instance.pk)] = fields
+    return fields
+
+
+def _instance(model, row: tuple | dict | None, alias: str):
+    """A model instance of the row's values, as ``Model.from_db`` would make it, for one request."""
+    if row is None:
+        return None
+    instance = model.__new__(model)
+    fields = row.copy() if isinstance(row, dict) else dict(zip(_ATTNAMES[model], row, strict=True))
+    fields["_state"] = state = ModelState()
+    state.db, state.adding = alias, False
+    instance.__dict__ = fields
+    return instance
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    rows: tuple  # the token's, its owner's, tenant's and application's values (see ``_row``)
+    facts: TokenFacts
+    claims: dict | None  # an access token's verified claims; None for a PAT
+    session: object | None  # an embed session
+    alias: str  # the database the rows were read from
+    stale_after: float  # time.monotonic() after which the entry is reloaded
+    # The rules read the time only to compare it with the expiry: until then
+    # the state is the same at every request, so it is evaluated once.
+    unexpired_state: TokenState
+
+    @classmethod
+    def of(cls, loaded: Loaded, stale_after: float) -> "Entry":
+        token = loaded.token
+        rows = (_row(token), _row(token.owner), _row(token.tenant, shared=True), _row(token.application, shared=True))
+        facts = loaded.facts
+        facts = dataclasses.replace(facts, roles=tuple(_kept(_shared_roles, role) for role in facts.roles))
+        state = evaluate(facts, BEFORE_ANY_EXPIRY)
+        state = _kept(_shared_states, state)
+        return cls(rows, facts, loaded.claims, loaded.session, token._state.db, stale_after, state)
+
+    @property
+    def token_id(self) -> int:
+        return self.rows[0][_TOKEN_ID]
 
     @property
     def scopes(self) -> tuple[str, ...]:
         """Every invalidation scope (see ``cache_clear``) that names this entry."""
-        token, facts = self.token, self.loaded.facts
-        scopes = [f"token:{token.pk}", f"tenant:{token.tenant_id}", f"user:{token.owner_id}"]
-        scopes += [f"role:{role.id}" for role in facts.roles]
-        if token.application_id is not None:
-            scopes.append(f"application:{token.application_id}")
+        token = self.rows[0]
+        scopes = [f"token:{token[_TOKEN_ID]}", f"tenant:{token[_TOKEN_TENANT]}", f"user:{token[_TOKEN_OWNER]}"]
+        scopes += [f"role:{role.id}" for role in self.facts.roles]
+        if token[_TOKEN_APPLICATION] is not None:
+            scopes.append(f"application:{token[_TOKEN_APPLICATION]}")
         if self.claims is not None:
             scopes += [f"jti:{self.claims.get('jti')}", f"client:{self.claims.get('client_id')}"]
         return tuple(scopes)
 
-    @property
-    def token(self) -> PersonalAccessToken:
-        return self.loaded.token
-
-    @property
-    def claims(self) -> dict | None:
-        return self.loaded.claims  # an access token's verified claims; None for a PAT
-
     def state(self, now) -> TokenState:
-        facts = self.loaded.facts
-        return self.unexpired_state if now < facts.expires_at else evaluate(facts, now)
+        return self.unexpired_state if now < self.facts.expires_at else evaluate(self.facts, now)
 
-    def detached_token(self) -> PersonalAccessToken:
-        """A copy of the token and its related rows that a request may change
-        without changing what other requests see."""
-        token = _shallow_copy(self.token)
-        for name, related in self.token._state.fields_cache.items():
-            token._state.fields_cache[name] = related if related is None else _shallow_copy(related)
-        return token
+    def loaded(self) -> Loaded:
+        """The credential as loaded, with instances of its own: a request may
+        change them without changing what other requests see."""
+        token, owner, tenant, application = (
+            _instance(model, values, self.alias) for model, values in zip(_ROW_MODELS, self.rows, strict=True)
+        )
+        token._state.fields_cache = {"owner": owner, "tenant": tenant, "application": application}
+        return Loaded(token, self.facts, claims=self.claims, session=self.session)
 
 
-def _shallow_copy(instance):
-    """copy.copy() of a model instance without pickling's detour (a fifth of the cost)."""
-    clone = instance.__class__.__new__(instance.__class__)
-    clone.__dict__ = instance.__dict__.copy()
-    clone._state = ModelState()
-    clone._state.db, clone._state.adding = instance._state.db, False
-    return clone
+_TOKEN_ID, _TOKEN_TENANT, _TOKEN_OWNER, _TOKEN_APPLICATION = (
+    _ATTNAMES[PersonalAccessToken].index(name) for name in ("id", "tenant_id", "owner_id", "application_id")
+)
 
 
 _entries: OrderedDict[str, Entry] = OrderedDict()
-# scope -> the keys of the entries it names, so an invalidation visits only those.
-_named: dict[str, set[str]] = {}
+# scope -> the key of the entry it names, or a set of them when more than one
+# (most scopes name one entry: a set for each would cost more than the entry's
+# values), so an invalidation visits only those.
+_named: dict[str, str | set[str]] = {}
 _lock = threading.Lock()
 # Counts every invalidation this process has seen, so a load that overlapped one is not stored.
 _invalidations = 0
 # Other per-process caches fed by the same invalidations (the gateway's route rules).
 _clear_hooks: list[Callable[[str], None]] = []
+_tick_hooks: list[Callable[[], None]] = []
+
+
+def on_tick(hook: Callable[[], None]) -> None:
+    """Call ``hook()`` from the listener about once a second (work that may wait that long)."""
+    if hook not in _tick_hooks:
+        _tick_hooks.append(hook)
 
 
 def on_clear(hook: Callable[[str], None]) -> None:
@@ -162,14 +224,18 @@ def cache_store(key: str, loaded: Loaded, mark: int | None) -> Entry:
     A secret replaced by a regeneration is never remembered: its grace period
     ends to the second and its reuse after that is reported once, by the lookup.
     """
-    entry = Entry(loaded, time.monotonic() + settings.TOKEN_CACHE_SECONDS)
+    entry = Entry.of(loaded, time.monotonic() + settings.TOKEN_CACHE_SECONDS)
     with _lock:
         if mark is not None and mark == _invalidations and loaded.rotated is None:
             if key in _entries:
                 _forget(key)
             _entries[key] = entry
             for scope in entry.scopes:
-                _named.setdefault(scope, set()).add(key)
+                named = _named.setdefault(scope, key)
+                if isinstance(named, set):
+                    named.add(key)
+                elif named != key:
+                    _named[scope] = {named, key}
             while len(_entries) > settings.TOKEN_CACHE_SIZE:
                 _forget(next(iter(_entries)))  # the least recently used
     return entry
@@ -179,11 +245,18 @@ def _forget(key: str) -> None:
     """Drop one entry and its names (the caller holds the lock)."""
     entry = _entries.pop(key)
     for scope in entry.scopes:
-        keys = _named.get(scope)
-        if keys is not None:
-            keys.discard(key)
-            if not keys:
-                del _named[scope]
+        named = _named.get(scope)
+        if named == key:
+            del _named[scope]
+        elif isinstance(named, set):
+            named.discard(key)
+            if len(named) == 1:
+                _named[scope] = named.pop()
+
+
+def _keys_named(scope: str) -> list[str]:
+    named = _named.get(scope)
+    return [] if named is None else [named] if isinstance(named, str) else list(named)
 
 
 def cache_clear(scope: str = ALL) -> None:
@@ -202,8 +275,11 @@ def cache_clear(scope: str = ALL) -> None:
         if scope == ALL:
             _entries.clear()
             _named.clear()
+            _shared_rows.clear()
+            _shared_roles.clear()
+            _shared_states.clear()
             return
-        for key in list(_named.get(scope, ())):
+        for key in _keys_named(scope):
             _forget(key)
 
 
@@ -300,9 +376,18 @@ class _Listener(threading.Thread):
                     connection.rpush(f"{channel}:ack:{nonce}", 1)
                     connection.expire(f"{channel}:ack:{nonce}", 10)
                 usage.usage_push(max_age=1.0)
+                self._tick()
         finally:
             pubsub.close()
             connection.close()
+
+    @staticmethod
+    def _tick() -> None:
+        for hook in _tick_hooks:
+            try:
+                hook()
+            except Exception:  # the listener must keep listening whatever a hook does
+                logger.exception("the token cache listener's periodic %s failed", hook.__name__)
 
     def _drop_subscription(self) -> None:
         self._subscribed.clear()

@@ -132,7 +132,7 @@ def _authenticate_with_cache(
     credential: Credential, *, ip: str | None, now: datetime, audiences: list[str]
 ) -> TokenContext:
     entry = _for_audiences(authcache.cache_lookup(credential.cache_key), audiences)
-    context = context_build(entry.loaded, entry.state(now), now, ip=ip, token=entry.detached_token) if entry else None
+    context = context_build(entry.loaded(), entry.state(now), now, ip=ip) if entry else None
     if context is None:  # not cached, or unusable on old facts: reload, never refuse on those
         _check_address_known_blocked(ip, now)
         mark = authcache.cache_mark()
@@ -140,18 +140,18 @@ def _authenticate_with_cache(
         if loaded is None:
             raise _refuse_counted(ip, now)
         entry = authcache.cache_store(credential.cache_key, loaded, mark)
-        context = context_build(entry.loaded, entry.state(now), now, ip=ip, token=entry.detached_token)
+        context = context_build(loaded, entry.state(now), now, ip=ip)
         if context is None:
             raise _refuse_counted(ip, now)
-    limit = entry.token.tenant.token_requests_per_minute
-    if not request_admit(entry.token.pk, limit=limit, now=now):
+    limit = context.token.tenant.token_requests_per_minute
+    if not request_admit(context.token.pk, limit=limit, now=now):
         raise RateLimited(
             f"Too many requests with this token: at most {limit} per {WINDOW} seconds.",
             retry_after=_rest_of_window(now),
         )
     if entry.claims is None:
         usage.usage_count(context.token.pk, ip=ip, now=now)  # uses are counted for PATs
-    return context  # its token is a copy of the cached one and its rows, which the request may change
+    return context  # its token and rows are instances of its own, which the request may change
 
 
 # ---------------------------------------------------------------- failures per address
@@ -200,6 +200,8 @@ def _refuse_counted(ip: str | None, now: datetime) -> InvalidToken:
 _leases: dict[tuple[int, int, int], int] = {}
 # The same keys -> requests served before they were counted in Redis (the window's first, at most one).
 _unsettled: dict[tuple[int, int, int], int] = {}
+# The keys whose first request was served uncounted since the listener last took leases ahead.
+_uncounted: list[tuple[int, int, int]] = []
 _leases_lock = threading.Lock()
 _leases_window = 0
 
@@ -210,11 +212,13 @@ def request_admit(token_id: int, *, limit: int, now: datetime) -> bool:
     The allowance is counted in Redis, but a process takes it in leases of up
     to 1% (at least 1, at most 1,000 requests) and serves them from memory, so
     most requests need no round trip. A token's first request in a process and
-    window is served before it is counted (with the next lease): so a token
-    this process has not seen, an integration calling now and then, costs no
-    round trip at all. A client spreading requests over P processes may so get
-    up to P requests a window more than the limit, and may be refused up to P
-    leases early (a process may leave part of its last lease unused).
+    window is served before it is counted: so a token this process has not
+    seen, an integration calling now and then, costs no round trip at all. It
+    is counted, with the token's first lease, by the cache's listener within a
+    second (``leases_take_ahead``), or by its next request if that comes
+    sooner. A client spreading requests over P processes may so get up to P
+    requests a window more than the limit, and may be refused up to P leases
+    early (a process may leave part of its last lease unused).
     """
     window = int(now.timestamp()) // WINDOW
     key = (token_id, window, limit)
@@ -225,20 +229,69 @@ def request_admit(token_id: int, *, limit: int, now: datetime) -> bool:
             return True
         if key not in _unsettled:
             _unsettled[key] = 1
+            _uncounted.append(key)
             return True
         owed, _unsettled[key] = _unsettled[key], 0
-    lease = max(1, min(limit // 100, 1000))
-    bucket = rate_limit_key(f"token-requests:{token_id}", window=WINDOW)
     pipe = redis_client().pipeline(transaction=True)
-    pipe.incrby(bucket, lease + owed)
-    pipe.expire(bucket, WINDOW + 1, nx=True)
-    taken = pipe.execute()[0]
-    granted = max(0, min(lease, limit - (taken - lease)))
+    _lease_take(pipe, key, owed)
+    granted = _lease_granted(key, pipe.execute()[0])
     with _leases_lock:
         if granted == 0:
             return False
         _leases[key] = _leases.get(key, 0) + granted - 1
     return True
+
+
+def _lease_size(limit: int) -> int:
+    return max(1, min(limit // 100, 1000))
+
+
+def _lease_take(pipe, key: tuple[int, int, int], owed: int) -> None:
+    """Queue the commands that count ``owed`` requests and take a lease for ``key``."""
+    token_id, _, limit = key
+    bucket = rate_limit_key(f"token-requests:{token_id}", window=WINDOW)
+    pipe.incrby(bucket, _lease_size(limit) + owed)
+    pipe.expire(bucket, WINDOW + 1, nx=True)
+
+
+def _lease_granted(key: tuple[int, int, int], taken: int) -> int:
+    """How much of the lease the window's count ``taken`` (after taking it) leaves this process."""
+    lease, limit = _lease_size(key[2]), key[2]
+    return max(0, min(lease, limit - (taken - lease)))
+
+
+def leases_take_ahead() -> None:
+    """Count the first requests this process served uncounted (see
+    ``request_admit``) and take those tokens' first leases, in one round trip,
+    so that their next requests need none. Called by the cache's listener."""
+    window = int(timezone.now().timestamp()) // WINDOW
+    with _leases_lock:
+        keys = _uncounted.copy()
+        _uncounted.clear()
+        due = [(key, _unsettled[key]) for key in keys if key[1] == window and key in _unsettled]
+        due = [(key, owed) for key, owed in due if owed and not _leases.get(key)]
+        for key, _ in due:
+            _unsettled[key] = 0
+    if not due:
+        return
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        for key, owed in due:
+            _lease_take(pipe, key, owed)
+        taken = pipe.execute()[::2]
+    except redis.RedisError:
+        with _leases_lock:  # their next requests count them, as without this
+            for key, owed in due:
+                if key in _unsettled:
+                    _unsettled[key] += owed
+        return
+    with _leases_lock:
+        for (key, _), count in zip(due, taken, strict=True):
+            if key[1] == int(timezone.now().timestamp()) // WINDOW:
+                _leases[key] = _leases.get(key, 0) + _lease_granted(key, count)
+
+
+authcache.on_tick(leases_take_ahead)
 
 
 def _past_windows_drop(window: int) -> None:
@@ -248,4 +301,5 @@ def _past_windows_drop(window: int) -> None:
         for table in (_leases, _unsettled):
             for old in [old for old in table if old[1] < window]:
                 del table[old]
+        _uncounted[:] = [key for key in _uncounted if key[1] >= window]  # a listener that stopped leaves them
         _leases_window = window

@@ -33,7 +33,7 @@ class EffectiveStatus(models.TextChoices):
     DELETED = "deleted"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RoleFacts:
     id: int
     code: str
@@ -44,7 +44,7 @@ class RoleFacts:
     permissions: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TokenFacts:
     status: str
     expires_at: datetime
@@ -119,7 +119,7 @@ def _reason(code: str, **names: str) -> InactiveReason:
     return InactiveReason(code, message, owner_message, advice, owner_can_fix)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TokenState:
     status: str
     inactive_reasons: tuple[InactiveReason, ...]

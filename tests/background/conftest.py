@@ -84,6 +84,7 @@ def _forget_process_state() -> None:
     bearer._leases.clear()
     bearer._blocked.clear()
     bearer._unsettled.clear()
+    bearer._uncounted.clear()
     with usage._buffer_lock:
         usage._buffer.clear(), usage._buffer_last.clear(), usage._buffer_addresses.clear()
         usage._buffer_since = None

@@ -16,7 +16,7 @@ from tenants.models import Tenant
 from tests.conftest import bearer
 from tests.factories import RoleFactory, TenantFactory, grant
 from tokens import authcache, keys
-from tokens.bearer import bearer_authenticate
+from tokens.bearer import bearer_authenticate, leases_take_ahead
 from tokens.idle import idle_tokens_sweep
 from tokens.models import PersonalAccessToken
 from tokens.oauth import oauth_client_create, revoke, token_exchange
@@ -160,7 +160,7 @@ def test_a_cached_state_is_the_rules_state_at_every_instant(world, status, owner
     issued = world.issue(days=1)
     loaded = credential_load(issued.plaintext)
     facts = dataclasses.replace(loaded.facts, status=status, owner_is_active=owner_is_active)
-    entry = authcache.Entry(dataclasses.replace(loaded, facts=facts), stale_after=0)
+    entry = authcache.Entry.of(dataclasses.replace(loaded, facts=facts), stale_after=0)
     expires_at = facts.expires_at
     for now in (timezone.now(), expires_at - timedelta(microseconds=1), expires_at, expires_at + timedelta(days=1)):
         assert entry.state(now) == evaluate(facts, now)
@@ -327,6 +327,7 @@ def test_a_token_not_seen_before_costs_one_query_and_no_redis_round_trip(
 ):
     from core.ratelimit import rate_limit_key
 
+    monkeypatch.setattr(authcache, "_tick_hooks", [])  # no lease taken ahead by the listener
     world.tenant.token_requests_per_minute = 1000  # leases of 10
     world.tenant.save()
     issued = world.issue()
@@ -344,6 +345,35 @@ def test_a_token_not_seen_before_costs_one_query_and_no_redis_round_trip(
     assert bearer(APIClient(), keys.generate()).get(ME).status_code == 401
     assert trips.count == 2
     assert int(with_redis.get(rate_limit_key(f"token-requests:{issued.token.pk}", window=60))) == 10 + 1
+
+
+def test_the_listener_counts_a_first_request_and_takes_the_lease_ahead_of_the_second(
+    api, world, with_redis, monkeypatch, django_assert_num_queries
+):
+    """What the cache's listener does about once a second: the first requests
+    served uncounted are counted, with their tokens' first leases, in one round
+    trip for all of them; their next requests then need none."""
+    from core.ratelimit import rate_limit_key
+
+    monkeypatch.setattr(authcache, "_tick_hooks", [])  # this test takes the listener's part
+    world.tenant.token_requests_per_minute = 1000  # leases of 10
+    world.tenant.save()
+    issued = [world.issue(f"t{number}") for number in range(3)]
+    clients = [bearer(APIClient(), one.plaintext) for one in issued]
+    assert bearer(APIClient(), world.issue("warm").plaintext).get(ME).status_code == 200  # connections opened
+    for client in clients:
+        assert client.get(ME).status_code == 200
+    trips = RoundTrips(monkeypatch)
+    leases_take_ahead()
+    assert trips.count == 1
+    for client in clients:
+        with django_assert_num_queries(0):
+            assert client.get(ME).status_code == 200
+    assert trips.count == 1
+    leases_take_ahead()  # nothing left to count: no round trip
+    assert trips.count == 1
+    for one in issued:  # each first request counted, with a lease of 10
+        assert int(with_redis.get(rate_limit_key(f"token-requests:{one.token.pk}", window=60))) == 10 + 1
 
 
 def test_the_first_request_served_before_it_is_counted_still_counts_toward_the_limit(api, world, with_redis):
@@ -364,7 +394,7 @@ def test_an_invalidation_drops_exactly_the_entries_it_names(api, world, other_wo
         assert bearer(api, issued.plaintext).get(ME).status_code == 200
 
     def cached() -> set[str]:
-        return {entry.token.name for entry in authcache._entries.values()}
+        return {entry.loaded().token.name for entry in authcache._entries.values()}
 
     assert cached() == {"first", "second", "elsewhere"}
     authcache.cache_clear(f"token:{first.token.pk}")
@@ -393,7 +423,7 @@ def test_entries_pushed_out_by_the_size_limit_leave_no_names_behind(api, world, 
         assert bearer(api, issued.plaintext).get(ME).status_code == 200
     assert authcache.cache_size() == 2
     live = set(authcache._entries)
-    assert set().union(*authcache._named.values()) == live
+    assert set().union(*(authcache._keys_named(scope) for scope in authcache._named)) == live
     assert f"token:{tokens[0].token.pk}" not in authcache._named
 
 
