@@ -15,7 +15,8 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20}
+    # The page cache iam/settings.py gives its connections.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "init_command": "PRAGMA cache_size=-65536;"}
 else:
     DATABASES["default"]["OPTIONS"] = {"options": "-c jit=off", "prepare_threshold": 0}  # as iam/settings.py
 # The Argon2 peer must pay Argon2's real cost.
