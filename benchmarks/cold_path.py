@@ -359,7 +359,7 @@ def cache_figures(sample: list[int]) -> None:
     some = authcache._entries[next(iter(authcache._entries))]
     timings = {}
     for label, scope in (
-        ("one token", f"token:{some.token_id}"),
+        ("one token", f"token:{some.loaded().token.pk}"),
         ("one tenant", f"tenant:{some.loaded().token.tenant_id}"),
     ):
         started = time.perf_counter()

@@ -103,8 +103,7 @@ def _instance(model, row: tuple | dict | None, alias: str):
 class Entry:
     rows: tuple  # the token's, its owner's, tenant's and application's values (see ``_row``)
     facts: TokenFacts
-    claims: dict | None  # an access token's verified claims; None for a PAT
-    session: object | None  # an embed session
+    claims: dict | None  # an access token's verified claims; None for a PAT (the bearer path caches nothing else)
     alias: str  # the database the rows were read from
     stale_after: float  # time.monotonic() after which the entry is reloaded
     # The rules read the time only to compare it with the expiry: until then
@@ -119,11 +118,7 @@ class Entry:
         facts = dataclasses.replace(facts, roles=tuple(_kept(_shared_roles, role) for role in facts.roles))
         state = evaluate(facts, BEFORE_ANY_EXPIRY)
         state = _kept(_shared_states, state)
-        return cls(rows, facts, loaded.claims, loaded.session, token._state.db, stale_after, state)
-
-    @property
-    def token_id(self) -> int:
-        return self.rows[0][_TOKEN_ID]
+        return cls(rows, facts, loaded.claims, token._state.db, stale_after, state)
 
     @property
     def scopes(self) -> tuple[str, ...]:
@@ -147,7 +142,7 @@ class Entry:
             _instance(model, values, self.alias) for model, values in zip(_ROW_MODELS, self.rows, strict=True)
         )
         token._state.fields_cache = {"owner": owner, "tenant": tenant, "application": application}
-        return Loaded(token, self.facts, claims=self.claims, session=self.session)
+        return Loaded(token, self.facts, claims=self.claims)
 
 
 _TOKEN_ID, _TOKEN_TENANT, _TOKEN_OWNER, _TOKEN_APPLICATION = (

@@ -285,9 +285,10 @@ def leases_take_ahead() -> None:
                 if key in _unsettled:
                     _unsettled[key] += owed
         return
+    window = int(timezone.now().timestamp()) // WINDOW
     with _leases_lock:
         for (key, _), count in zip(due, taken, strict=True):
-            if key[1] == int(timezone.now().timestamp()) // WINDOW:
+            if key[1] == window:  # not a window that ended meanwhile
                 _leases[key] = _leases.get(key, 0) + _lease_granted(key, count)
 
 

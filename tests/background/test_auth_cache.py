@@ -376,6 +376,33 @@ def test_the_listener_counts_a_first_request_and_takes_the_lease_ahead_of_the_se
         assert int(with_redis.get(rate_limit_key(f"token-requests:{one.token.pk}", window=60))) == 10 + 1
 
 
+def test_the_listener_takes_the_leases_ahead_itself_and_keeps_listening_past_a_failing_hook(
+    api, world, with_redis, monkeypatch
+):
+    import time
+
+    from core.ratelimit import rate_limit_key
+
+    def broken() -> None:
+        raise RuntimeError("a periodic hook that fails")
+
+    monkeypatch.setattr(authcache, "_tick_hooks", [broken, *authcache._tick_hooks])
+    world.tenant.token_requests_per_minute = 1000  # leases of 10
+    world.tenant.save()
+    issued = world.issue()
+    client = bearer(api, issued.plaintext)
+    if time.time() % 60 > 55:  # the lease is for this minute: not one that ends before the listener's tick
+        time.sleep(61 - time.time() % 60)
+    assert client.get(ME).status_code == 200
+    counted = rate_limit_key(f"token-requests:{issued.token.pk}", window=60)
+    deadline = time.monotonic() + 5
+    while with_redis.get(counted) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert int(with_redis.get(counted)) == 10 + 1  # the first request, with a lease, within a tick
+    token_revoke(token=issued.token, actor=None, actor_label="test")
+    assert client.get(ME).status_code == 401  # the listener still drops what a change names
+
+
 def test_the_first_request_served_before_it_is_counted_still_counts_toward_the_limit(api, world, with_redis):
     world.tenant.token_requests_per_minute = 2
     world.tenant.save()

@@ -547,3 +547,23 @@ def test_a_users_page_counts_the_tokens_the_viewer_sees_by_their_real_status(
     # A main administrator sees them: inactive, since their owner left the tenant.
     page = signed_in(main_admin).get(f"/admin/iam/user/{moved.pk}/change/").content.decode()
     assert "3 tokens</a> (3 inactive)" in page
+
+
+@pytest.mark.parametrize("page", ["password", "history"])
+def test_the_password_and_history_pages_breadcrumbs_name_the_menu_and_lead_back(world, main_admin, page):
+    """They name the console's menu, not the model's Django app (an application
+    is in *Authorization*, its app is *Tenants and applications*)."""
+    from iam.templatetags.console import console_entry, console_menu
+
+    obj = world.user if page == "password" else world.application
+    opts = type(obj)._meta
+    base = f"/admin/{opts.app_label}/{opts.model_name}/"
+    response = signed_in(main_admin).get(f"{base}{obj.pk}/{page}/")
+    assert response.status_code == 200
+    crumbs = re.search(r'<div class="breadcrumbs">(.*?)</div>', response.content.decode(), re.S).group(1)
+    links = re.findall(r'<a href="([^"]+)">([^<]+)</a>', crumbs)
+    assert links == [("/admin/", "Home"), (base, console_entry(opts)), (f"{base}{obj.pk}/change/", str(obj))]
+    assert console_menu(opts) in crumbs
+    assert ("Change password" if page == "password" else "History") in crumbs
+    if page == "history":
+        assert str(opts.app_config.verbose_name) not in crumbs
