@@ -21,7 +21,7 @@ from core.networks import networks_within
 from core.text import counted
 from iam.reauth import confirm_password
 from tokens.forms import TokenCreateForm, TokenEditForm, TokenRegenerateForm
-from tokens.models import Approval, PersonalAccessToken, TokenStatus
+from tokens.models import PersonalAccessToken
 from tokens.rules import EffectiveStatus, TokenState, token_state
 from tokens.selectors import (
     TokenRow,
@@ -33,6 +33,7 @@ from tokens.selectors import (
     user_administrators_of,
 )
 from tokens.services import (
+    token_changeable,
     token_create,
     token_creation_limit,
     token_delete,
@@ -58,8 +59,7 @@ def _token_to_change(request: HttpRequest, token_id: int) -> tuple[PersonalAcces
     it can change at all (a revoked or embedding token cannot: its page says why)."""
     token = _owned_token(request, token_id)
     now = timezone.now()
-    changeable = token.status != TokenStatus.REVOKED and token.approval != Approval.DENIED and not token.is_embedding
-    return token, TokenRow(token, token_state(token, now)), now, changeable
+    return token, TokenRow(token, token_state(token, now)), now, token_changeable(token)
 
 
 def _issue_form_id(request: HttpRequest) -> str:

@@ -182,3 +182,36 @@ def test_swagger_ui_page_has_no_inline_style(world):
     page = Client().get("/api/docs/").content.decode()
     assert "<style" not in page and "/static/css/swagger.css" in page
     assert "style=" not in page
+
+
+@pytest.mark.parametrize(
+    ("made", "changeable"),
+    [("active", True), ("expired", True), ("revoked", False), ("denied", False), ("embedding", False)],
+)
+def test_the_list_offers_edit_and_regenerate_exactly_when_the_service_allows_them(world, made, changeable):
+    """One rule (``tokens.services.token_changeable``) for the list's buttons,
+    the edit and regenerate pages and the services themselves."""
+    from core.errors import IllegalTransition
+    from tokens.models import Approval, TokenKind
+    from tokens.services import token_changeable, token_edit
+
+    token = world.issue("subject").token
+    rows = PersonalAccessToken.objects.filter(pk=token.pk)
+    if made == "expired":
+        rows.update(created_at=timezone.now() - timedelta(days=2), expires_at=timezone.now() - timedelta(minutes=1))
+    elif made == "revoked":
+        token_revoke(token=token, actor=None, actor_label="test")
+    elif made == "denied":
+        rows.update(approval=Approval.DENIED, approval_note="not needed")
+    elif made == "embedding":
+        rows.update(kind=TokenKind.EMBED)
+    token.refresh_from_db()
+    assert token_changeable(token) is changeable
+    page = signed_in(world.user).get("/tokens/").content.decode()
+    assert (f'href="/tokens/{token.pk}/edit/"' in page) is changeable
+    assert (f'href="/tokens/{token.pk}/regenerate/"' in page) is changeable
+    if changeable:
+        token_edit(token=token, actor=world.user, name="renamed")
+    else:
+        with pytest.raises(IllegalTransition):
+            token_edit(token=token, actor=world.user, name="renamed")

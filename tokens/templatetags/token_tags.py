@@ -7,6 +7,7 @@ from django.utils import timezone
 from tokens.idle import unused_end
 from tokens.rules import expires_soon as lifetime_expires_soon
 from tokens.selectors import approver_names
+from tokens.services import token_changeable
 
 register = template.Library()
 
@@ -42,6 +43,12 @@ def expires_soon(moment: datetime | None, days: int = 7) -> bool:
 def token_expires_soon(token) -> bool:
     """Whether the list flags ``token`` as expiring soon (``tokens.rules.expires_soon``)."""
     return lifetime_expires_soon(created_at=token.created_at, expires_at=token.expires_at, now=timezone.now())
+
+
+@register.filter
+def changeable(token) -> bool:
+    """Whether the owner may edit and regenerate ``token`` (``tokens.services.token_changeable``)."""
+    return token_changeable(token)
 
 
 @register.simple_tag
