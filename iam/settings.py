@@ -250,6 +250,8 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "flush-usage": {"task": "tokens.tasks.flush_usage", "schedule": 30.0},
+    # Changes a process could not broadcast to the token caches (see tokens.authcache).
+    "relay-invalidations": {"task": "tokens.tasks.relay_invalidations", "schedule": 5.0},
     "expiry-reminders": {"task": "tokens.tasks.sweep_expiry_reminders", "schedule": 15 * 60.0},
     "housekeeping": {"task": "tokens.tasks.housekeeping", "schedule": 60 * 60.0},
     "webhook-deliveries": {"task": "tokens.tasks.sweep_webhook_deliveries", "schedule": 60.0},

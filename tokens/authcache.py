@@ -13,8 +13,12 @@ built from, so this costs what it drops) and acknowledges; the change's
 request waits for every acknowledgement (at most ``ACK_TIMEOUT``) before it
 answers, so a revoke is refused by the very next request in every process.
 A process trusts its cache only while its listener is subscribed: a lost connection empties it, so a change missed
-during a Redis outage is never served from it. Without Redis nothing is
-cached. An entry is reloaded after ``TOKEN_CACHE_SECONDS`` in any case.
+during a Redis outage is never served from it. A change whose process could
+not reach Redis while others could is kept in the database, in the change's
+transaction, and relayed within seconds by a process that can
+(``invalidations_relay``, on Celery beat). Without Redis nothing is cached.
+An entry is reloaded after ``TOKEN_CACHE_SECONDS`` in any case: that bounds
+only a change that bypassed the models (an SQL edit) or whose relay failed too.
 """
 
 import dataclasses
@@ -26,19 +30,20 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import redis
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models.base import ModelState
 from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.utils import timezone
 
 from core.redis import redis_client
 from iam.models import Role, RoleGrant, User
 from tenants.models import Application, Tenant, TenantApplication
 from tokens import usage
-from tokens.models import OAuthClient, PersonalAccessToken, RevokedAccessToken, TokenKind
+from tokens.models import OAuthClient, PendingInvalidation, PersonalAccessToken, RevokedAccessToken, TokenKind
 from tokens.rules import RoleFacts, TokenFacts, TokenState, evaluate
 from tokens.verification import Loaded
 
@@ -295,13 +300,25 @@ def invalidate(scope: str) -> None:
     process, now and again after commit."""
     if not settings.REDIS_URL:
         return
-    _broadcast(scope)
+    broadcast(scope)
     # Again after commit: a process may have reloaded the old rows meanwhile.
-    transaction.on_commit(lambda: _broadcast(scope))
+    transaction.on_commit(lambda: broadcast(scope))
 
 
-def _broadcast(scope: str) -> None:
+def broadcast(scope: str) -> bool:
+    """Drop ``scope``'s entries here and in every listening process now (``ALL``
+    after a change that bypassed the models, as ``manage.py token_cache_clear``
+    does); False if Redis was out of reach and the change is kept for relaying."""
     cache_clear(scope)
+    if _publish(scope):
+        return True
+    _broadcast_later(scope)
+    return False
+
+
+def _publish(scope: str) -> bool:
+    """Tell every listening process to drop ``scope``'s entries and wait for
+    their acknowledgements; False if Redis could not be reached."""
     nonce = secrets.token_hex(8)
     client = redis_client()
     try:
@@ -314,11 +331,55 @@ def _broadcast(scope: str) -> None:
                 listeners -= 1
         client.delete(f"{channel}:ack:{nonce}")
     except redis.RedisError:
-        # Listeners that cannot hear us lost their connection too, and so their cache.
-        logger.error("Redis unavailable: could not broadcast a token invalidation")
-        return
+        return False
     if listeners > 0:
+        # Still subscribed, so they hear it (or lose the connection, and with it their cache).
         logger.error("%d process(es) did not confirm a token invalidation within %ss", listeners, ACK_TIMEOUT)
+    return True
+
+
+def _broadcast_later(scope: str) -> None:
+    """Keep a change this process could not broadcast for ``invalidations_relay``:
+    other processes may reach Redis and be serving the entries it names. In the
+    change's transaction when there is one, so the change and the record stand or fall together."""
+    logger.error("Redis unavailable: a token invalidation (%s) is kept for relaying", scope)
+    try:
+        with transaction.atomic():
+            PendingInvalidation.objects.create(scope=scope, created_at=timezone.now())
+    except DatabaseError:
+        logger.exception("could not keep a token invalidation for relaying; entries expire after TOKEN_CACHE_SECONDS")
+
+
+RELAY_BATCH = 500
+RELAY_ALL_ABOVE = 50
+
+
+def relay_horizon() -> timedelta:
+    """How long a kept change is worth relaying: the cache's lifetime, and at
+    least a day, in case the server processes run with a longer one than the worker."""
+    return max(timedelta(days=1), timedelta(seconds=settings.TOKEN_CACHE_SECONDS))
+
+
+def invalidations_relay() -> int:
+    """Broadcast the changes other processes could not (run by Celery beat every
+    few seconds, in a process that reaches Redis); the number of scopes relayed.
+
+    A change older than ``relay_horizon()`` is dropped unbroadcast: every entry
+    loaded before it has been reloaded since."""
+    if not settings.REDIS_URL:
+        return 0
+    horizon = timezone.now() - relay_horizon()
+    relayed = 0
+    while pending := list(PendingInvalidation.objects.order_by("id")[:RELAY_BATCH]):
+        scopes = list(dict.fromkeys(change.scope for change in pending if change.created_at > horizon))
+        if len(scopes) > RELAY_ALL_ABOVE:
+            scopes = [ALL]  # one clear rather than waiting for each scope's acknowledgements
+        for scope in scopes:
+            if not _publish(scope):
+                return relayed  # still out of reach: the next run tries again
+            relayed += 1
+        PendingInvalidation.objects.filter(id__lte=pending[-1].id).delete()
+    return relayed
 
 
 class _Listener(threading.Thread):

@@ -521,3 +521,16 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.message_id}"
+
+
+class PendingInvalidation(models.Model):
+    """A change whose broadcast to the processes' token caches failed (Redis
+    was out of this process's reach): ``tokens.tasks.relay_invalidations``
+    broadcasts it from a process that can reach Redis. Written in the change's
+    own transaction when the first broadcast fails, so none is lost."""
+
+    scope = models.CharField(max_length=200)  # as ``authcache.cache_clear`` takes it
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.scope} at {self.created_at:%Y-%m-%d %H:%M:%S}"

@@ -6,7 +6,7 @@ they run (``notifications``); importing it here registers them with the worker."
 from celery import shared_task
 
 from core.tasks import RETRY
-from tokens import maintenance, notifications, oauth
+from tokens import authcache, maintenance, notifications, oauth
 from tokens.notifications import (  # noqa: F401 - registered with the worker
     note_token_address,
     notify_expiry_shortened,
@@ -52,6 +52,11 @@ def send_approval_digests() -> int:
 @shared_task(**RETRY)
 def flush_usage() -> int:
     return usage_flush_from_redis()
+
+
+@shared_task(**RETRY)
+def relay_invalidations() -> int:
+    return authcache.invalidations_relay()
 
 
 @shared_task(**RETRY)
