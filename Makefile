@@ -69,4 +69,4 @@ bench: install services
 	$(PY) benchmarks/cold_path.py --tokens 1000000 --database postgres --http
 	# The same stream with a cache that holds every token in use and a reload time longer than their return (README).
 	$(PY) benchmarks/cold_path.py --tokens 1000000 --database postgres --http-only \
-		--cache-size 100000 --cache-seconds 900 --warmup 600 --rounds 2
+		--cache-size 100000 --cache-seconds 3600 --warmup 1200 --rounds 2

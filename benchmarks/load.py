@@ -29,6 +29,7 @@ def wrk_figures(output: str) -> dict:
         "p50": latency("50%"),
         "p99": latency("99%"),
         "errors": int(errors.group(1)) if errors else 0,
+        "requests": int(re.search(r"(\d+) requests in", output).group(1)),
     }
 
 
