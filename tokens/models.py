@@ -526,8 +526,8 @@ class WebhookDelivery(models.Model):
 class PendingInvalidation(models.Model):
     """A change whose broadcast to the processes' token caches failed (Redis
     was out of this process's reach): ``tokens.tasks.relay_invalidations``
-    broadcasts it from a process that can reach Redis. Written in the change's
-    own transaction when the first broadcast fails, so none is lost."""
+    broadcasts it from a process that can reach Redis. Written when a broadcast
+    fails, the first one in the change's own transaction, so none is lost."""
 
     scope = models.CharField(max_length=200)  # as ``authcache.cache_clear`` takes it
     created_at = models.DateTimeField()

@@ -59,6 +59,16 @@ def _configure_celery(**conf) -> None:
     kombu_pools.reset()
 
 
+def wait_for(predicate, timeout: float = 15.0) -> bool:
+    """Whether ``predicate()`` became true within ``timeout`` seconds (work done by another thread or process)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
 @pytest.fixture
 def with_redis():
     """The service configured with the shared test Redis (database 15, emptied)."""

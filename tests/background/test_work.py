@@ -11,6 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from iam.models import AuditEvent
+from tests.background.conftest import wait_for
 from tests.conftest import bearer
 from tokens import maintenance, notifications
 from tokens.models import EmbedSession, ExpiryReminder, PersonalAccessToken
@@ -28,15 +29,6 @@ def expire_in(token, delta):
 def mails_about(subject_text: str) -> list:
     """The e-mails sent so far on one subject (issuing a token also tells its owner)."""
     return [message for message in mail.outbox if subject_text in message.subject]
-
-
-def wait_for(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_reminders_are_due_at_the_nearest_threshold_and_sent_once(world):
