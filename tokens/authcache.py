@@ -39,7 +39,7 @@ from django.db.models.base import ModelState
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.utils import timezone
 
-from core.redis import redis_client
+from core.redis import redis_client, redis_scripts_load
 from iam.models import Role, RoleGrant, User
 from tenants.models import Application, Tenant, TenantApplication
 from tokens import usage
@@ -423,6 +423,7 @@ class _Listener(threading.Thread):
                 if not self.current():
                     return
             cache_clear()  # whatever changed while we were not listening
+            redis_scripts_load(connection)  # a Redis that restarted has none
             self._subscribed.set()
             while self.current():
                 message = pubsub.get_message(timeout=1.0)

@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from core.errors import InvalidToken, RateLimited
 from core.ratelimit import rate_limit_count, rate_limit_enforce, rate_limit_hit, rate_limit_key
-from core.redis import redis_client
+from core.redis import redis_client, redis_script
 from tokens import authcache, keys, usage
 from tokens.rules import evaluate
 from tokens.signing import api_audience, looks_like_jwt
@@ -232,9 +232,7 @@ def request_admit(token_id: int, *, limit: int, now: datetime) -> bool:
             _uncounted.append(key)
             return True
         owed, _unsettled[key] = _unsettled[key], 0
-    pipe = redis_client().pipeline(transaction=True)
-    _lease_take(pipe, key, owed)
-    granted = _lease_granted(key, pipe.execute()[0])
+    granted = _lease_granted(key, _leases_take([(key, owed)])[0])
     with _leases_lock:
         if granted == 0:
             return False
@@ -246,12 +244,24 @@ def _lease_size(limit: int) -> int:
     return max(1, min(limit // 100, 1000))
 
 
-def _lease_take(pipe, key: tuple[int, int, int], owed: int) -> None:
-    """Queue the commands that count ``owed`` requests and take a lease for ``key``."""
-    token_id, _, limit = key
-    bucket = rate_limit_key(f"token-requests:{token_id}", window=WINDOW)
-    pipe.incrby(bucket, _lease_size(limit) + owed)
-    pipe.expire(bucket, WINDOW + 1, nx=True)
+# Adds ARGV[i] to the count KEYS[i], starts the window's expiry of a count that
+# has none, and returns the counts: one command for any number of tokens.
+_LEASES_TAKE = redis_script("""
+local counts = {}
+for i, key in ipairs(KEYS) do
+  counts[i] = redis.call('INCRBY', key, ARGV[i])
+  redis.call('EXPIRE', key, ARGV[#KEYS + 1], 'NX')
+end
+return counts
+""")
+
+
+def _leases_take(due: list[tuple[tuple[int, int, int], int]]) -> list[int]:
+    """Count each key's ``owed`` requests and take a lease for it, in one round trip;
+    the window's counts after."""
+    buckets = [rate_limit_key(f"token-requests:{token_id}", window=WINDOW) for (token_id, _, _), _ in due]
+    amounts = [_lease_size(limit) + owed for (_, _, limit), owed in due]
+    return [int(count) for count in _LEASES_TAKE(keys=buckets, args=[*amounts, WINDOW + 1], client=redis_client())]
 
 
 def _lease_granted(key: tuple[int, int, int], taken: int) -> int:
@@ -275,10 +285,7 @@ def leases_take_ahead() -> None:
     if not due:
         return
     try:
-        pipe = redis_client().pipeline(transaction=False)
-        for key, owed in due:
-            _lease_take(pipe, key, owed)
-        taken = pipe.execute()[::2]
+        taken = _leases_take(due)
     except redis.RedisError:
         with _leases_lock:  # their next requests count them, as without this
             for key, owed in due:

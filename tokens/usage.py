@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 
-from core.redis import redis_client
+from core.redis import redis_client, redis_script
 from tokens import notifications
 from tokens.models import PersonalAccessToken, TokenUsageDay, UsageBatch
 
@@ -37,18 +37,31 @@ FLUSHING = "usage:flushing:"  # + batch id: a batch being moved to the database
 ADDRESSES = "usage:ips:"  # + token id: set of addresses seen
 
 
+# Adds to a day's counts (KEYS[1]) each token's uses (ARGV: token id, uses, ...): one command for them all.
+_COUNTS_ADD = redis_script("for i = 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end")
+# Adds ARGV[i] to the set KEYS[i] (a token's addresses); 1 for each address the set did not have.
+_ADDRESSES_ADD = redis_script("""
+local added = {}
+for i, key in ipairs(KEYS) do added[i] = redis.call('SADD', key, ARGV[i]) end
+return added
+""")
+
 _buffer_lock = threading.Lock()
 _buffer: dict[tuple[str, int], int] = defaultdict(int)  # (ISO day, token id) -> uses
 _buffer_last: dict[int, tuple[datetime, str | None]] = {}  # token id -> (time, address) of its last use
 _buffer_addresses: set[tuple[int, str]] = set()
 _buffer_since: float | None = None
-# What this process has pushed: a token in steady use then costs one command a
-# push (its count); its last use is pushed again after
+# What this process has pushed: a token in steady use then costs only its
+# count in a push; its last use is pushed again after
 # TOKEN_LAST_USED_WRITE_INTERVAL_SECONDS or from another address, and an
 # address it is used from once (Redis keeps the addresses it was told).
 _pushed_last: dict[int, tuple[float, str | None]] = {}  # token id -> (time, address) last pushed
 _pushed_addresses: set[tuple[int, str]] = set()
-PUSHED_REMEMBERED = 100_000
+PUSHED_REMEMBERED = 100_000  # at least; and twice the tokens the cache holds, so the ones in use stay remembered
+
+
+def _pushed_limit() -> int:
+    return max(PUSHED_REMEMBERED, 2 * settings.TOKEN_CACHE_SIZE)
 
 
 def usage_count(token_id: int, *, ip: str | None, now: datetime) -> None:
@@ -84,12 +97,16 @@ def usage_push(max_age: float = 0.0) -> bool:
         if client is None:
             raise redis.ConnectionError("no Redis configured")
         pipe = client.pipeline(transaction=True)  # all or nothing, so a retry cannot count twice
+        days: dict[str, list] = defaultdict(list)
         for (day, token_id), uses in [*counts.items(), *held.items()]:
-            pipe.hincrby(f"{COUNTS}{day}", token_id, uses)
-        for token_id, (used_at, ip) in last.items():
-            pipe.hset(LAST, token_id, f"{used_at.timestamp()}|{ip or ''}")
-        for token_id, ip in addresses:
-            pipe.sadd(f"{ADDRESSES}{token_id}", ip)
+            days[day] += (token_id, uses)
+        for day, uses in days.items():
+            _COUNTS_ADD(keys=[f"{COUNTS}{day}"], args=uses, client=pipe)
+        if last:
+            pipe.hset(LAST, mapping={token_id: f"{at.timestamp()}|{ip or ''}" for token_id, (at, ip) in last.items()})
+        if addresses:
+            keys = [f"{ADDRESSES}{token_id}" for token_id, _ in addresses]
+            _ADDRESSES_ADD(keys=keys, args=[ip for _, ip in addresses], client=pipe)
         results = pipe.execute()
     except redis.RedisError:
         with _buffer_lock:  # put them back for the next attempt
@@ -102,14 +119,15 @@ def usage_push(max_age: float = 0.0) -> bool:
                 _buffer_since = _buffer_since or time.monotonic()
         _return_pending(held)
         return False
+    limit = _pushed_limit()
     with _buffer_lock:
-        if len(_pushed_last) + len(last) > PUSHED_REMEMBERED:
+        if len(_pushed_last) + len(last) > limit:
             _pushed_last.clear()
         _pushed_last.update((token_id, (used_at.timestamp(), ip)) for token_id, (used_at, ip) in last.items())
-        if len(_pushed_addresses) + len(addresses) > PUSHED_REMEMBERED:
+        if len(_pushed_addresses) + len(addresses) > limit:
             _pushed_addresses.clear()
         _pushed_addresses.update(addresses)
-    for (token_id, ip), added in zip(addresses, results[len(results) - len(addresses) :], strict=True):
+    for (token_id, ip), added in zip(addresses, results[-1] if addresses else [], strict=True):
         if added:
             note_new_address(token_id, ip)
     return True

@@ -347,6 +347,26 @@ def test_a_token_not_seen_before_costs_one_query_and_no_redis_round_trip(
     assert int(with_redis.get(rate_limit_key(f"token-requests:{issued.token.pk}", window=60))) == 10 + 1
 
 
+def test_a_lease_is_taken_when_redis_has_lost_its_scripts(api, world, with_redis, monkeypatch):
+    """Leases are taken by a Lua script the listener loads when it subscribes; a
+    Redis that lost it (restarted, or SCRIPT FLUSH) gets it again on its first use."""
+    from core.ratelimit import rate_limit_key
+
+    monkeypatch.setattr(authcache, "_tick_hooks", [])  # the second request takes the lease
+    world.tenant.token_requests_per_minute = 1000  # leases of 10
+    world.tenant.save()
+    issued = world.issue()
+    client = bearer(api, issued.plaintext)
+    assert client.get(ME).status_code == 200
+    with_redis.script_flush()
+    trips = RoundTrips(monkeypatch)
+    assert client.get(ME).status_code == 200
+    assert trips.count == 3  # refused as unknown, loaded, run
+    assert client.get(ME).status_code == 200  # from the lease
+    assert trips.count == 3
+    assert int(with_redis.get(rate_limit_key(f"token-requests:{issued.token.pk}", window=60))) == 10 + 1
+
+
 def test_the_listener_counts_a_first_request_and_takes_the_lease_ahead_of_the_second(
     api, world, with_redis, monkeypatch, django_assert_num_queries
 ):

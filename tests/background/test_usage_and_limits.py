@@ -71,6 +71,45 @@ def test_a_token_in_steady_use_pushes_its_count_each_time_and_its_last_use_once_
     assert with_redis.hget(counts, token_id) == b"5"
 
 
+def test_a_push_costs_the_same_round_trips_for_one_token_or_many(world, with_redis, monkeypatch):
+    """Each day's counts, the last uses and the new addresses are each one
+    command (Lua scripts for the counts and addresses), in one transaction,
+    whatever the number of tokens; a Redis that lost the scripts gets them again."""
+    import threading
+
+    import redis.connection
+
+    tokens = [world.issue(f"t{number}").token.pk for number in range(3)]
+    now = timezone.now()
+    sends, thread = [], threading.current_thread()  # this thread's: the listener has a connection of its own
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(*args, **kwargs):
+        sends.append(threading.current_thread() is thread)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+
+    def pushed(ids, ip=None, when=now) -> int:
+        sends.clear()
+        for token_id in ids:
+            usage.usage_count(token_id, ip=ip, now=when)
+        assert usage.usage_push()
+        return sum(sends)
+
+    pushed(tokens[:1])  # connected
+    assert pushed(tokens[:1]) == pushed(range(10_000, 10_500)) == 2  # the scripts checked, then the transaction
+    with_redis.script_flush()
+    assert pushed(tokens) == 2 + 1  # the counts' script loaded again
+    with_redis.script_flush()
+    pushed(tokens, ip="10.0.0.7")  # and the addresses' (each new one is then noticed: a task queued)
+    assert pushed(tokens, when=now - timedelta(days=1)) == 2
+    for day, counts in ((now, [b"4", b"2", b"2"]), (now - timedelta(days=1), [b"1"] * 3)):
+        assert with_redis.hmget(f"usage:counts:{day.date().isoformat()}", tokens) == counts
+    assert all(with_redis.smembers(f"usage:ips:{token_id}") == {b"10.0.0.7"} for token_id in tokens)
+    assert with_redis.hget("usage:counts:" + now.date().isoformat(), 10_499) == b"1"
+
+
 def test_a_flush_that_dies_after_committing_is_not_counted_twice(api, world, with_redis, monkeypatch):
     issued = world.issue()
     client = bearer(api, issued.plaintext)
