@@ -69,6 +69,26 @@ def wait_for(predicate, timeout: float = 15.0) -> bool:
     return False
 
 
+class RoundTrips:
+    """Counts what this thread sends to Redis (a pipeline is one send), as the
+    benchmark does; the listener's own connection is left out."""
+
+    def __init__(self, monkeypatch):
+        import threading
+
+        import redis.connection
+
+        self.count, thread = 0, threading.current_thread()
+        original = redis.connection.AbstractConnection.send_packed_command
+
+        def counted(connection, *args, **kwargs):
+            if threading.current_thread() is thread:
+                self.count += 1
+            return original(connection, *args, **kwargs)
+
+        monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+
+
 @pytest.fixture
 def with_redis():
     """The service configured with the shared test Redis (database 15, emptied)."""

@@ -13,6 +13,7 @@ from core.errors import InvalidToken
 from iam.services import role_grant_remove, role_set_pat_eligible, user_set_active, user_set_pat_creation_right
 from iam.tenancy import tenant_application_set_pats_allowed
 from tenants.models import Tenant
+from tests.background.conftest import RoundTrips, wait_for
 from tests.conftest import bearer
 from tests.factories import RoleFactory, TenantFactory, grant
 from tokens import authcache, keys
@@ -302,26 +303,6 @@ def test_a_blocked_address_stops_lookups_but_not_a_token_already_verified(
 # ---------------------------------------------------------------- the cold path
 
 
-class RoundTrips:
-    """Counts what this thread sends to Redis (a pipeline is one send), as the
-    benchmark does; the listener's own connection is left out."""
-
-    def __init__(self, monkeypatch):
-        import threading
-
-        import redis.connection
-
-        self.count, thread = 0, threading.current_thread()
-        original = redis.connection.AbstractConnection.send_packed_command
-
-        def counted(connection, *args, **kwargs):
-            if threading.current_thread() is thread:
-                self.count += 1
-            return original(connection, *args, **kwargs)
-
-        monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
-
-
 def test_a_token_not_seen_before_costs_one_query_and_no_redis_round_trip(
     api, world, with_redis, monkeypatch, django_assert_num_queries
 ):
@@ -365,6 +346,25 @@ def test_a_lease_is_taken_when_redis_has_lost_its_scripts(api, world, with_redis
     assert client.get(ME).status_code == 200  # from the lease
     assert trips.count == 3
     assert int(with_redis.get(rate_limit_key(f"token-requests:{issued.token.pk}", window=60))) == 10 + 1
+
+
+def test_the_listener_loads_the_scripts_again_when_it_reconnects(api, world, with_redis, monkeypatch):
+    """After a restart (its connection lost, the scripts gone) a request does
+    not pay for loading them: the listener does, before it trusts its cache again."""
+    from core.redis import redis_client
+    from tokens.bearer import _LEASES_TAKE
+
+    monkeypatch.setattr(authcache, "_tick_hooks", [])  # the second request takes the lease
+    issued = world.issue()
+    client = bearer(api, issued.plaintext)
+    with_redis.script_flush()
+    with_redis.client_kill_filter(_type="pubsub")  # the listener's connection, as a restart drops it
+    assert wait_for(lambda: with_redis.script_exists(_LEASES_TAKE.sha)[0] and authcache.cache_trusted())
+    redis_client().ping()  # the service's own connection opened
+    assert client.get(ME).status_code == 200  # loaded: a query, served before its first count
+    trips = RoundTrips(monkeypatch)
+    assert client.get(ME).status_code == 200
+    assert trips.count == 1  # the lease, run at once
 
 
 def test_the_listener_counts_a_first_request_and_takes_the_lease_ahead_of_the_second(

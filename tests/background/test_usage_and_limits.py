@@ -7,6 +7,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from core.redis import redis_client
+from tests.background.conftest import RoundTrips
 from tests.conftest import bearer
 from tokens import usage
 from tokens.models import PersonalAccessToken, TokenUsageDay
@@ -75,27 +76,16 @@ def test_a_push_costs_the_same_round_trips_for_one_token_or_many(world, with_red
     """Each day's counts, the last uses and the new addresses are each one
     command (Lua scripts for the counts and addresses), in one transaction,
     whatever the number of tokens; a Redis that lost the scripts gets them again."""
-    import threading
-
-    import redis.connection
-
     tokens = [world.issue(f"t{number}").token.pk for number in range(3)]
     now = timezone.now()
-    sends, thread = [], threading.current_thread()  # this thread's: the listener has a connection of its own
-    original = redis.connection.AbstractConnection.send_packed_command
-
-    def counted(*args, **kwargs):
-        sends.append(threading.current_thread() is thread)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    trips = RoundTrips(monkeypatch)
 
     def pushed(ids, ip=None, when=now) -> int:
-        sends.clear()
+        before = trips.count
         for token_id in ids:
             usage.usage_count(token_id, ip=ip, now=when)
         assert usage.usage_push()
-        return sum(sends)
+        return trips.count - before
 
     pushed(tokens[:1])  # connected
     assert pushed(tokens[:1]) == pushed(range(10_000, 10_500)) == 2  # the scripts checked, then the transaction
